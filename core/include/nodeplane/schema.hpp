@@ -1,0 +1,77 @@
+// The declarative schema of a kind's spec. The core checks every document against it (unknown
+// field, wrong type, range, enum, required, dangling reference) before a plugin's own validate()
+// sees the resource, builds the dependency graph from `references`, and uses `forcesReplace` and
+// `compared` when it diffs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nodeplane/resource.hpp"
+
+namespace nodeplane {
+
+enum class FieldType {
+  kString,
+  kInteger,
+  kBoolean,
+  kStringList,
+  kStringMap,   // string -> string
+  kObject,      // members in `fields`
+  kObjectList,  // each element has the members in `fields`
+  kAny,         // checked only by the plugin (unions such as `gpus: all | [0, 1]`)
+};
+
+struct FieldSchema {
+  std::string name;
+  FieldType type = FieldType::kString;
+  std::string description;
+  bool required = false;
+  std::optional<std::int64_t> minimum;  // integers: inclusive range
+  std::optional<std::int64_t> maximum;
+  std::vector<std::string> allowed;     // strings: the only values accepted, when not empty
+  bool forcesReplace = false;           // a change cannot be made in place
+  bool compared = true;                 // false for directives such as `adopt` (not host state)
+  std::string references;               // kind this string field names (a dependency), or ""
+  std::vector<FieldSchema> fields;      // kObject / kObjectList members
+};
+
+struct KindSchema {
+  std::string kind;
+  std::string description;
+  std::vector<FieldSchema> spec;
+};
+
+// JSON Schema (draft 2020-12) of one kind's spec, for docs and editors.
+inline Json toJsonSchema(const std::vector<FieldSchema>& fields) {
+  Json props = Json::object();
+  Json required = Json::array();
+  for (const auto& f : fields) {
+    Json p = Json::object();
+    switch (f.type) {
+      case FieldType::kString: p["type"] = "string"; break;
+      case FieldType::kInteger: p["type"] = "integer"; break;
+      case FieldType::kBoolean: p["type"] = "boolean"; break;
+      case FieldType::kStringList: p = {{"type", "array"}, {"items", {{"type", "string"}}}}; break;
+      case FieldType::kStringMap:
+        p = {{"type", "object"}, {"additionalProperties", {{"type", "string"}}}};
+        break;
+      case FieldType::kObject: p = toJsonSchema(f.fields); break;
+      case FieldType::kObjectList: p = {{"type", "array"}, {"items", toJsonSchema(f.fields)}}; break;
+      case FieldType::kAny: break;
+    }
+    if (f.minimum) p["minimum"] = *f.minimum;
+    if (f.maximum) p["maximum"] = *f.maximum;
+    if (!f.allowed.empty()) p["enum"] = f.allowed;
+    if (!f.description.empty()) p["description"] = f.description;
+    props[f.name] = p;
+    if (f.required) required.push_back(f.name);
+  }
+  Json s = {{"type", "object"}, {"properties", props}, {"additionalProperties", false}};
+  if (!required.empty()) s["required"] = required;
+  return s;
+}
+
+}  // namespace nodeplane
