@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -30,7 +31,8 @@ struct OwnedObject {
 
 struct ResourceResult {
   ResourceId id;
-  std::string outcome;  // "in-sync", "created", "updated", "replaced", "deleted", "failed", "skipped", "conflict"
+  std::string outcome;  // "in-sync", "created", "updated", "replaced", "deleted", "failed",
+                        // "skipped", "conflict"
   std::string message;
   std::string at;  // RFC 3339 UTC
 };
@@ -43,13 +45,19 @@ struct JournalEntry {
   Json undo = Json::object();
 };
 
-// An exclusive flock on DIR/lock. Movable; released by the destructor.
+// An exclusive flock on DIR/lock (the directory is created 0700 if missing). Movable; released
+// by the destructor.
 class Lock {
  public:
-  // wait == nullopt: fail at once if held; else wait at most that long. The error says who
-  // holds it (the pid written into the lock file) and what to do.
+  // Called once, before waiting, when the lock is found held: the holder's pid (0 if unknown),
+  // so a caller can say "waiting for pid 1234".
+  using OnBusy = std::function<void(long holderPid)>;
+
+  // wait == nullopt: fail at once if held; else wait at most that long. The error
+  // (ErrorKind::kRetryable) says who holds it (the pid written into the lock file) and what to do.
   static Result<Lock> acquire(const std::filesystem::path& stateDir,
-                              std::optional<std::chrono::milliseconds> wait);
+                              std::optional<std::chrono::milliseconds> wait,
+                              const OnBusy& onBusy = {});
   Lock(Lock&&) noexcept;
   Lock& operator=(Lock&&) noexcept;
   Lock(const Lock&) = delete;
@@ -77,15 +85,23 @@ class Store {
   void setResult(ResourceResult r);
   void clearResult(const ResourceId& id);
 
-  // Writes state.json atomically.
+  // setOwned() keeps the `since` of an object already owned when o.since is empty, and stamps
+  // nowRfc3339() on a new one; setResult() stamps `at` when empty.
+
+  // Writes state.json atomically; the file it replaces is kept as state.json.bak. Does nothing
+  // when the content is what was last read or written.
   Result<void> commit();
 
   // Journal. Records intent (fsync'd) before disruptive steps; one call may carry many entries
-  // (one fsync for a whole plan). markDone() records that a step finished (no fsync needed).
+  // (one fsync for a whole plan). journalDone() records that a step finished (no fsync needed).
+  // Each entry's seq comes from nextSeq() (must be > 0).
+  std::uint64_t nextSeq() { return nextSeq_++; }
   Result<void> journalIntent(const std::vector<JournalEntry>& entries);
   Result<void> journalDone(std::uint64_t seq);
   // Entries left by an apply that did not finish (read at open()), each with whether it was
-  // recorded done. A truncated last line (crash mid-write) is ignored.
+  // recorded done. A truncated last line (crash mid-write) is ignored, and cut off before the
+  // next append. A snapshot: journalIntent()/journalDone() do not change it; clearJournal() empties
+  // it.
   struct Pending {
     JournalEntry entry;
     bool done = false;
@@ -97,16 +113,20 @@ class Store {
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
+  Store() = default;
+  Result<void> prepareJournalAppend();
+  Result<void> appendJournal(const std::string& lines, bool sync);
+
   std::filesystem::path dir_;
   std::map<ResourceId, OwnedObject> owned_;
   std::map<ResourceId, ResourceResult> results_;
   std::vector<Pending> pending_;
   std::uint64_t nextSeq_ = 1;
-
- public:
-  std::uint64_t nextSeq() { return nextSeq_++; }
+  std::optional<std::string> lastWritten_;  // state.json bytes as last read or written
+  bool journalChecked_ = false;             // torn tail cut off, ready to append
 };
 
+// The current time, UTC, as "2026-11-21T01:02:03Z".
 std::string nowRfc3339();
 
 }  // namespace nodeplane::state

@@ -1,1 +1,99 @@
-int main() { return 0; }
+// nodeplane: converge a GPU host to the desired state in YAML files.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "context.hpp"
+
+using namespace nodeplane;
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "nodeplane: converge a GPU host (bridges, VXLANs, taps, containers, VMs, vGPUs) to the\n"
+      "desired state written in YAML files.",
+      "nodeplane"};
+  app.set_version_flag("--version", NODEPLANE_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();
+
+  cli::GlobalOptions g;
+  app.add_option("--config", g.config, "agent config (default /etc/nodeplane/agent.yaml)");
+  app.add_option("--state-dir", g.stateDir, "state directory (default /var/lib/nodeplane)");
+  app.add_option("--plugin-dir", g.pluginDir,
+                 "plugin directory (default: plugins/ beside the binary, else the install dir)");
+  app.add_option("--sysfs-root", g.sysfsRoot, "directory that stands for /sys");
+  app.add_option("--log-level", g.logLevel, "trace, debug, info, warn, error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--output,-o", g.output, "text or json")->check(CLI::IsMember({"text", "json"}));
+
+  std::vector<std::string> files;
+  bool noPrune = false;
+  std::string planFile, kind;
+
+  auto* diff = app.add_subcommand(
+      "diff", "Preview: exit 0 in sync, 2 changes pending, 1 error (nothing is changed).");
+  diff->add_option("-f,--filename", files, "desired-state files or directories")->required();
+  diff->add_flag("--no-prune", noPrune, "do not show deletes of owned objects missing from -f");
+
+  auto* apply = app.add_subcommand("apply", "Converge the host to the desired state; exit 0 "
+                                            "converged, 1 error.");
+  auto* applyFiles =
+      apply->add_option("-f,--filename", files, "desired-state files or directories");
+  apply->add_flag("--no-prune", noPrune, "keep owned objects that are missing from -f");
+  auto* applyPlan = apply->add_option(
+      "--plan", planFile,
+      "apply a plan saved by `diff --output json`; refused if the host changed since");
+  applyPlan->excludes(applyFiles);
+
+  auto* run = app.add_subcommand(
+      "run", "Daemon: watch the directory and the host, reconcile on every change and resync "
+             "periodically; sd_notify when under systemd.");
+  run->add_option("-f,--filename", files, "desired-state directory (or files)")->required();
+  run->add_flag("--no-prune", noPrune, "keep owned objects that are missing from -f");
+
+  auto* validate = app.add_subcommand(
+      "validate", "Check desired-state files; exit 0 valid, 1 invalid, every error listed.");
+  validate->add_option("-f,--filename", files, "desired-state files or directories")
+      ->required();
+
+  auto* check = app.add_subcommand(
+      "check", "Host readiness: netlink, systemd bus, KVM, IOMMU, VFIO, GPUs and IOMMU groups.");
+  auto* status =
+      app.add_subcommand("status", "Last reconcile result per resource, from the state store.");
+  auto* exportCmd = app.add_subcommand(
+      "export", "Observed state as desired-state YAML that `apply` accepts unchanged.");
+  exportCmd->add_option("--kind", kind, "only this kind (e.g. Bridge)");
+  auto* plugins = app.add_subcommand("plugins", "Loaded plugins and the kinds they serve.");
+
+  CLI11_PARSE(app, argc, argv);
+
+  auto logger = spdlog::stderr_color_mt("nodeplane");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%^%l%$: %v");
+  spdlog::set_level(spdlog::level::from_str(
+      (run->parsed() && app.get_option("--log-level")->count() == 0) ? "info" : g.logLevel));
+  if (run->parsed()) spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  auto ctx = cli::Context::make(g);
+  if (!ctx) {
+    std::cerr << "error: " << ctx.error().str() << "\n";
+    return cli::kError;
+  }
+  if (diff->parsed()) return cli::cmdDiff(*ctx, files, !noPrune);
+  if (apply->parsed()) {
+    if (files.empty() && planFile.empty()) {
+      std::cerr << "error: apply needs -f PATH... or --plan FILE\n";
+      return cli::kError;
+    }
+    return cli::cmdApply(*ctx, files, !noPrune, planFile);
+  }
+  if (run->parsed()) return cli::cmdRun(*ctx, files, !noPrune);
+  if (validate->parsed()) return cli::cmdValidate(*ctx, files);
+  if (check->parsed()) return cli::cmdCheck(*ctx);
+  if (status->parsed()) return cli::cmdStatus(*ctx);
+  if (exportCmd->parsed()) return cli::cmdExport(*ctx, kind);
+  if (plugins->parsed()) return cli::cmdPlugins(*ctx);
+  return cli::kError;
+}

@@ -1,6 +1,9 @@
 // `nodeplane check`: host readiness report.
 #pragma once
 
+#include <chrono>
+#include <filesystem>
+#include <istream>
 #include <string>
 #include <vector>
 
@@ -10,7 +13,7 @@
 namespace nodeplane {
 
 struct CheckItem {
-  std::string name;    // "netlink", "systemd-bus", "kvm", "cpu-virtualization", "iommu", "vfio"
+  std::string name;  // "netlink", "systemd-bus", "kvm", "cpu-virtualization", "iommu", "vfio"
   bool ok = false;
   bool required = false;  // a missing required piece makes `check` exit 1
   std::string detail;     // what was found, or what is missing and how to fix it
@@ -26,5 +29,18 @@ struct CheckReport {
 CheckReport runChecks(const HostContext& host);
 std::string renderCheckText(const CheckReport& report);
 Json checkToJson(const CheckReport& report);  // {"ok":..,"checks":[..],"gpus":[..]}
+
+// The probes behind runChecks(), one per item, each over the root it reads (check_probes.cpp).
+CheckItem probeNetlink();
+// `bus`: "system", "user", or a D-Bus address ("unix:path=/run/x/bus").
+CheckItem probeSystemdBus(const std::string& bus,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(3));
+CheckItem probeKvm(const std::filesystem::path& devRoot);
+CheckItem probeCpuVirtualization(const std::filesystem::path& procRoot);
+CheckItem probeIommu(const std::filesystem::path& sysfsRoot);
+CheckItem probeVfio(const std::filesystem::path& sysfsRoot);
+
+// "vmx" or "svm" when the `flags` of /proc/cpuinfo carry one, "" otherwise.
+std::string parseCpuVirtualization(std::istream& cpuinfo);
 
 }  // namespace nodeplane

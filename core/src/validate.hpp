@@ -1,6 +1,8 @@
 // Checking a resource's spec against its kind's declarative schema.
 #pragma once
 
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "nodeplane/error.hpp"
@@ -13,5 +15,11 @@ namespace nodeplane {
 // the allowed values, missing required field. Field paths are "spec.x.y[2]"; each error is
 // located with r.locate(path). Reference targets are not checked here (the graph does that).
 std::vector<Error> validateAgainstSchema(const Resource& r, const KindSchema& schema);
+
+// Shared with the loader's envelope checks.
+// The known name closest to a misspelled one ("mtux" -> "mtu"), or "" when none is close.
+std::string closestName(std::string_view name, const std::vector<std::string>& known);
+// A value as an error message shows it: `string "abc"`, `integer 5`, `float 1.5`, `a list`, ...
+std::string describeValue(const Json& value);
 
 }  // namespace nodeplane

@@ -1,1 +1,89 @@
-// placeholder
+#include "net_plugin.hpp"
+
+#include <exception>
+
+#include "link_apply.hpp"
+#include "link_state.hpp"
+#include "net_schema.hpp"
+#include "netlink_socket.hpp"
+
+namespace nodeplane::net {
+namespace {
+
+// Nothing may escape the plugin: a throw (bad JSON access, allocation) becomes an error.
+template <class F>
+auto guarded(const std::string& what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return fail(ErrorKind::kTerminal, what + ": internal error: " + e.what());
+  } catch (...) {
+    return fail(ErrorKind::kTerminal, what + ": internal error");
+  }
+}
+
+Result<void> unknownKind(const std::string& kind) {
+  return fail(ErrorKind::kTerminal, "the net plugin does not handle kind " + kind);
+}
+
+}  // namespace
+
+NetPlugin::NetPlugin(const HostContext& host)
+    : host_(host), nl_(std::make_unique<NetlinkSocket>()) {}
+
+NetPlugin::~NetPlugin() = default;
+
+std::vector<KindSchema> NetPlugin::kinds() const { return netKinds(); }
+
+std::vector<Error> NetPlugin::validate(const Resource& r) const {
+  try {
+    return validateNet(r);
+  } catch (const std::exception& e) {
+    return {r.error(ErrorKind::kInvalidInput, "", std::string("internal error: ") + e.what())};
+  }
+}
+
+Json NetPlugin::normalize(const std::string& kind, const Json& spec) const {
+  try {
+    return normalizeNet(kind, spec);
+  } catch (...) {
+    return spec;
+  }
+}
+
+Result<std::vector<ObservedObject>> NetPlugin::observe(const std::string& kind) {
+  return guarded("observing " + kind + " links", [&]() -> Result<std::vector<ObservedObject>> {
+    if (!isNetKind(kind)) return std::unexpected(unknownKind(kind).error());
+    auto links = dumpLinks(*nl_);
+    if (!links) return std::unexpected(netlinkFailure(links.error(), "listing network links"));
+    std::vector<ObservedObject> out;
+    for (const LinkState& l : *links) {
+      if (!linkIsKind(l, kind)) continue;
+      out.push_back(ObservedObject{ResourceId{kind, l.name}, observedSpec(kind, l, *links),
+                                   l.alias == kOwnerMark});
+    }
+    return out;
+  });
+}
+
+Result<void> NetPlugin::apply(const Change& change) {
+  const ResourceId& id = change.id;
+  return guarded(std::string(toString(change.action)) + " " + id.str(), [&]() -> Result<void> {
+    if (!isNetKind(id.kind)) return unknownKind(id.kind);
+    const Json desired = normalizeNet(id.kind, change.desired);
+    switch (change.action) {
+      case Action::kCreate:
+        return createLink(*nl_, host_, id, desired);
+      case Action::kUpdate:
+        return updateLink(*nl_, id, desired, normalizeNet(id.kind, change.observed));
+      case Action::kReplace:
+        if (auto r = deleteLink(*nl_, host_, id); !r) return r;
+        return createLink(*nl_, host_, id, desired);
+      case Action::kDelete:
+        return deleteLink(*nl_, host_, id);
+    }
+    return fail(ErrorKind::kTerminal, "unknown action");
+  });
+}
+
+}  // namespace nodeplane::net

@@ -59,7 +59,7 @@ inline const char* toString(Action a) {
 }
 
 struct FieldChange {
-  std::string path;  // relative to the resource: "spec.mtu"
+  std::string path;  // relative to spec: "mtu", "cloudInit.hostname"
   Json from;         // observed (null when absent)
   Json to;           // desired
   bool forcesReplace = false;
@@ -96,7 +96,7 @@ class Plugin {
 
   // Canonical form of a spec, applied to desired and observed before they are compared
   // (canonical addresses, sorted sets).
-  virtual Json normalize(const std::string& kind, const Json& spec) const { return spec; }
+  virtual Json normalize(const std::string& /*kind*/, const Json& spec) const { return spec; }
 
   // Every object of `kind` on the host, managed or not.
   virtual Result<std::vector<ObservedObject>> observe(const std::string& kind) = 0;

@@ -1,0 +1,116 @@
+// check, status, export, plugins: the commands that only look.
+#include <fmt/format.h>
+
+#include <iostream>
+
+#include "check.hpp"
+#include "context.hpp"
+
+namespace nodeplane::cli {
+
+int cmdCheck(Context& ctx) {
+  CheckReport report = runChecks(ctx.host());
+  if (ctx.json())
+    printJson(checkToJson(report));
+  else
+    std::cout << renderCheckText(report);
+  return report.ok() ? kOk : kError;
+}
+
+int cmdStatus(Context& ctx) {
+  auto store = state::Store::open(ctx.stateDir());
+  if (!store) return reportErrors(ctx, {store.error()}, "");
+  if (ctx.json()) {
+    Json items = Json::array();
+    for (const auto& [id, r] : store->results()) {
+      Json j = {{"kind", id.kind}, {"name", id.name}, {"outcome", r.outcome},
+                {"message", r.message}, {"at", r.at}, {"owned", store->owns(id)}};
+      items.push_back(j);
+    }
+    Json owned = Json::array();
+    for (const auto& [id, o] : store->owned())
+      owned.push_back({{"kind", id.kind}, {"name", id.name}, {"plugin", o.plugin},
+                       {"since", o.since}});
+    printJson({{"resources", items}, {"owned", owned},
+               {"interruptedApply", !store->pending().empty()}});
+    return kOk;
+  }
+  if (store->results().empty() && store->owned().empty()) {
+    std::cout << "No reconcile recorded in " << ctx.stateDir().string() << ".\n";
+    return kOk;
+  }
+  std::size_t w = 8;
+  for (const auto& [id, _] : store->results()) w = std::max(w, id.str().size());
+  std::cout << fmt::format("{:<{}}  {:<11}  {:<20}  {}\n", "RESOURCE", w, "RESULT", "AT",
+                           "MESSAGE");
+  for (const auto& [id, r] : store->results())
+    std::cout << fmt::format("{:<{}}  {:<11}  {:<20}  {}\n", id.str(), w, r.outcome, r.at,
+                             r.message);
+  if (!store->pending().empty())
+    std::cout << "An apply was interrupted; the next apply or run finishes it.\n";
+  return kOk;
+}
+
+int cmdExport(Context& ctx, const std::string& kind) {
+  auto engine = ctx.engine();
+  if (!engine) return reportErrors(ctx, {engine.error()}, "");
+  if (!kind.empty() && !(*engine)->plugins().forKind(kind))
+    return reportErrors(ctx, {fail(ErrorKind::kInvalidInput, "unknown kind \"" + kind + "\"")
+                                  .error()}, "");
+  auto store = state::Store::open(ctx.stateDir());
+  if (!store) return reportErrors(ctx, {store.error()}, "");
+  Observation obs = kind.empty() ? (*engine)->observe() : (*engine)->observe({kind});
+  std::vector<Error> errors;
+  for (const auto& [k, e] : obs.failed) errors.push_back(e);
+  if (!errors.empty()) return reportErrors(ctx, errors, "could not observe every kind");
+  std::vector<Json> docs;
+  for (const auto& [id, o] : obs.objects) {
+    Json spec = Json::object();
+    for (const auto& [k, v] : o.spec.items())
+      if (!v.is_null()) spec[k] = v;
+    const bool owned = o.marked || store->owns(id);
+    if (!owned) spec["adopt"] = true;  // applying the export must not be refused
+    docs.push_back({{"apiVersion", std::string(kApiVersion)},
+                    {"kind", id.kind},
+                    {"metadata", {{"name", id.name}}},
+                    {"spec", spec}});
+  }
+  if (ctx.json())
+    printJson(docs);
+  else
+    std::cout << emitYamlDocuments(docs);
+  return kOk;
+}
+
+int cmdPlugins(Context& ctx) {
+  auto host = ctx.plugins();
+  if (!host) return reportErrors(ctx, {host.error()}, "");
+  const auto& plugins = (*host)->plugins();
+  const auto& refused = (*host)->refused();
+  if (ctx.json()) {
+    Json loaded = Json::array(), bad = Json::array();
+    for (const auto& p : plugins) {
+      Json kinds = Json::array();
+      for (const auto& k : p->kinds())
+        kinds.push_back({{"kind", k.kind}, {"description", k.description},
+                         {"schema", toJsonSchema(k.spec)}});
+      loaded.push_back({{"name", p->name()}, {"file", p->file().string()}, {"kinds", kinds}});
+    }
+    for (const auto& r : refused) bad.push_back({{"file", r.file.string()}, {"reason", r.reason}});
+    printJson({{"pluginDir", ctx.pluginDir().string()}, {"abiVersion", kAbiVersion},
+               {"plugins", loaded}, {"refused", bad}});
+  } else {
+    std::cout << "plugin directory: " << ctx.pluginDir().string() << " (ABI " << kAbiVersion
+              << ")\n";
+    for (const auto& p : plugins) {
+      std::string kinds;
+      for (const auto& k : p->kinds()) kinds += (kinds.empty() ? "" : ", ") + k.kind;
+      std::cout << fmt::format("  {:<10} {}  [{}]\n", p->name(), kinds, p->file().string());
+    }
+    for (const auto& r : refused)
+      std::cout << fmt::format("  REFUSED    {}: {}\n", r.file.string(), r.reason);
+  }
+  return refused.empty() ? kOk : kError;
+}
+
+}  // namespace nodeplane::cli

@@ -1,0 +1,193 @@
+// validate, diff, apply, run: the commands that read desired state.
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <set>
+#include <iostream>
+#include <sstream>
+
+#include "context.hpp"
+#include "daemon.hpp"
+
+namespace nodeplane::cli {
+namespace {
+
+std::vector<std::filesystem::path> toPaths(const std::vector<std::string>& in) {
+  return {in.begin(), in.end()};
+}
+
+// Loads and validates; on any error prints every one and returns nullopt.
+std::optional<Desired> prepared(Context& ctx, Engine& engine,
+                                const std::vector<std::string>& paths, int& exitCode) {
+  Desired d = engine.prepare(loadSources(toPaths(paths)));
+  if (!d.ok()) {
+    exitCode = reportErrors(
+        ctx, d.errors,
+        fmt::format("{} error(s) in the desired state: nothing was applied or pruned",
+                    d.errors.size()));
+    return std::nullopt;
+  }
+  return d;
+}
+
+const char* pastTense(Action a) {
+  switch (a) {
+    case Action::kCreate: return "created";
+    case Action::kUpdate: return "updated";
+    case Action::kReplace: return "replaced";
+    case Action::kDelete: return "deleted";
+  }
+  return "?";
+}
+
+Result<state::Lock> takeLock(Context& ctx) {
+  auto quick = state::Lock::acquire(ctx.stateDir(), std::nullopt);
+  if (quick) return quick;
+  if (!ctx.json())
+    std::cerr << quick.error().message << "; waiting up to " << ctx.config().lockTimeout.count()
+              << " s\n";
+  return state::Lock::acquire(ctx.stateDir(),
+                              std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  ctx.config().lockTimeout));
+}
+
+}  // namespace
+
+int cmdValidate(Context& ctx, const std::vector<std::string>& paths) {
+  auto engine = ctx.engine();
+  if (!engine) return reportErrors(ctx, {engine.error()}, "");
+  Desired d = (*engine)->prepare(loadSources(toPaths(paths)));
+  if (!d.ok())
+    return reportErrors(ctx, d.errors, fmt::format("{} error(s)", d.errors.size()));
+  if (ctx.json()) {
+    Json files = Json::array();
+    for (const auto& f : d.files) files.push_back(f.string());
+    printJson({{"ok", true},
+               {"files", files},
+               {"resources", d.resources.size()},
+               {"skippedForNode", d.skippedForNode}});
+  } else {
+    std::cout << fmt::format("valid: {} resource(s) in {} file(s)", d.resources.size(),
+                             d.files.size());
+    if (d.skippedForNode) std::cout << fmt::format(", {} for other nodes", d.skippedForNode);
+    std::cout << "\n";
+  }
+  return kOk;
+}
+
+int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune) {
+  auto engine = ctx.engine();
+  if (!engine) return reportErrors(ctx, {engine.error()}, "");
+  int code = kOk;
+  auto desired = prepared(ctx, **engine, paths, code);
+  if (!desired) return code;
+  auto store = state::Store::open(ctx.stateDir());
+  if (!store) return reportErrors(ctx, {store.error()}, "");
+  Observation obs = (*engine)->observe();
+  Plan plan = (*engine)->plan(*desired, obs, *store, prune);
+  if (ctx.json())
+    printJson(planToJson(plan));
+  else
+    std::cout << renderPlanText(plan);
+  if (!plan.errors.empty()) return kError;
+  return plan.hasChanges() ? kChangesPending : kOk;
+}
+
+int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
+             const std::string& planFile) {
+  auto engine = ctx.engine();
+  if (!engine) return reportErrors(ctx, {engine.error()}, "");
+  auto lock = takeLock(ctx);
+  if (!lock) return reportErrors(ctx, {lock.error()}, "");
+  auto store = state::Store::open(ctx.stateDir());
+  if (!store) return reportErrors(ctx, {store.error()}, "nothing was applied");
+  if (!store->pending().empty()) {
+    spdlog::warn("a previous apply was interrupted; finishing it from the journal");
+    if (auto r = (*engine)->recover(*store); !r)
+      return reportErrors(ctx, {r.error()}, "recovery failed: nothing was applied");
+    else if (!ctx.json())
+      std::cerr << "recovered " << *r << " journal entries of an interrupted apply\n";
+  }
+  std::set<std::string> printed;
+  StepCallback print = [&](const PlanEntry& e, const StepResult& r) {
+    if (ctx.json()) return;
+    if (r.outcome == StepOutcome::kOk)
+      std::cout << e.change.id.str() << " " << pastTense(e.change.action) << "\n";
+    else
+      std::cout << "! " << r.error.str() << "\n";
+    printed.insert(r.error.str());
+    std::cout.flush();
+  };
+
+  ApplyReport report;
+  if (!planFile.empty()) {
+    std::ifstream in(planFile);
+    if (!in) return reportErrors(ctx, {fail(ErrorKind::kInvalidInput,
+                                            "cannot read plan file " + planFile).error()}, "");
+    Json j;
+    try {
+      j = Json::parse(in);
+    } catch (const std::exception& e) {
+      return reportErrors(ctx, {fail(ErrorKind::kInvalidInput,
+                                     planFile + ": not JSON: " + e.what()).error()}, "");
+    }
+    auto plan = planFromJson(j);
+    if (!plan) return reportErrors(ctx, {plan.error()}, "nothing was applied");
+    auto r = (*engine)->applySaved(*plan, *store, print);
+    if (!r) return reportErrors(ctx, {r.error()}, "");
+    report = std::move(*r);
+  } else {
+    int code = kOk;
+    auto desired = prepared(ctx, **engine, paths, code);
+    if (!desired) return code;
+    report = (*engine)->converge(*desired, *store, prune, print);
+  }
+
+  if (ctx.json()) {
+    Json errs = Json::array();
+    for (const auto& e : report.errors) errs.push_back(errorToJson(e));
+    printJson({{"ok", report.ok()},
+               {"created", report.created},
+               {"updated", report.updated},
+               {"replaced", report.replaced},
+               {"deleted", report.deleted},
+               {"failed", report.failed},
+               {"skipped", report.skipped},
+               {"inSync", report.plan.inSync.size()},
+               {"errors", errs}});
+  } else {
+    for (const auto& e : report.plan.errors) {
+      std::cout << "! " << e.str() << "\n";
+      printed.insert(e.str());
+    }
+    std::cout << fmt::format(
+        "Apply {}: {} created, {} updated, {} replaced, {} deleted, {} failed, {} skipped, {} in "
+        "sync.\n",
+        report.ok() ? "complete" : "incomplete", report.created, report.updated, report.replaced,
+        report.deleted, report.failed, report.skipped, report.plan.inSync.size());
+    for (const auto& e : report.errors)  // what the step lines above did not say
+      if (!printed.count(e.str())) std::cout << "! " << e.str() << "\n";
+  }
+  return report.ok() ? kOk : kError;
+}
+
+int cmdRun(Context& ctx, const std::vector<std::string>& paths, bool prune) {
+  auto engine = ctx.engine();
+  if (!engine) return reportErrors(ctx, {engine.error()}, "");
+  DaemonOptions opt;
+  opt.sources = toPaths(paths);
+  opt.stateDir = ctx.stateDir();
+  opt.resync = ctx.config().resync;
+  opt.debounce = ctx.config().debounce;
+  opt.lockTimeout = ctx.config().lockTimeout;
+  opt.prune = prune;
+  for (const auto& p : opt.sources) {
+    std::error_code ec;
+    if (!std::filesystem::exists(p, ec))
+      return reportErrors(ctx, {fail(ErrorKind::kInvalidInput,
+                                     p.string() + " does not exist").error()}, "");
+  }
+  return runDaemon(**engine, opt);
+}
+
+}  // namespace nodeplane::cli

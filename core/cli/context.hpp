@@ -1,0 +1,69 @@
+// What every command needs: the agent config, the host context, the plugins, and how to print.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent_config.hpp"
+#include "engine.hpp"
+#include "plugin_host.hpp"
+
+namespace nodeplane::cli {
+
+struct GlobalOptions {
+  std::string config;
+  std::string stateDir;
+  std::string pluginDir;
+  std::string sysfsRoot;
+  std::string logLevel = "warn";
+  std::string output = "text";
+};
+
+class Context {
+ public:
+  // Reads the agent config and builds the host context. Plugins load lazily.
+  static Result<Context> make(const GlobalOptions& g);
+
+  bool json() const { return json_; }
+  const AgentConfig& config() const { return config_; }
+  const HostContext& host() const { return host_; }
+  const std::filesystem::path& stateDir() const { return stateDir_; }
+  const std::filesystem::path& pluginDir() const { return pluginDir_; }
+
+  // Loads the plugins once; warns on stderr about refused ones.
+  Result<PluginHost*> plugins();
+  Result<Engine*> engine();
+
+ private:
+  bool json_ = false;
+  AgentConfig config_;
+  HostContext host_;
+  std::filesystem::path stateDir_;
+  std::filesystem::path pluginDir_;
+  std::optional<PluginHost> plugins_;
+  std::optional<Engine> engine_;
+};
+
+// Exit codes.
+inline constexpr int kOk = 0;
+inline constexpr int kError = 1;
+inline constexpr int kChangesPending = 2;
+
+// Prints errors (text: one per line on stderr) and returns kError.
+int reportErrors(const Context& ctx, const std::vector<Error>& errors, const std::string& what);
+Json errorToJson(const Error& e);
+void printJson(const Json& j);
+
+int cmdValidate(Context& ctx, const std::vector<std::string>& paths);
+int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune);
+int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
+             const std::string& planFile);
+int cmdRun(Context& ctx, const std::vector<std::string>& paths, bool prune);
+int cmdCheck(Context& ctx);
+int cmdStatus(Context& ctx);
+int cmdExport(Context& ctx, const std::string& kind);
+int cmdPlugins(Context& ctx);
+
+}  // namespace nodeplane::cli

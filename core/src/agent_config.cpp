@@ -1,0 +1,130 @@
+#include "agent_config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace nodeplane {
+namespace {
+
+Error configError(const std::string& file, const YAML::Mark& m, const std::string& field,
+                  const std::string& msg) {
+  Error e;
+  e.kind = ErrorKind::kInvalidInput;
+  e.where = {file, m.line + 1, m.column + 1};
+  e.field = field;
+  e.message = msg;
+  return e;
+}
+
+// A small tree (a config file), so the node API is fine here.
+Json toJson(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      Json o = Json::object();
+      for (const auto& kv : n) o[kv.first.as<std::string>()] = toJson(kv.second);
+      return o;
+    }
+    case YAML::NodeType::Sequence: {
+      Json a = Json::array();
+      for (const auto& x : n) a.push_back(toJson(x));
+      return a;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string s = n.Scalar();
+      if (n.Tag() == "?") {
+        bool b;
+        long long i;
+        if (YAML::convert<bool>::decode(n, b) && (s == "true" || s == "false")) return b;
+        if (YAML::convert<long long>::decode(n, i)) return i;
+      }
+      return s;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+Result<AgentConfig> parseAgentConfig(const std::string& text, const std::string& file) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    Error err = configError(file, e.mark, "", e.msg);
+    return std::unexpected(err);
+  }
+  AgentConfig cfg;
+  if (root.IsNull()) return cfg;
+  if (!root.IsMap())
+    return std::unexpected(configError(file, root.Mark(), "", "expected a mapping"));
+  static const std::set<std::string> known = {
+      "apiVersion", "kind",  "hostname", "labels", "resyncSeconds", "debounceMilliseconds",
+      "lockTimeoutSeconds", "stateDir", "pluginDir", "vfio", "docker", "qemu", "vgpu", "net"};
+  try {
+    for (const auto& kv : root) {
+      const std::string key = kv.first.as<std::string>();
+      const auto& v = kv.second;
+      auto bad = [&](const std::string& what) {
+        return std::unexpected(configError(file, v.Mark(), key, what));
+      };
+      if (!known.count(key)) {
+        std::string list;
+        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+        return std::unexpected(configError(file, kv.first.Mark(), key,
+                                           "unknown key \"" + key + "\" (known: " + list + ")"));
+      }
+      if (key == "apiVersion" && v.as<std::string>() != kApiVersion)
+        return bad("expected " + std::string(kApiVersion) + ", got \"" + v.as<std::string>() +
+                   "\"");
+      if (key == "kind" && v.as<std::string>() != "AgentConfig")
+        return bad("expected AgentConfig, got \"" + v.as<std::string>() + "\"");
+      if (key == "hostname") cfg.hostname = v.as<std::string>();
+      if (key == "labels") {
+        if (!v.IsMap()) return bad("expected a mapping of label: value");
+        for (const auto& l : v) cfg.labels[l.first.as<std::string>()] = l.second.as<std::string>();
+      }
+      auto positive = [&](long long& out) -> bool {
+        long long n = 0;
+        if (!YAML::convert<long long>::decode(v, n) || n <= 0) return false;
+        out = n;
+        return true;
+      };
+      long long n = 0;
+      if (key == "resyncSeconds") {
+        if (!positive(n)) return bad("expected a positive number of seconds");
+        cfg.resync = std::chrono::seconds(n);
+      }
+      if (key == "debounceMilliseconds") {
+        if (!positive(n)) return bad("expected a positive number of milliseconds");
+        cfg.debounce = std::chrono::milliseconds(n);
+      }
+      if (key == "lockTimeoutSeconds") {
+        if (!positive(n)) return bad("expected a positive number of seconds");
+        cfg.lockTimeout = std::chrono::seconds(n);
+      }
+      if (key == "stateDir") cfg.stateDir = v.as<std::string>();
+      if (key == "pluginDir") cfg.pluginDir = v.as<std::string>();
+    }
+    cfg.raw = toJson(root);
+  } catch (const YAML::Exception& e) {
+    return std::unexpected(configError(file, e.mark, "", e.msg));
+  }
+  return cfg;
+}
+
+Result<AgentConfig> loadAgentConfig(const std::filesystem::path& path, bool explicitPath) {
+  std::ifstream in(path);
+  if (!in) {
+    if (!explicitPath && !std::filesystem::exists(path)) return AgentConfig{};
+    return fail(ErrorKind::kInvalidInput, "cannot read agent config " + path.string());
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parseAgentConfig(ss.str(), path.string());
+}
+
+}  // namespace nodeplane

@@ -1,0 +1,119 @@
+// `nodeplane check`: runs the probes, reads the GPU inventory, renders the report.
+#include "check.hpp"
+
+#include <algorithm>
+#include <array>
+
+namespace nodeplane {
+namespace {
+
+std::string joinAddresses(const std::vector<host::PciFunction>& functions) {
+  std::string out;
+  for (const auto& f : functions) {
+    if (!out.empty()) out += ",";
+    out += f.address;
+  }
+  return out.empty() ? "-" : out;
+}
+
+Json addresses(const std::vector<host::PciFunction>& functions) {
+  Json out = Json::array();
+  for (const auto& f : functions) out.push_back(f.address);
+  return out;
+}
+
+// Rows of cells printed in columns two spaces apart; the last column is not padded.
+std::string renderTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()));
+    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    out += "  " + line + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+bool CheckReport::ok() const {
+  return std::all_of(items.begin(), items.end(),
+                     [](const CheckItem& c) { return c.ok || !c.required; });
+}
+
+CheckReport runChecks(const HostContext& host) {
+  CheckReport report;
+  report.items.push_back(probeNetlink());
+  report.items.push_back(probeSystemdBus(host.systemdBus));
+  report.items.push_back(probeKvm(host.devRoot));
+  report.items.push_back(probeCpuVirtualization(host.procRoot));
+  report.items.push_back(probeIommu(host.sysfsRoot));
+  report.items.push_back(probeVfio(host.sysfsRoot));
+  if (auto gpus = host::readGpuInventory(host.sysfsRoot)) {
+    report.gpus = std::move(*gpus);
+  } else {
+    report.gpuError = gpus.error().str();
+  }
+  return report;
+}
+
+std::string renderCheckText(const CheckReport& report) {
+  std::vector<std::vector<std::string>> checks;
+  for (const auto& c : report.items) {
+    checks.push_back({c.ok ? "ok" : (c.required ? "MISSING" : "warn"), c.name, c.detail});
+  }
+  std::string out = "Host checks:\n" + renderTable(checks);
+
+  out += "\nGPUs:\n";
+  if (!report.gpuError.empty()) {
+    out += "  cannot read the PCI inventory: " + report.gpuError + "\n";
+  } else if (report.gpus.empty()) {
+    out += "  none found\n";
+  } else {
+    std::vector<std::vector<std::string>> rows{
+        {"ADDRESS", "VENDOR:DEVICE", "DRIVER", "NUMA", "GROUP", "COMPANIONS", "PEERS"}};
+    for (const auto& gpu : report.gpus) {
+      const auto& f = gpu.function;
+      rows.push_back({f.address, f.vendor + ":" + f.device, f.driver.empty() ? "-" : f.driver,
+                      std::to_string(f.numaNode),
+                      f.iommuGroup ? std::to_string(*f.iommuGroup) : "-",
+                      joinAddresses(gpu.companions), joinAddresses(gpu.groupPeers)});
+    }
+    out += renderTable(rows);
+  }
+  out += report.ok() ? "\nready: every required check passed\n"
+                     : "\nnot ready: a required check failed\n";
+  return out;
+}
+
+Json checkToJson(const CheckReport& report) {
+  Json checks = Json::array();
+  for (const auto& c : report.items) {
+    checks.push_back(
+        {{"name", c.name}, {"ok", c.ok}, {"required", c.required}, {"detail", c.detail}});
+  }
+  Json gpus = Json::array();
+  for (const auto& gpu : report.gpus) {
+    const auto& f = gpu.function;
+    gpus.push_back({{"address", f.address},
+                    {"vendor", f.vendor},
+                    {"device", f.device},
+                    {"driver", f.driver},
+                    {"numaNode", f.numaNode},
+                    {"iommuGroup", f.iommuGroup ? Json(*f.iommuGroup) : Json(nullptr)},
+                    {"companions", addresses(gpu.companions)},
+                    {"groupPeers", addresses(gpu.groupPeers)}});
+  }
+  Json out = {{"ok", report.ok()}, {"checks", checks}, {"gpus", gpus}};
+  if (!report.gpuError.empty()) out["gpuError"] = report.gpuError;
+  return out;
+}
+
+}  // namespace nodeplane

@@ -1,0 +1,241 @@
+#include "daemon.hpp"
+
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+namespace nodeplane {
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+void arm(int timerFd, std::chrono::milliseconds after, std::chrono::milliseconds every = {}) {
+  itimerspec its{};
+  auto ms = std::max<long long>(after.count(), 1);
+  its.it_value.tv_sec = ms / 1000;
+  its.it_value.tv_nsec = (ms % 1000) * 1000000;
+  its.it_interval.tv_sec = every.count() / 1000;
+  its.it_interval.tv_nsec = (every.count() % 1000) * 1000000;
+  ::timerfd_settime(timerFd, 0, &its, nullptr);
+}
+
+void drain(int fd) {
+  char buf[16384];
+  while (::read(fd, buf, sizeof buf) > 0) {
+  }
+}
+
+// Directories to watch: each directory source, and the parent of each file source.
+std::set<std::filesystem::path> watchDirs(const std::vector<std::filesystem::path>& sources) {
+  std::set<std::filesystem::path> dirs;
+  for (const auto& s : sources) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(s, ec))
+      dirs.insert(s);
+    else
+      dirs.insert(s.parent_path().empty() ? "." : s.parent_path());
+  }
+  return dirs;
+}
+
+}  // namespace
+
+int runDaemon(Engine& engine, const DaemonOptions& opt) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
+    spdlog::error("sigprocmask: {}", std::strerror(errno));
+    return 1;
+  }
+  Fd sigFd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  Fd inFd(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  Fd passTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  Fd resyncTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  Fd watchdogTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!sigFd || !inFd || !passTimer || !resyncTimer || !watchdogTimer) {
+    spdlog::error("cannot set up the event loop: {}", std::strerror(errno));
+    return 1;
+  }
+  constexpr std::uint32_t kDirEvents = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
+                                       IN_DELETE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
+  for (const auto& dir : watchDirs(opt.sources)) {
+    if (::inotify_add_watch(inFd.get(), dir.c_str(), kDirEvents) < 0) {
+      spdlog::error("cannot watch {}: {}", dir.string(), std::strerror(errno));
+      return 1;
+    }
+    spdlog::info("watching {}", dir.string());
+  }
+
+  // Link and address changes made by anyone: a link deleted by hand is repaired at once.
+  Fd nlFd;
+  if (opt.watchNetlink) {
+    nlFd = Fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
+    sockaddr_nl sa{};
+    sa.nl_family = AF_NETLINK;
+    sa.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+    if (!nlFd || ::bind(nlFd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      spdlog::warn("netlink events unavailable ({}); drift is repaired at resync only",
+                   std::strerror(errno));
+      nlFd = Fd();
+    }
+  }
+
+  std::uint64_t watchdogUsec = 0;
+  if (sd_watchdog_enabled(0, &watchdogUsec) > 0 && watchdogUsec > 0) {
+    auto half = std::chrono::milliseconds(watchdogUsec / 2000);
+    arm(watchdogTimer.get(), half, half);
+  }
+  arm(resyncTimer.get(), opt.resync, opt.resync);
+
+  SourceCache cache;
+  bool ready = false;
+  auto backoff = std::chrono::milliseconds(0);
+
+  auto pass = [&]() {
+    auto lock = state::Lock::acquire(opt.stateDir, opt.lockTimeout);
+    if (!lock) {
+      spdlog::error("{}", lock.error().str());
+      return false;
+    }
+    auto store = state::Store::open(opt.stateDir);
+    if (!store) {
+      spdlog::error("{}", store.error().str());
+      sd_notifyf(0, "STATUS=state store unreadable: %s", store.error().message.c_str());
+      return false;
+    }
+    if (!store->pending().empty()) {
+      spdlog::warn("a previous apply was interrupted; finishing it from the journal");
+      if (auto r = engine.recover(*store); !r) spdlog::error("recovery: {}", r.error().str());
+    }
+    Desired desired = engine.prepare(cache.load(opt.sources));
+    if (!desired.ok()) {
+      for (const auto& e : desired.errors) spdlog::error("{}", e.str());
+      spdlog::error("desired state is invalid ({} error(s)): nothing applied, nothing pruned",
+                    desired.errors.size());
+      sd_notifyf(0, "STATUS=invalid desired state (%zu errors); host left as it is",
+                 desired.errors.size());
+      return true;  // not retryable: wait for the files to change
+    }
+    auto report = engine.converge(desired, *store, opt.prune, [](const PlanEntry& e,
+                                                                 const StepResult& r) {
+      if (r.outcome == StepOutcome::kOk)
+        spdlog::info("{} {}", e.change.id.str(), toString(e.change.action));
+      else
+        spdlog::error("{}", r.error.str());
+    });
+    for (const auto& e : report.plan.errors) spdlog::error("{}", e.str());
+    const std::string summary = fmt::format(
+        "{} resources: {} created, {} updated, {} replaced, {} deleted, {} failed", 
+        desired.resources.size(), report.created, report.updated, report.replaced,
+        report.deleted, report.failed + report.skipped);
+    if (report.plan.hasChanges() || !report.ok())
+      spdlog::info("reconciled: {}", summary);
+    else
+      spdlog::debug("in sync: {}", summary);
+    sd_notifyf(0, "STATUS=%s%s", report.ok() ? "in sync; " : "errors; ", summary.c_str());
+    return report.ok();
+  };
+
+  auto runPass = [&] {
+    bool ok = pass();
+    drain(passTimer.get());
+    if (!ready) {
+      sd_notify(0, "READY=1");
+      ready = true;
+    }
+    if (ok) {
+      backoff = std::chrono::milliseconds(0);
+    } else {  // retry with backoff, capped by the resync period
+      backoff = std::min<std::chrono::milliseconds>(
+          backoff.count() ? backoff * 2 : std::chrono::milliseconds(1000), opt.resync);
+      spdlog::info("retrying in {} ms", backoff.count());
+      arm(passTimer.get(), backoff);
+    }
+  };
+
+  spdlog::info("nodeplane run: resync every {} s", opt.resync.count());
+  runPass();
+
+  pollfd fds[5] = {{sigFd.get(), POLLIN, 0},       {inFd.get(), POLLIN, 0},
+                   {passTimer.get(), POLLIN, 0},   {resyncTimer.get(), POLLIN, 0},
+                   {watchdogTimer.get(), POLLIN, 0}};
+  std::vector<pollfd> all(fds, fds + 5);
+  if (nlFd) all.push_back({nlFd.get(), POLLIN, 0});
+  for (;;) {
+    if (::poll(all.data(), all.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("poll: {}", std::strerror(errno));
+      return 1;
+    }
+    if (all[0].revents & POLLIN) {
+      signalfd_siginfo si{};
+      while (::read(sigFd.get(), &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGHUP) {
+          spdlog::info("SIGHUP: reconciling");
+          arm(passTimer.get(), std::chrono::milliseconds(1));
+          continue;
+        }
+        spdlog::info("signal {}: stopping", si.ssi_signo);
+        sd_notify(0, "STOPPING=1");
+        return 0;
+      }
+    }
+    if (all[4].revents & POLLIN) {
+      drain(watchdogTimer.get());
+      sd_notify(0, "WATCHDOG=1");
+    }
+    bool schedule = false;
+    if (all[1].revents & POLLIN) {
+      drain(inFd.get());
+      schedule = true;
+    }
+    if (all.size() > 5 && (all[5].revents & (POLLIN | POLLERR))) {
+      drain(nlFd.get());  // ENOBUFS included: we re-read everything anyway
+      schedule = true;
+    }
+    if (schedule) arm(passTimer.get(), opt.debounce);
+    if (all[3].revents & POLLIN) {
+      drain(resyncTimer.get());
+      runPass();
+      continue;
+    }
+    if (all[2].revents & POLLIN) runPass();
+  }
+}
+
+}  // namespace nodeplane

@@ -1,0 +1,34 @@
+#include "diff.hpp"
+
+#include <string>
+
+namespace nodeplane {
+namespace {
+
+void diffInto(const Json& desired, const Json& observed, const std::vector<FieldSchema>& fields,
+              const std::string& prefix, bool parentForcesReplace, std::vector<FieldChange>& out) {
+  for (const auto& f : fields) {
+    if (!f.compared) continue;
+    auto d = desired.find(f.name);
+    if (d == desired.end() || d->is_null()) continue;  // unset: don't care
+    const std::string path = prefix.empty() ? f.name : prefix + "." + f.name;
+    const Json o = observed.is_object() && observed.contains(f.name) ? observed.at(f.name) : Json();
+    const bool replace = parentForcesReplace || f.forcesReplace;
+    if (f.type == FieldType::kObject && d->is_object() && !f.fields.empty()) {
+      diffInto(*d, o.is_object() ? o : Json::object(), f.fields, path, replace, out);
+      continue;
+    }
+    if (*d != o) out.push_back({path, o, *d, replace});
+  }
+}
+
+}  // namespace
+
+std::vector<FieldChange> diffSpec(const Json& desired, const Json& observed,
+                                  const std::vector<FieldSchema>& fields) {
+  std::vector<FieldChange> out;
+  diffInto(desired, observed, fields, "", false, out);
+  return out;
+}
+
+}  // namespace nodeplane

@@ -1,0 +1,421 @@
+#include "engine.hpp"
+
+#include <fnmatch.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+
+#include "validate.hpp"
+
+namespace nodeplane {
+
+bool selectedForNode(const Resource& r, const std::string& hostname,
+                     const std::map<std::string, std::string>& labels) {
+  if (!r.nodes.empty()) {
+    bool any = std::any_of(r.nodes.begin(), r.nodes.end(), [&](const std::string& glob) {
+      return ::fnmatch(glob.c_str(), hostname.c_str(), 0) == 0;
+    });
+    if (!any) return false;
+  }
+  for (const auto& [k, v] : r.nodeSelector) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  return true;
+}
+
+namespace {
+
+bool byLocation(const Error& a, const Error& b) {
+  return std::tie(a.where.file, a.where.line, a.where.column) <
+         std::tie(b.where.file, b.where.line, b.where.column);
+}
+
+}  // namespace
+
+Desired Engine::prepare(LoadResult loaded) const {
+  Desired out;
+  out.files = std::move(loaded.files);
+  out.errors = std::move(loaded.errors);
+  const auto kindList = [&] {
+    std::string s;
+    for (const auto& k : plugins_.kindNames()) s += (s.empty() ? "" : ", ") + k;
+    return s.empty() ? std::string("none: no plugin loaded") : s;
+  }();
+
+  std::vector<Resource> pending;
+  for (auto& r : loaded.resources) {
+    if (!selectedForNode(r, host_.hostname, host_.labels)) {
+      ++out.skippedForNode;
+      continue;
+    }
+    pending.push_back(std::move(r));
+  }
+
+  // Validate (schema, then the plugin's own rules), expand children, validate them too.
+  for (std::size_t i = 0; i < pending.size(); ++i) {
+    Resource& r = pending[i];
+    PluginHandle* plugin = plugins_.forKind(r.id.kind);
+    if (!plugin) {
+      std::string hint;
+      for (const auto& ref : plugins_.refused())
+        hint += (hint.empty() ? "" : "; ") + ref.file.filename().string() +
+                " was refused: " + ref.reason;
+      out.errors.push_back(r.error(ErrorKind::kInvalidInput, "kind",
+                                   "unknown kind \"" + r.id.kind + "\" (known: " + kindList + ")",
+                                   hint));
+      continue;
+    }
+    const KindSchema* schema = plugin->schema(r.id.kind);
+    auto errs = validateAgainstSchema(r, *schema);
+    if (errs.empty()) errs = plugin->validate(r);
+    if (!errs.empty()) {
+      out.errors.insert(out.errors.end(), errs.begin(), errs.end());
+      continue;
+    }
+    if (!r.owner) {  // children do not expand again
+      auto children = plugin->expand(r);
+      if (!children) {
+        Error e = children.error();
+        e.resource = r.id.str();
+        if (e.where.empty()) e.where = r.where;
+        out.errors.push_back(e);
+        continue;
+      }
+      for (auto& c : *children) {
+        c.owner = r.id;
+        if (c.where.empty()) c.where = r.where;
+        pending.push_back(std::move(c));  // validated when the loop reaches it
+      }
+    }
+    out.resources.push_back(r);
+  }
+
+  // Names must be unique (children may collide with written resources) and claims exclusive.
+  std::map<ResourceId, const Resource*> seen;
+  std::map<std::string, const Resource*> claimed;
+  for (const auto& r : out.resources) {
+    if (auto [it, fresh] = seen.emplace(r.id, &r); !fresh) {
+      out.errors.push_back(r.error(ErrorKind::kInvalidInput, "metadata.name",
+                                   r.id.str() + " is defined twice",
+                                   "also defined at " + it->second->where.str()));
+      continue;
+    }
+    auto claims = plugins_.forKind(r.id.kind)->claims(r);
+    if (!claims) {
+      out.errors.push_back(r.error(ErrorKind::kInvalidInput, "", claims.error().message));
+      continue;
+    }
+    for (const auto& c : *claims) {
+      if (auto [it, fresh] = claimed.emplace(c, &r); !fresh)
+        out.errors.push_back(r.error(ErrorKind::kInvalidInput, "",
+                                     "claims " + c + ", already claimed by " +
+                                         it->second->id.str() + " at " +
+                                         it->second->where.str()));
+    }
+  }
+
+  out.graph = buildGraph(out.resources, [&](const std::string& k) { return plugins_.schema(k); },
+                         out.errors);
+
+  if (out.errors.empty()) {
+    for (auto& r : out.resources) {
+      auto n = plugins_.forKind(r.id.kind)->normalize(r.id.kind, r.spec);
+      if (!n) {
+        out.errors.push_back(r.error(ErrorKind::kInvalidInput, "spec", n.error().message));
+        continue;
+      }
+      r.spec = std::move(*n);
+    }
+  }
+  std::stable_sort(out.errors.begin(), out.errors.end(), byLocation);
+  return out;
+}
+
+Observation Engine::observe(const std::set<std::string>& only) {
+  Observation obs;
+  for (const auto& p : plugins_.plugins()) {
+    for (const auto& ks : p->kinds()) {
+      if (!only.empty() && !only.count(ks.kind)) continue;
+      auto objs = p->observe(ks.kind);
+      if (!objs) {
+        obs.failed[ks.kind] = objs.error();
+        continue;
+      }
+      obs.kinds.insert(ks.kind);
+      for (auto& o : *objs) {
+        if (auto n = p->normalize(o.id.kind, o.spec)) o.spec = std::move(*n);
+        obs.objects[o.id] = std::move(o);
+      }
+    }
+  }
+  return obs;
+}
+
+std::set<ResourceId> Engine::ownedIds(const state::Store& store) const {
+  std::set<ResourceId> out;
+  for (const auto& [id, _] : store.owned()) out.insert(id);
+  return out;
+}
+
+Plan Engine::plan(const Desired& desired, const Observation& observed, const state::Store& store,
+                  bool prune) const {
+  const auto owned = ownedIds(store);
+  PlanInput in{desired.resources,
+               desired.graph,
+               observed,
+               owned,
+               [&](const std::string& k) { return plugins_.schema(k); },
+               [&](const std::string& k) {
+                 auto* p = plugins_.forKind(k);
+                 return p ? p->name() : std::string();
+               },
+               prune};
+  return makePlan(in);
+}
+
+std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
+                                        const StepCallback& onStep) {
+  std::vector<state::JournalEntry> intents;
+  std::vector<std::uint64_t> seqs;
+  for (const auto& e : plan.entries) {
+    state::JournalEntry j;
+    j.seq = store.nextSeq();
+    j.action = e.change.adopt && e.change.action == Action::kUpdate ? "adopt"
+                                                                    : toString(e.change.action);
+    j.id = e.change.id;
+    j.plugin = e.plugin;
+    seqs.push_back(j.seq);
+    intents.push_back(std::move(j));
+  }
+  if (!intents.empty()) {
+    if (auto ok = store.journalIntent(intents); !ok) {
+      std::vector<StepResult> failed(plan.entries.size());
+      for (auto& f : failed) {
+        f.outcome = StepOutcome::kFailed;
+        f.error = ok.error();
+      }
+      return failed;
+    }
+  }
+  // Test hook for the crash-recovery test: die by SIGKILL after N steps of this process.
+  static const long crashAfter = [] {
+    const char* v = std::getenv("NODEPLANE_TEST_CRASH_AFTER_STEPS");
+    return v ? std::atol(v) : -1L;
+  }();
+
+  ExecutorHooks hooks;
+  hooks.maxParallel = [&](const std::string& name) {
+    for (const auto& p : plugins_.plugins())
+      if (p->name() == name) return p->maxParallel();
+    return 1u;
+  };
+  hooks.apply = [&](const PlanEntry& e) -> Result<void> {
+    PluginHandle* p = plugins_.forKind(e.change.id.kind);
+    if (!p || p->name() != e.plugin)
+      return fail(ErrorKind::kTerminal, "no loaded plugin " + e.plugin + " serves kind " +
+                                            e.change.id.kind);
+    auto r = p->apply(e.change);
+    if (crashAfter >= 0 && static_cast<long>(++stepsRun_) >= crashAfter) ::raise(SIGKILL);
+    return r;
+  };
+  hooks.onStep = [&](std::size_t i, const StepResult& r) {
+    const PlanEntry& e = plan.entries[i];
+    const auto at = state::nowRfc3339();
+    if (r.outcome == StepOutcome::kOk) {
+      (void)store.journalDone(seqs[i]);
+      if (e.change.action == Action::kDelete) {
+        store.forget(e.change.id);
+        store.clearResult(e.change.id);
+      } else {
+        if (!store.owns(e.change.id)) {
+          state::OwnedObject o;
+          o.id = e.change.id;
+          o.plugin = e.plugin;
+          o.owner = e.owner;
+          o.since = at;
+          store.setOwned(std::move(o));
+        }
+        const char* outcome = e.change.action == Action::kCreate    ? "created"
+                              : e.change.action == Action::kReplace ? "replaced"
+                                                                    : "updated";
+        store.setResult({e.change.id, outcome, describeFields(e.change.fields), at});
+      }
+    } else {
+      store.setResult({e.change.id, r.outcome == StepOutcome::kSkipped ? "skipped" : "failed",
+                       r.error.message, at});
+    }
+    if (onStep) onStep(e, r);
+  };
+  return executePlan(plan, hooks);
+}
+
+void Engine::record(const Plan& plan, state::Store& store) const {
+  const auto at = state::nowRfc3339();
+  for (const auto& id : plan.claim) {
+    state::OwnedObject o;
+    o.id = id;
+    auto* p = plugins_.forKind(id.kind);
+    o.plugin = p ? p->name() : "";
+    o.since = at;
+    store.setOwned(std::move(o));
+  }
+  for (const auto& id : plan.forget) {
+    store.forget(id);
+    store.clearResult(id);
+  }
+  for (const auto& id : plan.inSync) store.setResult({id, "in-sync", "", at});
+  for (const auto& e : plan.errors) {
+    auto slash = e.resource.find('/');
+    if (slash == std::string::npos) continue;
+    ResourceId id{e.resource.substr(0, slash), e.resource.substr(slash + 1)};
+    store.setResult({id, e.kind == ErrorKind::kConflict ? "conflict" : "failed", e.str(), at});
+  }
+}
+
+ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool prune,
+                             const StepCallback& onStep) {
+  ApplyReport report;
+  Observation obs = observe();
+  Plan plan = this->plan(desired, obs, store, prune);
+  report.plan = plan;
+  report.errors = plan.errors;
+  record(plan, store);
+  std::set<ResourceId> gaveUp;  // failed or skipped: not retried in this apply
+  constexpr int kRounds = 3;
+  for (int round = 0; round < kRounds && plan.hasChanges(); ++round) {
+    auto results = execute(plan, store, onStep);
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      const auto& e = plan.entries[i];
+      switch (results[i].outcome) {
+        case StepOutcome::kOk:
+          if (round == 0) {
+            switch (e.change.action) {
+              case Action::kCreate: ++report.created; break;
+              case Action::kUpdate: ++report.updated; break;
+              case Action::kReplace: ++report.replaced; break;
+              case Action::kDelete: ++report.deleted; break;
+            }
+          }
+          break;
+        case StepOutcome::kFailed:
+          ++report.failed;
+          report.errors.push_back(results[i].error);
+          gaveUp.insert(e.change.id);
+          break;
+        case StepOutcome::kSkipped:
+          ++report.skipped;
+          report.errors.push_back(results[i].error);
+          gaveUp.insert(e.change.id);
+          break;
+        case StepOutcome::kPending: break;
+      }
+    }
+    // Verify: observe again; what still differs (and did not fail) gets another round.
+    obs = observe();
+    Plan next = this->plan(desired, obs, store, prune);
+    record(next, store);
+    Plan retry;
+    retry.fingerprint = next.fingerprint;
+    std::map<std::size_t, std::size_t> remap;
+    for (std::size_t i = 0; i < next.entries.size(); ++i)
+      if (!gaveUp.count(next.entries[i].change.id)) {
+        remap[i] = retry.entries.size();
+        retry.entries.push_back(next.entries[i]);
+      }
+    for (auto& e : retry.entries) {
+      std::vector<std::size_t> after;
+      for (auto a : e.after)
+        if (auto it = remap.find(a); it != remap.end()) after.push_back(it->second);
+      e.after = std::move(after);
+    }
+    if (round + 1 == kRounds) {
+      for (const auto& e : retry.entries) {
+        Error err;
+        err.kind = ErrorKind::kRetryable;
+        err.resource = e.change.id.str();
+        err.message = std::string("did not converge after ") + std::to_string(kRounds) +
+                      " rounds: still needs " + toString(e.change.action) +
+                      (e.change.fields.empty() ? "" : " " + describeFields(e.change.fields));
+        report.errors.push_back(err);
+        store.setResult({e.change.id, "failed", err.message, state::nowRfc3339()});
+      }
+    }
+    plan = std::move(retry);
+  }
+  if (auto ok = store.commit(); !ok) report.errors.push_back(ok.error());
+  else if (auto cleared = store.clearJournal(); !cleared) report.errors.push_back(cleared.error());
+  return report;
+}
+
+Result<ApplyReport> Engine::applySaved(const Plan& saved, state::Store& store,
+                                       const StepCallback& onStep) {
+  Observation obs = observe();
+  const auto now = obs.fingerprint(ownedIds(store));
+  if (now != saved.fingerprint)
+    return fail(ErrorKind::kConflict,
+                "the host changed since this plan was made (fingerprint " + saved.fingerprint +
+                    ", now " + now + "); nothing was applied",
+                {}, "run `nodeplane diff` again and review the new plan");
+  ApplyReport report;
+  report.plan = saved;
+  record(saved, store);
+  auto results = execute(saved, store, onStep);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const auto& e = saved.entries[i];
+    if (results[i].outcome == StepOutcome::kOk) {
+      switch (e.change.action) {
+        case Action::kCreate: ++report.created; break;
+        case Action::kUpdate: ++report.updated; break;
+        case Action::kReplace: ++report.replaced; break;
+        case Action::kDelete: ++report.deleted; break;
+      }
+    } else {
+      (results[i].outcome == StepOutcome::kSkipped ? report.skipped : report.failed)++;
+      report.errors.push_back(results[i].error);
+    }
+  }
+  if (auto ok = store.commit(); !ok) report.errors.push_back(ok.error());
+  else if (auto cleared = store.clearJournal(); !cleared) report.errors.push_back(cleared.error());
+  return report;
+}
+
+Result<std::size_t> Engine::recover(state::Store& store) {
+  const auto pending = store.pending();
+  if (pending.empty()) return 0;
+  std::set<std::string> kinds;
+  for (const auto& p : pending) kinds.insert(p.entry.id.kind);
+  Observation obs = observe(kinds);
+  const auto at = state::nowRfc3339();
+  for (const auto& p : pending) {
+    const auto& id = p.entry.id;
+    if (!obs.kinds.count(id.kind)) continue;  // cannot tell: leave the store as it is
+    auto it = obs.objects.find(id);
+    const bool present = it != obs.objects.end();
+    if (p.entry.action == "delete") {
+      if (!present) {
+        store.forget(id);
+        store.clearResult(id);
+      }
+      continue;
+    }
+    // create / replace / update / adopt: ours if it is there and carries our mark.
+    if (present && (it->second.marked || p.done) && !store.owns(id)) {
+      state::OwnedObject o;
+      o.id = id;
+      o.plugin = p.entry.plugin;
+      o.undo = p.entry.undo;
+      o.since = at;
+      store.setOwned(std::move(o));
+    }
+    store.setResult({id, p.done ? "updated" : "interrupted",
+                     "recovered from an interrupted apply", at});
+  }
+  if (auto ok = store.commit(); !ok) return std::unexpected(ok.error());
+  if (auto ok = store.clearJournal(); !ok) return std::unexpected(ok.error());
+  return pending.size();
+}
+
+}  // namespace nodeplane

@@ -1,0 +1,89 @@
+// One reconcile pass, as DESIGN.md §1 draws it:
+//   load -> select -> validate -> expand -> graph -> observe -> diff/plan -> execute -> verify
+//   -> state commit.
+// The CLI (diff, apply, validate) and the daemon (run) are thin layers over this.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "executor.hpp"
+#include "graph.hpp"
+#include "loader.hpp"
+#include "plan.hpp"
+#include "plugin_host.hpp"
+#include "store.hpp"
+
+namespace nodeplane {
+
+struct Desired {
+  std::vector<Resource> resources;  // selected for this node, validated, expanded, normalised
+  Graph graph;
+  std::vector<Error> errors;  // any error: nothing may be applied or pruned
+  std::vector<std::filesystem::path> files;
+  std::size_t skippedForNode = 0;  // documents meant for other nodes
+  bool ok() const { return errors.empty(); }
+};
+
+// metadata.nodes (hostname globs) and metadata.nodeSelector (labels) against this node.
+bool selectedForNode(const Resource& r, const std::string& hostname,
+                     const std::map<std::string, std::string>& labels);
+
+struct StepReport {
+  const PlanEntry* entry = nullptr;
+  StepResult result;
+};
+
+struct ApplyReport {
+  Plan plan;                 // the plan of the first round (what `diff` would have shown)
+  std::vector<Error> errors;  // plan errors, failed steps, resources that did not converge
+  std::size_t created = 0, updated = 0, replaced = 0, deleted = 0, failed = 0, skipped = 0;
+  bool ok() const { return errors.empty(); }
+};
+
+using StepCallback = std::function<void(const PlanEntry&, const StepResult&)>;
+
+class Engine {
+ public:
+  Engine(PluginHost& plugins, HostContext host) : plugins_(plugins), host_(std::move(host)) {}
+
+  const HostContext& host() const { return host_; }
+  PluginHost& plugins() { return plugins_; }
+
+  Desired prepare(LoadResult loaded) const;
+  // Every kind of every loaded plugin (or only `kinds`), normalised.
+  Observation observe(const std::set<std::string>& kinds = {});
+  Plan plan(const Desired& desired, const Observation& observed, const state::Store& store,
+            bool prune) const;
+
+  // Runs the steps of `plan` (journaled), records ownership and results in `store` (no commit).
+  std::vector<StepResult> execute(const Plan& plan, state::Store& store,
+                                  const StepCallback& onStep);
+
+  // Plan, execute, verify by re-observing (up to 3 rounds for steps that succeeded but did not
+  // take), then commit the store and clear the journal.
+  ApplyReport converge(const Desired& desired, state::Store& store, bool prune,
+                       const StepCallback& onStep);
+
+  // Executes a saved plan once, if the host still has the fingerprint it was made against.
+  Result<ApplyReport> applySaved(const Plan& saved, state::Store& store, const StepCallback& onStep);
+
+  // Finishes what an interrupted apply left in the journal: steps done or visibly done on the
+  // host (object present and marked) are recorded as owned, vanished deletes are forgotten.
+  // Returns the number of journal entries looked at.
+  Result<std::size_t> recover(state::Store& store);
+
+ private:
+  std::set<ResourceId> ownedIds(const state::Store& store) const;
+  void record(const Plan& plan, state::Store& store) const;
+
+  PluginHost& plugins_;
+  HostContext host_;
+  std::size_t stepsRun_ = 0;  // for the crash-test hook
+};
+
+}  // namespace nodeplane

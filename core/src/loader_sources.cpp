@@ -1,0 +1,172 @@
+// Finding and reading desired-state files: directories, ignored names, symlinks, duplicates
+// across files, and the content-hash cache of the daemon.
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#include "loader.hpp"
+
+namespace fs = std::filesystem;
+
+namespace nodeplane {
+namespace {
+
+constexpr std::uintmax_t kMaxFileBytes = 16 * 1024 * 1024;
+
+Error fileError(const fs::path& path, std::string message, std::string hint = {}) {
+  Error e;
+  e.kind = ErrorKind::kInvalidInput;
+  e.where.file = path.string();
+  e.message = std::move(message);
+  e.hint = std::move(hint);
+  return e;
+}
+
+// The files named by `paths`, in load order; problems with the paths themselves go to `errors`.
+std::vector<fs::path> collectFiles(const std::vector<fs::path>& paths, std::vector<Error>& errors) {
+  std::vector<fs::path> files;
+  std::set<fs::path> seen;  // canonical paths: a file named twice (or via a symlink) loads once
+  auto addFile = [&](const fs::path& p) {
+    std::error_code ec;
+    fs::path canonical = fs::canonical(p, ec);
+    if (ec) canonical = p;
+    if (seen.insert(canonical).second) files.push_back(p);
+  };
+  for (const auto& path : paths) {
+    std::error_code ec;
+    fs::file_status st = fs::status(path, ec);  // follows symlinks
+    if (!fs::exists(st)) {
+      if (fs::is_symlink(fs::symlink_status(path, ec))) {
+        errors.push_back(fileError(path, "broken symbolic link"));
+      } else {
+        errors.push_back(fileError(path, "no such file or directory"));
+      }
+      continue;
+    }
+    if (fs::is_directory(st)) {
+      std::vector<fs::path> entries;
+      fs::directory_iterator it(path, ec), end;
+      if (ec) {
+        errors.push_back(fileError(path, "cannot list directory: " + ec.message()));
+        continue;
+      }
+      for (; it != end; it.increment(ec)) {
+        if (ec) break;
+        if (isIgnoredName(it->path().filename().string())) continue;
+        entries.push_back(it->path());
+      }
+      if (ec) errors.push_back(fileError(path, "cannot list directory: " + ec.message()));
+      std::sort(entries.begin(), entries.end());
+      for (const auto& e : entries) {
+        std::error_code eec;
+        fs::file_status est = fs::status(e, eec);
+        if (fs::is_regular_file(est)) {
+          addFile(e);
+        } else if (!fs::exists(est)) {
+          errors.push_back(fileError(e, "broken symbolic link"));
+        }
+        // Directories and other entries with a .yaml name are not sources (not recursive).
+      }
+      continue;
+    }
+    if (!fs::is_regular_file(st)) {
+      errors.push_back(fileError(path, "not a regular file or directory"));
+      continue;
+    }
+    addFile(path);
+  }
+  return files;
+}
+
+Result<std::string> readFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return std::unexpected(fileError(path, std::string("cannot read: ") + std::strerror(errno)));
+  }
+  std::string text;
+  char buf[65536];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (text.size() > kMaxFileBytes) {
+      return std::unexpected(fileError(
+          path,
+          "file is larger than the limit of " + std::to_string(kMaxFileBytes) + " bytes (16 MiB)",
+          "split it into several files"));
+    }
+  }
+  if (in.bad()) return std::unexpected(fileError(path, "read error"));
+  return text;
+}
+
+// Appends `part` to `all`, reporting a resource that an earlier file (or document) also defines.
+void merge(LoadResult& all, LoadResult part, std::map<ResourceId, SourceLocation>& firstSeen) {
+  for (auto& e : part.errors) all.errors.push_back(std::move(e));
+  for (auto& r : part.resources) {
+    auto [it, inserted] = firstSeen.emplace(r.id, r.locate("metadata.name"));
+    if (!inserted) {
+      all.errors.push_back(r.error(ErrorKind::kInvalidInput, "metadata.name",
+                                   "defined more than once; also defined at " + it->second.str(),
+                                   "each kind/name must appear once across all files"));
+      continue;
+    }
+    all.resources.push_back(std::move(r));
+  }
+}
+
+LoadResult loadWith(const std::vector<fs::path>& paths,
+                    const std::function<LoadResult(const fs::path&, const std::string&)>& parse) {
+  LoadResult all;
+  std::map<ResourceId, SourceLocation> firstSeen;
+  for (const auto& file : collectFiles(paths, all.errors)) {
+    auto text = readFile(file);
+    if (!text) {
+      all.errors.push_back(std::move(text.error()));
+      continue;
+    }
+    all.files.push_back(file);
+    merge(all, parse(file, *text), firstSeen);
+  }
+  return all;
+}
+
+}  // namespace
+
+bool isIgnoredName(std::string_view fileName) {
+  if (auto slash = fileName.find_last_of('/'); slash != std::string_view::npos) {
+    fileName.remove_prefix(slash + 1);
+  }
+  if (fileName.empty() || fileName.front() == '.' || fileName.back() == '~') return true;
+  if (fileName.ends_with(".swp") || fileName.ends_with(".tmp")) return true;
+  return !(fileName.ends_with(".yaml") || fileName.ends_with(".yml"));
+}
+
+LoadResult loadSources(const std::vector<fs::path>& paths) {
+  return loadWith(paths, [](const fs::path& file, const std::string& text) {
+    return parseYaml(text, file.string());
+  });
+}
+
+LoadResult SourceCache::load(const std::vector<fs::path>& paths) {
+  parsedLastTime_ = 0;
+  std::map<fs::path, Entry> next;
+  LoadResult all = loadWith(paths, [&](const fs::path& file, const std::string& text) {
+    std::uint64_t hash = std::hash<std::string_view>{}(text);
+    auto it = entries_.find(file);
+    if (it == entries_.end() || it->second.hash != hash) {
+      ++parsedLastTime_;
+      next[file] = Entry{hash, parseYaml(text, file.string())};
+    } else {
+      next[file] = std::move(it->second);
+    }
+    return next[file].result;
+  });
+  entries_ = std::move(next);  // files that are gone drop out
+  return all;
+}
+
+}  // namespace nodeplane

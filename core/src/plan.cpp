@@ -1,0 +1,315 @@
+#include "plan.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace nodeplane {
+namespace {
+
+std::string valueText(const Json& v) {
+  if (v.is_null()) return "(unset)";
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+const char* marker(Action a) {
+  switch (a) {
+    case Action::kCreate:
+      return "+";
+    case Action::kUpdate:
+      return "~";
+    case Action::kReplace:
+      return "-/+";
+    case Action::kDelete:
+      return "-";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string Observation::fingerprint(const std::set<ResourceId>& owned) const {
+  std::uint64_t h = fnv1a("nodeplane-observation-v1");
+  for (const auto& [id, o] : objects) {
+    h = fnv1a(id.str(), h);
+    h = fnv1a(o.marked ? "1" : "0", h);
+    h = fnv1a(o.spec.dump(), h);
+  }
+  for (const auto& id : owned) h = fnv1a("owned:" + id.str(), h);
+  return fmt::format("{:016x}", h);
+}
+
+std::size_t Plan::count(Action a) const {
+  return std::count_if(entries.begin(), entries.end(),
+                       [a](const PlanEntry& e) { return e.change.action == a; });
+}
+
+Plan makePlan(const PlanInput& in) {
+  Plan plan;
+  plan.fingerprint = in.observed.fingerprint(in.owned);
+  std::map<ResourceId, std::size_t> entryOf;  // resource -> index in `changes`
+  std::vector<PlanEntry> changes;
+  std::set<ResourceId> desiredIds;
+  for (const auto& r : in.desired) desiredIds.insert(r.id);
+
+  // Creates, updates, replaces: dependencies first.
+  for (std::size_t i : in.graph.order) {
+    const Resource& r = in.desired[i];
+    if (auto f = in.observed.failed.find(r.id.kind); f != in.observed.failed.end()) {
+      Error e = f->second;
+      e.resource = r.id.str();
+      e.where = r.where;
+      plan.errors.push_back(e);
+      continue;
+    }
+    const KindSchema* ks = in.schema(r.id.kind);
+    PlanEntry entry;
+    entry.plugin = in.pluginOf(r.id.kind);
+    entry.source = r.where.str();
+    entry.owner = r.owner;
+    entry.change.id = r.id;
+    entry.change.desired = r.spec;
+    auto obs = in.observed.objects.find(r.id);
+    if (obs == in.observed.objects.end()) {
+      entry.change.action = Action::kCreate;
+    } else {
+      const bool owned = in.owned.count(r.id) != 0 || obs->second.marked;
+      const bool adopt = r.spec.value("adopt", false);
+      if (!owned && !adopt) {
+        plan.errors.push_back(r.error(
+            ErrorKind::kConflict, "", "exists, not managed by nodeplane",
+            "set `adopt: true` in its spec to let nodeplane take it over, or pick another name"));
+        continue;
+      }
+      entry.change.observed = obs->second.spec;
+      entry.change.fields =
+          diffSpec(r.spec, obs->second.spec, ks ? ks->spec : std::vector<FieldSchema>{});
+      entry.change.adopt = !owned;
+      const bool replace = std::any_of(entry.change.fields.begin(), entry.change.fields.end(),
+                                       [](const FieldChange& c) { return c.forcesReplace; });
+      if (replace) {
+        entry.change.action = Action::kReplace;
+      } else if (!entry.change.fields.empty() || entry.change.adopt) {
+        entry.change.action = Action::kUpdate;
+      } else {
+        plan.inSync.push_back(r.id);
+        if (obs->second.marked && in.owned.count(r.id) == 0) plan.claim.push_back(r.id);
+        continue;
+      }
+    }
+    for (std::size_t d : in.graph.deps[i])
+      if (auto it = entryOf.find(in.desired[d].id); it != entryOf.end())
+        entry.after.push_back(it->second);
+    entryOf[r.id] = changes.size();
+    changes.push_back(std::move(entry));
+  }
+
+  // Deletes: owned objects nobody desires any more, dependents before what they use.
+  std::vector<PlanEntry> deletes;
+  std::map<ResourceId, std::size_t> deleteOf;
+  if (in.prune) {
+    for (const auto& [id, o] : in.observed.objects) {
+      if (desiredIds.count(id)) continue;
+      if (!(o.marked || in.owned.count(id))) continue;
+      PlanEntry e;
+      e.plugin = in.pluginOf(id.kind);
+      e.change.action = Action::kDelete;
+      e.change.id = id;
+      e.change.observed = o.spec;
+      deleteOf[id] = deletes.size();
+      deletes.push_back(std::move(e));
+    }
+    // An object that refers to another must go first: the referenced delete waits for it.
+    for (std::size_t i = 0; i < deletes.size(); ++i) {
+      const KindSchema* ks = in.schema(deletes[i].change.id.kind);
+      if (!ks) continue;
+      for (const auto& ref : referencesOf(deletes[i].change.observed, ks->spec))
+        if (auto it = deleteOf.find(ref.target); it != deleteOf.end())
+          deletes[it->second].after.push_back(i);
+    }
+    // Topological order of the deletes.
+    std::vector<std::size_t> order, state(deletes.size(), 0);
+    std::function<void(std::size_t)> visit = [&](std::size_t i) {
+      if (state[i]) return;
+      state[i] = 1;
+      for (std::size_t a : deletes[i].after) visit(a);
+      order.push_back(i);
+    };
+    for (std::size_t i = 0; i < deletes.size(); ++i) visit(i);
+    std::vector<std::size_t> newIndex(deletes.size());
+    for (std::size_t k = 0; k < order.size(); ++k) newIndex[order[k]] = k;
+    for (std::size_t k : order) {
+      PlanEntry e = deletes[k];
+      for (auto& a : e.after) a = newIndex[a];
+      plan.entries.push_back(std::move(e));
+    }
+  }
+  for (const auto& id : in.owned)
+    if (!in.observed.objects.count(id) && !desiredIds.count(id) && in.observed.kinds.count(id.kind))
+      plan.forget.push_back(id);
+
+  const std::size_t offset = plan.entries.size();
+  for (auto& e : changes) {
+    for (auto& a : e.after) a += offset;
+    plan.entries.push_back(std::move(e));
+  }
+  return plan;
+}
+
+std::string describeFields(const std::vector<FieldChange>& fields) {
+  std::string out;
+  for (const auto& f : fields) {
+    if (!out.empty()) out += ", ";
+    out += fmt::format("{}: {} -> {}", f.path, valueText(f.from), valueText(f.to));
+  }
+  return out;
+}
+
+std::string renderPlanText(const Plan& plan) {
+  std::string out;
+  for (const auto& e : plan.entries) {
+    const auto& c = e.change;
+    out += fmt::format("{} {} {}", marker(c.action), c.id.str(), toString(c.action));
+    if (c.adopt) out += " (adopt)";
+    std::vector<FieldChange> shown = c.fields;
+    if (c.action == Action::kReplace)  // lead with what forces the replace
+      std::stable_partition(shown.begin(), shown.end(),
+                            [](const FieldChange& f) { return f.forcesReplace; });
+    if (!shown.empty()) out += " " + describeFields(shown);
+    out += "\n";
+  }
+  for (const auto& err : plan.errors) out += "! " + err.str() + "\n";
+  if (plan.entries.empty() && plan.errors.empty()) {
+    out += fmt::format("No changes: the host matches the desired state ({} resources).\n",
+                       plan.inSync.size());
+  } else {
+    out += fmt::format(
+        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} in sync{}.\n",
+        plan.count(Action::kCreate), plan.count(Action::kUpdate), plan.count(Action::kReplace),
+        plan.count(Action::kDelete), plan.inSync.size(),
+        plan.errors.empty() ? "" : fmt::format(", {} error(s)", plan.errors.size()));
+  }
+  return out;
+}
+
+namespace {
+
+Json idJson(const ResourceId& id) { return {{"kind", id.kind}, {"name", id.name}}; }
+
+Json errorJson(const Error& e) {
+  Json j = {{"kind", toString(e.kind)}, {"message", e.message}, {"text", e.str()}};
+  if (!e.resource.empty()) j["resource"] = e.resource;
+  if (!e.field.empty()) j["field"] = e.field;
+  if (!e.where.empty()) j["source"] = e.where.str();
+  if (!e.hint.empty()) j["hint"] = e.hint;
+  return j;
+}
+
+}  // namespace
+
+Json planToJson(const Plan& plan) {
+  Json changes = Json::array();
+  for (const auto& e : plan.entries) {
+    Json fields = Json::array();
+    for (const auto& f : e.change.fields)
+      fields.push_back(
+          {{"path", f.path}, {"from", f.from}, {"to", f.to}, {"forcesReplace", f.forcesReplace}});
+    Json c = {{"action", toString(e.change.action)},
+              {"kind", e.change.id.kind},
+              {"name", e.change.id.name},
+              {"plugin", e.plugin},
+              {"desired", e.change.desired},
+              {"observed", e.change.observed},
+              {"fields", fields},
+              {"adopt", e.change.adopt},
+              {"after", e.after}};
+    if (!e.source.empty()) c["source"] = e.source;
+    if (e.owner) c["owner"] = idJson(*e.owner);
+    changes.push_back(c);
+  }
+  Json errors = Json::array();
+  for (const auto& e : plan.errors) errors.push_back(errorJson(e));
+  Json inSync = Json::array(), claim = Json::array(), forget = Json::array();
+  for (const auto& id : plan.inSync) inSync.push_back(idJson(id));
+  for (const auto& id : plan.claim) claim.push_back(idJson(id));
+  for (const auto& id : plan.forget) forget.push_back(idJson(id));
+  return {{"apiVersion", std::string(kApiVersion)},
+          {"kind", "Plan"},
+          {"fingerprint", plan.fingerprint},
+          {"summary",
+           {{"create", plan.count(Action::kCreate)},
+            {"update", plan.count(Action::kUpdate)},
+            {"replace", plan.count(Action::kReplace)},
+            {"delete", plan.count(Action::kDelete)},
+            {"inSync", plan.inSync.size()},
+            {"errors", plan.errors.size()}}},
+          {"changes", changes},
+          {"errors", errors},
+          {"inSync", inSync},
+          {"claim", claim},
+          {"forget", forget}};
+}
+
+Result<Plan> planFromJson(const Json& j) {
+  try {
+    if (j.value("apiVersion", "") != kApiVersion || j.value("kind", "") != "Plan")
+      return fail(ErrorKind::kInvalidInput,
+                  "not a nodeplane plan (expected apiVersion nodeplane.io/v1, kind Plan)", {},
+                  "save one with `nodeplane --output json diff -f ... > plan.json`");
+    if (!j.at("errors").empty())
+      return fail(ErrorKind::kInvalidInput, "the plan has errors; fix them and run diff again");
+    Plan p;
+    p.fingerprint = j.at("fingerprint").get<std::string>();
+    auto ids = [](const Json& a) {
+      std::vector<ResourceId> out;
+      for (const auto& x : a) out.push_back({x.at("kind"), x.at("name")});
+      return out;
+    };
+    p.inSync = ids(j.at("inSync"));
+    p.claim = ids(j.at("claim"));
+    p.forget = ids(j.at("forget"));
+    const auto& changes = j.at("changes");
+    for (const auto& c : changes) {
+      PlanEntry e;
+      const std::string action = c.at("action");
+      if (action == "create")
+        e.change.action = Action::kCreate;
+      else if (action == "update")
+        e.change.action = Action::kUpdate;
+      else if (action == "replace")
+        e.change.action = Action::kReplace;
+      else if (action == "delete")
+        e.change.action = Action::kDelete;
+      else
+        return fail(ErrorKind::kInvalidInput, "unknown action \"" + action + "\" in plan");
+      e.change.id = {c.at("kind"), c.at("name")};
+      e.plugin = c.at("plugin");
+      e.change.desired = c.at("desired");
+      e.change.observed = c.at("observed");
+      e.change.adopt = c.at("adopt");
+      for (const auto& f : c.at("fields"))
+        e.change.fields.push_back({f.at("path"), f.at("from"), f.at("to"), f.at("forcesReplace")});
+      e.after = c.at("after").get<std::vector<std::size_t>>();
+      for (auto a : e.after)
+        if (a >= changes.size())
+          return fail(ErrorKind::kInvalidInput, "plan entry refers to a missing step");
+      e.source = c.value("source", "");
+      if (c.contains("owner")) e.owner = ResourceId{c["owner"].at("kind"), c["owner"].at("name")};
+      p.entries.push_back(std::move(e));
+    }
+    return p;
+  } catch (const std::exception& e) {
+    return fail(ErrorKind::kInvalidInput, std::string("malformed plan: ") + e.what());
+  }
+}
+
+}  // namespace nodeplane

@@ -1,0 +1,66 @@
+// Planning: desired resources + what the host has + what nodeplane owns -> an ordered list of
+// changes. Pure: no plugin is called here, so it is unit-tested with made-up observations.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "diff.hpp"
+#include "graph.hpp"
+#include "nodeplane/plugin.hpp"
+
+namespace nodeplane {
+
+// Everything observed in one pass, specs already normalised.
+struct Observation {
+  std::map<ResourceId, ObservedObject> objects;
+  std::set<std::string> kinds;         // kinds observed successfully
+  std::map<std::string, Error> failed;  // kind -> why it could not be observed
+  // Stable hash of what was observed plus what the state store owns: a saved plan is only
+  // applied to a host that still hashes the same.
+  std::string fingerprint(const std::set<ResourceId>& owned) const;
+};
+
+struct PlanEntry {
+  Change change;
+  std::string plugin;
+  std::string source;                // "file:line" of the desired resource, if any
+  std::optional<ResourceId> owner;   // for expanded children
+  std::vector<std::size_t> after;    // indices of entries that must succeed first
+};
+
+struct Plan {
+  std::vector<PlanEntry> entries;  // deletes first (dependents before what they use), then the rest
+  std::vector<Error> errors;       // conflicts and unobservable kinds: those resources are skipped
+  std::vector<ResourceId> inSync;
+  std::vector<ResourceId> claim;   // carry nodeplane's mark but are missing from the state store
+  std::vector<ResourceId> forget;  // owned in the state store, gone from the host, not desired
+  std::string fingerprint;
+
+  std::size_t count(Action a) const;
+  bool hasChanges() const { return !entries.empty(); }
+};
+
+struct PlanInput {
+  const std::vector<Resource>& desired;  // normalised, validated
+  const Graph& graph;
+  const Observation& observed;
+  const std::set<ResourceId>& owned;  // from the state store
+  SchemaLookup schema;
+  std::function<std::string(const std::string& kind)> pluginOf;
+  bool prune = true;
+};
+
+Plan makePlan(const PlanInput& in);
+
+// `+ Bridge/br0 create`, `~ Bridge/br0 update mtu: 1500 -> 1400`, ... and a summary line.
+std::string renderPlanText(const Plan& plan);
+Json planToJson(const Plan& plan);
+Result<Plan> planFromJson(const Json& j);
+// "mtu: 1500 -> 1400, up: false -> true"
+std::string describeFields(const std::vector<FieldChange>& fields);
+
+}  // namespace nodeplane

@@ -1,0 +1,79 @@
+// Loads backend plugins (libnodeplane-<name>.so) with Boost.DLL and routes each kind to its plugin.
+// Every call into a plugin goes through PluginHandle, which turns a throw into an Error.
+#pragma once
+
+#include <boost/dll/shared_library.hpp>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nodeplane/plugin.hpp"
+
+namespace nodeplane {
+
+// One loaded plugin. The library is declared first so it is destroyed last: it outlives the
+// plugin object and everything the plugin made.
+class PluginHandle {
+ public:
+  PluginHandle(boost::dll::shared_library lib, std::unique_ptr<Plugin> plugin,
+               std::filesystem::path file);
+  ~PluginHandle();
+  PluginHandle(const PluginHandle&) = delete;
+  PluginHandle& operator=(const PluginHandle&) = delete;
+
+  const std::string& name() const { return name_; }
+  const std::filesystem::path& file() const { return file_; }
+  const std::vector<KindSchema>& kinds() const { return kinds_; }
+  const KindSchema* schema(const std::string& kind) const;
+  unsigned maxParallel() const { return maxParallel_; }
+
+  std::vector<Error> validate(const Resource& r) const;
+  Result<std::vector<Resource>> expand(const Resource& r) const;
+  Result<std::vector<std::string>> claims(const Resource& r) const;
+  Result<Json> normalize(const std::string& kind, const Json& spec) const;
+  Result<std::vector<ObservedObject>> observe(const std::string& kind);
+  Result<void> apply(const Change& change);
+
+ private:
+  friend class PluginHost;
+  boost::dll::shared_library lib_;
+  std::unique_ptr<Plugin> plugin_;
+  std::filesystem::path file_;
+  std::string name_;
+  std::vector<KindSchema> kinds_;
+  unsigned maxParallel_ = 1;
+};
+
+struct RefusedPlugin {
+  std::filesystem::path file;
+  std::string reason;
+};
+
+class PluginHost {
+ public:
+  // Loads every libnodeplane-*.so in `dir` (sorted by name). A library that fails a check is
+  // refused (see refused()) and the others still load.
+  static Result<PluginHost> load(const std::filesystem::path& dir, const HostContext& host);
+
+  // Loads one library; the error says why it was refused.
+  Result<void> loadOne(const std::filesystem::path& file, const HostContext& host);
+
+  PluginHandle* forKind(const std::string& kind) const;
+  const KindSchema* schema(const std::string& kind) const;
+  const std::vector<std::unique_ptr<PluginHandle>>& plugins() const { return plugins_; }
+  const std::vector<RefusedPlugin>& refused() const { return refused_; }
+  std::vector<std::string> kindNames() const;  // sorted
+
+ private:
+  std::vector<std::unique_ptr<PluginHandle>> plugins_;
+  std::map<std::string, PluginHandle*> byKind_;
+  std::vector<RefusedPlugin> refused_;
+};
+
+// The directory plugins are loaded from when --plugin-dir is not given: `plugins/` next to the
+// executable when it exists (a build tree), else the install location.
+std::filesystem::path defaultPluginDir();
+
+}  // namespace nodeplane

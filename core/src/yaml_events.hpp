@@ -1,0 +1,40 @@
+// YAML text -> JSON documents, built directly from yaml-cpp's parser events (no YAML::Node tree),
+// with the file:line:column of every field path and the checks yaml-cpp does not do: duplicate
+// keys, bounded alias expansion and nesting depth, non-string keys, unsupported tags.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nodeplane/error.hpp"
+#include "nodeplane/resource.hpp"
+
+namespace nodeplane::yaml {
+
+struct Limits {
+  std::size_t maxAliasNodes = 100'000;  // nodes copied by alias expansion, per file
+  int maxDepth = 64;                    // nesting of mappings and sequences
+};
+
+struct Document {
+  int index = 0;                                    // 1-based position in the stream
+  Json value;                                       // null for an empty document
+  SourceLocation where;                             // start of the document's root node
+  std::map<std::string, SourceLocation> locations;  // "metadata.name", "spec.addresses[1]", ...
+  std::vector<Error> errors;  // duplicate keys, non-string keys, tags (the document is usable)
+};
+
+struct Stream {
+  std::vector<Document> documents;  // every document that parsed
+  std::vector<Error> errors;        // syntax errors and limits: each loses the rest of its document
+};
+
+// Parses every document of `text`. After a syntax error (yaml-cpp cannot go on) parsing resumes
+// at the next `---` line; a large text is parsed in parts on several threads, cut at `---` lines.
+// Does not check encoding or tabs (see yaml_scalar.hpp).
+Stream parseStream(std::string_view text, const std::string& fileName, const Limits& limits = {});
+
+}  // namespace nodeplane::yaml

@@ -1,0 +1,40 @@
+// Making links match a desired spec over rtnetlink: create, update in place, delete.
+#pragma once
+
+#include "netlink_socket.hpp"
+#include "nodeplane/plugin.hpp"
+
+namespace nodeplane::net {
+
+// Creates the link, marks it as nodeplane's, adds its addresses and brings it up (unless
+// `up: false`). A link left half-made by a failure is removed again.
+Result<void> createLink(NetlinkSocket& nl, const HostContext& host, const ResourceId& id,
+                        const Json& desired);
+
+// Changes what differs between the (normalized) desired and observed specs and sets the mark.
+Result<void> updateLink(NetlinkSocket& nl, const ResourceId& id, const Json& desired,
+                        const Json& observed);
+
+// Removes the link; one that is already gone counts as removed.
+Result<void> deleteLink(NetlinkSocket& nl, const HostContext& host, const ResourceId& id);
+
+// The ifindex of `name`, or an error (ENODEV when there is none).
+std::expected<int, NetlinkError> linkIndex(NetlinkSocket& nl, const std::string& name);
+
+// An Error for a failed netlink request: "<what>: <strerror>: <kernel text>", with a kind that
+// says whether a later pass can succeed.
+Error netlinkFailure(const NetlinkError& e, const std::string& what);
+
+// addr.cpp: add and remove interface addresses ("ip/prefix"). Adding one that is present and
+// removing one that is gone both succeed.
+Result<void> addAddress(NetlinkSocket& nl, int ifindex, const std::string& cidr,
+                        const std::string& who);
+Result<void> removeAddress(NetlinkSocket& nl, int ifindex, const std::string& cidr,
+                           const std::string& who);
+
+// tap.cpp: a persistent tap (IFF_TAP|IFF_NO_PI) through <devRoot>/net/tun; and the way back for
+// kernels whose tun driver refuses RTM_DELLINK.
+Result<void> createTap(const HostContext& host, const std::string& name);
+Result<void> unpersistTap(const HostContext& host, const std::string& name);
+
+}  // namespace nodeplane::net

@@ -1,0 +1,31 @@
+// The net plugin: Bridge, Vxlan and Tap links (with addresses, MTU, master) over rtnetlink.
+#pragma once
+
+#include <memory>
+
+#include "nodeplane/plugin.hpp"
+
+namespace nodeplane::net {
+
+class NetlinkSocket;
+
+class NetPlugin : public Plugin {
+ public:
+  explicit NetPlugin(const HostContext& host);
+  ~NetPlugin() override;
+
+  std::string name() const override { return "net"; }
+  std::vector<KindSchema> kinds() const override;
+  std::vector<Error> validate(const Resource& r) const override;
+  Json normalize(const std::string& kind, const Json& spec) const override;
+  Result<std::vector<ObservedObject>> observe(const std::string& kind) override;
+  Result<void> apply(const Change& change) override;
+  // One netlink socket, one request in flight: the executor must not call apply() concurrently.
+  unsigned maxParallel() const override { return 1; }
+
+ private:
+  HostContext host_;
+  std::unique_ptr<NetlinkSocket> nl_;  // opened on first use, kept for the plugin's life
+};
+
+}  // namespace nodeplane::net

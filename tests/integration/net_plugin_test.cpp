@@ -1,0 +1,318 @@
+// The net plugin against the real kernel, in the private network namespace main() made.
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_link.h>
+#include <linux/if_tun.h>
+#include <netlink/netlink.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/veth.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <set>
+
+#include "link_state.hpp"
+#include "net_plugin.hpp"
+#include "netlink_socket.hpp"
+#include "netns.hpp"
+
+namespace nodeplane::net {
+namespace {
+
+Change makeChange(Action action, const std::string& kind, const std::string& name,
+                  const Json& desired, const Json& observed = Json::object()) {
+  Change c;
+  c.action = action;
+  c.id = ResourceId{kind, name};
+  c.desired = desired;
+  c.observed = observed;
+  return c;
+}
+
+std::optional<ObservedObject> find(NetPlugin& p, const std::string& kind, const std::string& name) {
+  auto all = p.observe(kind);
+  EXPECT_TRUE(all.has_value()) << (all ? "" : all.error().str());
+  if (!all) return std::nullopt;
+  for (auto& o : *all)
+    if (o.id.name == name) return o;
+  return std::nullopt;
+}
+
+// What the core's diff does: every field the desired spec sets equals the observed one, after
+// both are normalized.
+void expectInSync(NetPlugin& p, const std::string& kind, const std::string& name,
+                  const Json& desired) {
+  auto o = find(p, kind, name);
+  ASSERT_TRUE(o.has_value()) << kind << "/" << name << " not observed";
+  EXPECT_TRUE(o->marked) << kind << "/" << name;
+  const Json d = p.normalize(kind, desired), obs = p.normalize(kind, o->spec);
+  for (const auto& [key, value] : d.items()) {
+    if (key == "adopt") continue;
+    EXPECT_EQ(obs.value(key, Json()), value) << kind << "/" << name << " spec." << key
+                                             << "; observed " << obs.dump();
+  }
+}
+
+void applyOk(NetPlugin& p, const Change& c) {
+  auto r = p.apply(c);
+  ASSERT_TRUE(r.has_value()) << toString(c.action) << " " << c.id.str() << ": " << r.error().str();
+}
+
+// Links made by hand, the way an operator would: libnl and the tun ioctl, not the plugin.
+class HandMade {
+ public:
+  HandMade() {
+    sk_ = nl_socket_alloc();
+    if (sk_ && nl_connect(sk_, NETLINK_ROUTE) < 0) {
+      nl_socket_free(sk_);
+      sk_ = nullptr;
+    }
+  }
+  ~HandMade() {
+    if (sk_) nl_socket_free(sk_);
+  }
+  int add(const std::string& name, const char* type, bool up = false) {
+    rtnl_link* l = rtnl_link_alloc();
+    rtnl_link_set_name(l, name.c_str());
+    int rc = rtnl_link_set_type(l, type);
+    if (rc == 0) {
+      if (up) rtnl_link_set_flags(l, IFF_UP);
+      rc = rtnl_link_add(sk_, l, NLM_F_CREATE | NLM_F_EXCL);
+    }
+    rtnl_link_put(l);
+    return rc;
+  }
+  int veth(const std::string& name, const std::string& peer) {
+    return rtnl_link_veth_add(sk_, name.c_str(), peer.c_str(), getpid());
+  }
+  int up(const std::string& name) {
+    rtnl_link *l = nullptr, *change = rtnl_link_alloc();
+    int rc = rtnl_link_get_kernel(sk_, 0, name.c_str(), &l);
+    if (rc == 0) {
+      rtnl_link_set_flags(change, IFF_UP);
+      rc = rtnl_link_change(sk_, l, change, 0);
+    }
+    if (l) rtnl_link_put(l);
+    rtnl_link_put(change);
+    return rc;
+  }
+  // A persistent tun device (IFF_TUN or IFF_TAP).
+  static bool tun(const std::string& name, short mode) {
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return false;
+    ifreq ifr{};
+    ifr.ifr_flags = static_cast<short>(mode | IFF_NO_PI);
+    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    bool ok = ioctl(fd, TUNSETIFF, &ifr) == 0 && ioctl(fd, TUNSETPERSIST, 1) == 0;
+    close(fd);
+    return ok;
+  }
+
+ private:
+  nl_sock* sk_ = nullptr;
+};
+
+std::optional<LinkState> raw(const std::string& name) {
+  NetlinkSocket nl;
+  auto links = dumpLinks(nl);
+  if (!links) return std::nullopt;
+  for (auto& l : *links)
+    if (l.name == name) return l;
+  return std::nullopt;
+}
+
+TEST(NetBridge, CreateObserveUpdateDelete) {
+  NODEPLANE_REQUIRE_NETNS();
+  NetPlugin p{HostContext{}};
+  Json desired = {{"mtu", 1400},
+                  {"addresses", {"FD00:1::1/64", "10.1.0.1/24"}},
+                  {"up", true},
+                  {"stp", true}};
+  applyOk(p, makeChange(Action::kCreate, "Bridge", "br-test", desired));
+  expectInSync(p, "Bridge", "br-test", desired);
+  auto before = find(p, "Bridge", "br-test");
+  ASSERT_TRUE(before);
+  EXPECT_EQ(before->spec["addresses"], Json({"10.1.0.1/24", "fd00:1::1/64"}));
+
+  Json changed = {{"mtu", 1500},
+                  {"addresses", {"10.1.0.2/24", "fd00:1::1/64", "10.2.0.1/16"}},
+                  {"up", false},
+                  {"stp", false}};
+  applyOk(p, makeChange(Action::kUpdate, "Bridge", "br-test", changed, before->spec));
+  expectInSync(p, "Bridge", "br-test", changed);
+
+  applyOk(p, makeChange(Action::kDelete, "Bridge", "br-test", Json::object()));
+  EXPECT_FALSE(find(p, "Bridge", "br-test").has_value());
+  // Deleting what is already gone is not an error.
+  applyOk(p, makeChange(Action::kDelete, "Bridge", "br-test", Json::object()));
+}
+
+TEST(NetVxlan, UnicastEnslavedLearningAndVniReplace) {
+  NODEPLANE_REQUIRE_NETNS();
+  HandMade hand;
+  ASSERT_EQ(hand.veth("ul0", "ul0-peer"), 0);
+  ASSERT_EQ(hand.up("ul0"), 0);
+  NetPlugin p{HostContext{}};
+  applyOk(p, makeChange(Action::kCreate, "Bridge", "br-ov", {{"up", true}}));
+  Json desired = {{"vni", 100},      {"local", "10.0.0.1"}, {"remote", "10.0.0.2"},
+                  {"device", "ul0"}, {"dstPort", 4789},     {"learning", false},
+                  {"mtu", 1400},     {"bridge", "br-ov"},   {"up", true}};
+  applyOk(p, makeChange(Action::kCreate, "Vxlan", "vx100", desired));
+  expectInSync(p, "Vxlan", "vx100", desired);
+
+  // An enslaved port gets no IPv6 link-local address.
+  auto l = raw("vx100");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->addrGenMode, std::optional<std::uint8_t>(IN6_ADDR_GEN_MODE_NONE));
+  EXPECT_FALSE(l->hasLinkLocalV6);
+  EXPECT_EQ(l->alias, "nodeplane");
+
+  Json learning = desired;
+  learning["learning"] = true;
+  auto obs = find(p, "Vxlan", "vx100");
+  ASSERT_TRUE(obs);
+  applyOk(p, makeChange(Action::kUpdate, "Vxlan", "vx100", learning, obs->spec));
+  expectInSync(p, "Vxlan", "vx100", learning);
+
+  // The kernel cannot change a VNI: update refuses, replace works.
+  Json vni = learning;
+  vni["vni"] = 200;
+  obs = find(p, "Vxlan", "vx100");
+  EXPECT_FALSE(p.apply(makeChange(Action::kUpdate, "Vxlan", "vx100", vni, obs->spec)).has_value());
+  applyOk(p, makeChange(Action::kReplace, "Vxlan", "vx100", vni, obs->spec));
+  expectInSync(p, "Vxlan", "vx100", vni);
+
+  applyOk(p, makeChange(Action::kDelete, "Vxlan", "vx100", Json::object()));
+  EXPECT_FALSE(find(p, "Vxlan", "vx100").has_value());
+}
+
+TEST(NetVxlan, MulticastGroupV4AndV6) {
+  NODEPLANE_REQUIRE_NETNS();
+  HandMade hand;
+  ASSERT_EQ(hand.veth("ul1", "ul1-peer"), 0);
+  ASSERT_EQ(hand.up("ul1"), 0);
+  NetPlugin p{HostContext{}};
+  Json v4 = {{"vni", 10}, {"group", "239.1.1.1"}, {"device", "ul1"}, {"up", true},
+             {"addresses", {"192.168.50.1/24"}}};
+  applyOk(p, makeChange(Action::kCreate, "Vxlan", "vx-g4", v4));
+  expectInSync(p, "Vxlan", "vx-g4", v4);
+  auto o = find(p, "Vxlan", "vx-g4");
+  ASSERT_TRUE(o);
+  EXPECT_FALSE(o->spec.contains("remote"));
+  EXPECT_EQ(o->spec.value("dstPort", 0), 4789);
+
+  Json v6 = {{"vni", 11}, {"group", "FF05::100"}, {"local", "fd00::1"}, {"device", "ul1"},
+             {"dstPort", 8472}};
+  applyOk(p, makeChange(Action::kCreate, "Vxlan", "vx-g6", v6));
+  expectInSync(p, "Vxlan", "vx-g6", v6);
+}
+
+TEST(NetTap, CreateEnslavedPersistentDelete) {
+  NODEPLANE_REQUIRE_NETNS();
+  NetPlugin p{HostContext{}};
+  applyOk(p, makeChange(Action::kCreate, "Bridge", "br-vm", {{"up", true}}));
+  Json desired = {{"bridge", "br-vm"}, {"mtu", 1400}, {"up", true}};
+  applyOk(p, makeChange(Action::kCreate, "Tap", "tap-vm0", desired));
+  expectInSync(p, "Tap", "tap-vm0", desired);  // persistent: it outlived the closed fd
+
+  auto l = raw("tap-vm0");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->kind, "tun");
+  EXPECT_TRUE(l->isTap());
+  EXPECT_EQ(l->addrGenMode, std::optional<std::uint8_t>(IN6_ADDR_GEN_MODE_NONE));
+  EXPECT_FALSE(l->hasLinkLocalV6);
+
+  // A second create of the same name must not silently attach to the existing tap.
+  auto again = p.apply(makeChange(Action::kCreate, "Tap", "tap-vm0", desired));
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().kind, ErrorKind::kConflict);
+
+  applyOk(p, makeChange(Action::kDelete, "Tap", "tap-vm0", Json::object()));
+  EXPECT_FALSE(find(p, "Tap", "tap-vm0").has_value());
+  EXPECT_FALSE(raw("tap-vm0").has_value());
+}
+
+TEST(NetMark, HandMadeLinkIsUnmarkedUntilAdopted) {
+  NODEPLANE_REQUIRE_NETNS();
+  HandMade hand;
+  ASSERT_EQ(hand.add("br-hand", "bridge"), 0);
+  NetPlugin p{HostContext{}};
+  auto o = find(p, "Bridge", "br-hand");
+  ASSERT_TRUE(o);
+  EXPECT_FALSE(o->marked);
+
+  auto create = p.apply(makeChange(Action::kCreate, "Bridge", "br-hand", {{"mtu", 1400}}));
+  ASSERT_FALSE(create.has_value());
+  EXPECT_EQ(create.error().kind, ErrorKind::kConflict);
+  EXPECT_FALSE(find(p, "Bridge", "br-hand")->marked);
+
+  Json desired = {{"mtu", 1400}, {"adopt", true}, {"addresses", {"10.9.0.1/24"}}};
+  Change adopt = makeChange(Action::kUpdate, "Bridge", "br-hand", desired, o->spec);
+  adopt.adopt = true;
+  applyOk(p, adopt);
+  expectInSync(p, "Bridge", "br-hand", desired);  // also checks marked
+}
+
+TEST(NetObserve, NeverMisreportsOtherLinkTypes) {
+  NODEPLANE_REQUIRE_NETNS();
+  HandMade hand;
+  ASSERT_EQ(hand.add("vx-looks", "bridge"), 0);  // a bridge named like a vxlan
+  ASSERT_EQ(hand.veth("veth-a", "veth-b"), 0);
+  ASSERT_TRUE(HandMade::tun("tun-only", IFF_TUN));
+  ASSERT_TRUE(HandMade::tun("tap-hand", IFF_TAP));
+  const bool dummy = hand.add("dummy0", "dummy") == 0;  // not every kernel has the module
+
+  NetPlugin p{HostContext{}};
+  auto names = [&](const std::string& kind) {
+    std::set<std::string> out;
+    auto all = p.observe(kind);
+    EXPECT_TRUE(all.has_value());
+    if (all)
+      for (auto& o : *all) out.insert(o.id.name);
+    return out;
+  };
+  // Other tests of this process may have left links of their own: look at ours only.
+  const std::set<std::string> mine = {"vx-looks", "veth-a", "veth-b", "tun-only", "tap-hand",
+                                      "dummy0", "lo"};
+  auto ours = [&](const std::string& kind) {
+    std::set<std::string> out;
+    for (const auto& n : names(kind))
+      if (mine.count(n)) out.insert(n);
+    return out;
+  };
+  EXPECT_EQ(ours("Bridge"), std::set<std::string>({"vx-looks"}));
+  EXPECT_TRUE(ours("Vxlan").empty());
+  EXPECT_EQ(ours("Tap"), std::set<std::string>({"tap-hand"}));
+  auto tap = find(p, "Tap", "tap-hand");
+  ASSERT_TRUE(tap);
+  EXPECT_FALSE(tap->marked);
+  EXPECT_FALSE(p.observe("Container").has_value());
+  if (!dummy) GTEST_LOG_(INFO) << "no dummy link type in this kernel; checked the others";
+}
+
+TEST(NetErrors, MissingBridgeIsRetryableAndLeavesNothing) {
+  NODEPLANE_REQUIRE_NETNS();
+  NetPlugin p{HostContext{}};
+  auto r = p.apply(makeChange(Action::kCreate, "Tap", "tap-orphan", {{"bridge", "br-none"}}));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind, ErrorKind::kRetryable);
+  EXPECT_NE(r.error().message.find("br-none does not exist"), std::string::npos)
+      << r.error().message;
+  EXPECT_FALSE(raw("tap-orphan").has_value());
+
+  // The kernel's own reason reaches the message (validate() would have caught this one).
+  r = p.apply(makeChange(Action::kCreate, "Vxlan", "vx-bad",
+                         {{"vni", 5}, {"remote", "10.0.0.2"}, {"local", "fd00::1"}}));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind, ErrorKind::kTerminal);
+  EXPECT_NE(r.error().message.find("creating vxlan vx-bad: "), std::string::npos)
+      << r.error().message;
+  std::cout << "kernel refusal reads: " << r.error().message << "\n";
+  EXPECT_FALSE(raw("vx-bad").has_value());
+}
+
+}  // namespace
+}  // namespace nodeplane::net

@@ -1,0 +1,287 @@
+// `nodeplane check` over fixture roots: the probes, the report, its text and JSON forms.
+#include "check.hpp"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace nodeplane {
+namespace {
+namespace fs = std::filesystem;
+
+fs::path fixture(const std::string& name) {
+  return fs::path(NODEPLANE_SOURCE_DIR) / "tests/fixtures/sysfs" / name;
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::path(::testing::TempDir()) / "check-XXXXXX").string();
+    path = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+void writeFile(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path) << text;
+}
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+const char* kIntelCpuinfo =
+    "processor\t: 0\n"
+    "vendor_id\t: GenuineIntel\n"
+    "model name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\n"
+    "flags\t\t: fpu vme de pse tsc msr pae mce vmx smx est tm2 ssse3\n"
+    "vmx flags\t: vnmi preemption_timer invvpid ept_x_only\n"
+    "\n";
+const char* kAmdCpuinfo =
+    "processor\t: 0\n"
+    "vendor_id\t: AuthenticAMD\n"
+    "flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic svm extapic cr8_legacy\n";
+// A guest without nested virtualization: the "vmx flags" line is not the flags line.
+const char* kNoVirtCpuinfo =
+    "processor\t: 0\n"
+    "model name\t: vmx svm\n"
+    "flags\t\t: fpu vme de pse tsc msr pae mce hypervisor\n"
+    "vmx flags\t: vnmi\n";
+
+std::string parse(const char* text) {
+  std::istringstream in(text);
+  return parseCpuVirtualization(in);
+}
+
+TEST(CheckProbes, CpuinfoParser) {
+  EXPECT_EQ(parse(kIntelCpuinfo), "vmx");
+  EXPECT_EQ(parse(kAmdCpuinfo), "svm");
+  EXPECT_EQ(parse(kNoVirtCpuinfo), "");
+  EXPECT_EQ(parse(""), "");
+}
+
+TEST(CheckProbes, CpuVirtualizationReadsProcRoot) {
+  TempDir proc;
+  auto missing = probeCpuVirtualization(proc.path);
+  EXPECT_FALSE(missing.ok);
+  EXPECT_TRUE(contains(missing.detail, (proc.path / "cpuinfo").string())) << missing.detail;
+
+  writeFile(proc.path / "cpuinfo", kAmdCpuinfo);
+  auto amd = probeCpuVirtualization(proc.path);
+  EXPECT_TRUE(amd.ok);
+  EXPECT_TRUE(contains(amd.detail, "svm")) << amd.detail;
+
+  writeFile(proc.path / "cpuinfo", kNoVirtCpuinfo);
+  auto none = probeCpuVirtualization(proc.path);
+  EXPECT_FALSE(none.ok);
+  EXPECT_FALSE(none.required);
+}
+
+TEST(CheckProbes, KvmMustBeACharacterDevice) {
+  TempDir dev;
+  auto missing = probeKvm(dev.path);
+  EXPECT_FALSE(missing.ok);
+  EXPECT_TRUE(contains(missing.detail, "not found")) << missing.detail;
+
+  writeFile(dev.path / "kvm", "");
+  auto regular = probeKvm(dev.path);
+  EXPECT_FALSE(regular.ok);
+  EXPECT_TRUE(contains(regular.detail, "not a character device")) << regular.detail;
+
+  // A link to a real character device stands in for /dev/kvm without root.
+  fs::remove(dev.path / "kvm");
+  fs::create_symlink("/dev/null", dev.path / "kvm");
+  auto chr = probeKvm(dev.path);
+  EXPECT_TRUE(chr.ok) << chr.detail;
+}
+
+TEST(CheckProbes, IommuCountsGroups) {
+  auto a = probeIommu(fixture("a-workstation"));
+  EXPECT_TRUE(a.ok);
+  EXPECT_EQ(a.detail, "3 IOMMU groups");
+
+  auto c = probeIommu(fixture("c-no-iommu"));
+  EXPECT_FALSE(c.ok);
+  EXPECT_TRUE(contains(c.detail, "intel_iommu=on")) << c.detail;
+  EXPECT_TRUE(contains(c.detail, "amd_iommu=on")) << c.detail;
+  EXPECT_TRUE(contains(c.detail, "iommu=pt")) << c.detail;
+}
+
+TEST(CheckProbes, Vfio) {
+  auto driver = probeVfio(fixture("d-vfio"));
+  EXPECT_TRUE(driver.ok);
+  EXPECT_TRUE(contains(driver.detail, "driver registered")) << driver.detail;
+
+  auto module = probeVfio(fixture("b-server"));  // module loaded, no device bound yet
+  EXPECT_TRUE(module.ok);
+  EXPECT_TRUE(contains(module.detail, "module loaded")) << module.detail;
+
+  auto none = probeVfio(fixture("a-workstation"));
+  EXPECT_FALSE(none.ok);
+  EXPECT_TRUE(contains(none.detail, "modprobe vfio-pci")) << none.detail;
+}
+
+TEST(CheckProbes, Netlink) {
+  auto c = probeNetlink();
+  EXPECT_TRUE(c.required);
+  EXPECT_TRUE(c.ok) << c.detail;
+  EXPECT_TRUE(contains(c.detail, "link")) << c.detail;
+}
+
+TEST(CheckProbes, SystemdBusFailuresAreReported) {
+  TempDir tmp;
+  auto noSocket = probeSystemdBus("unix:path=" + (tmp.path / "bus").string());
+  EXPECT_FALSE(noSocket.ok);
+  EXPECT_FALSE(noSocket.required);
+  EXPECT_TRUE(contains(noSocket.detail, "cannot read the systemd manager version"))
+      << noSocket.detail;
+
+  auto unknown = probeSystemdBus("session-of-someone-else");
+  EXPECT_FALSE(unknown.ok);
+  EXPECT_TRUE(contains(unknown.detail, "unknown systemd bus")) << unknown.detail;
+}
+
+// A host made of fixtures: vfio sysfs tree, /dev with a char device as kvm, an AMD cpuinfo, and a
+// bus address nothing listens on.
+struct FixtureHost {
+  TempDir dev, proc;
+  HostContext host;
+  FixtureHost() {
+    fs::create_symlink("/dev/null", dev.path / "kvm");
+    writeFile(proc.path / "cpuinfo", kAmdCpuinfo);
+    host.sysfsRoot = fixture("d-vfio");
+    host.devRoot = dev.path;
+    host.procRoot = proc.path;
+    host.systemdBus = "unix:path=" + (proc.path / "no-bus").string();
+  }
+};
+
+TEST(Check, RunChecksOverFixtures) {
+  FixtureHost fx;
+  CheckReport report = runChecks(fx.host);
+  std::vector<std::string> names;
+  for (const auto& c : report.items) names.push_back(c.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"netlink", "systemd-bus", "kvm", "cpu-virtualization",
+                                             "iommu", "vfio"}));
+  for (const auto& c : report.items) {
+    EXPECT_EQ(c.required, c.name == "netlink") << c.name;
+    EXPECT_EQ(c.ok, c.name != "systemd-bus") << c.name << ": " << c.detail;
+  }
+  EXPECT_TRUE(report.ok()) << "systemd-bus is not required";
+  EXPECT_EQ(report.gpuError, "");
+  ASSERT_EQ(report.gpus.size(), 1u);
+  EXPECT_EQ(report.gpus[0].function.driver, "vfio-pci");
+}
+
+TEST(Check, GpuErrorWhenSysfsIsMissing) {
+  FixtureHost fx;
+  fx.host.sysfsRoot = fx.proc.path / "no-sysfs";
+  CheckReport report = runChecks(fx.host);
+  EXPECT_TRUE(contains(report.gpuError, "no-sysfs/bus/pci/devices")) << report.gpuError;
+  EXPECT_TRUE(report.gpus.empty());
+  EXPECT_TRUE(contains(renderCheckText(report), "cannot read the PCI inventory"));
+  EXPECT_EQ(checkToJson(report)["gpuError"], report.gpuError);
+}
+
+TEST(Check, OkOnlyWhenEveryRequiredItemIs) {
+  CheckReport report;
+  report.items = {{"netlink", true, true, "3 links"}, {"kvm", false, false, "missing"}};
+  EXPECT_TRUE(report.ok());
+  report.items[0].ok = false;
+  EXPECT_FALSE(report.ok());
+}
+
+CheckReport serverReport() {
+  CheckReport report;
+  report.items = {{"netlink", false, true, "cannot open"},
+                  {"kvm", false, false, "/dev/kvm not found"},
+                  {"iommu", true, false, "81 IOMMU groups"}};
+  auto gpus = host::readGpuInventory(fixture("b-server"));
+  EXPECT_TRUE(gpus) << gpus.error().str();
+  if (gpus) report.gpus = *gpus;
+  return report;
+}
+
+TEST(Check, TextReport) {
+  std::string text = renderCheckText(serverReport());
+  EXPECT_TRUE(contains(text, "MISSING  netlink  cannot open")) << text;
+  EXPECT_TRUE(contains(text, "warn     kvm      /dev/kvm not found")) << text;
+  EXPECT_TRUE(contains(text, "ok       iommu    81 IOMMU groups")) << text;
+  EXPECT_TRUE(contains(text, "not ready")) << text;
+
+  // The GPU table: every row starts each column where the header does.
+  std::istringstream lines(text);
+  std::string line, header;
+  std::vector<std::string> rows;
+  while (std::getline(lines, line)) {
+    if (contains(line, "ADDRESS")) header = line;
+    if (contains(line, "0000:") && !header.empty()) rows.push_back(line);
+  }
+  ASSERT_FALSE(header.empty()) << text;
+  ASSERT_EQ(rows.size(), 4u) << text;
+  EXPECT_EQ(header, "  ADDRESS       VENDOR:DEVICE  DRIVER  NUMA  GROUP  COMPANIONS  PEERS");
+  EXPECT_EQ(rows[2],
+            "  0000:5e:00.0  10de:1eb8      nvidia  0     45     -           "
+            "0000:5f:00.0,0000:5f:00.1");
+  for (const char* column : {"VENDOR:DEVICE", "DRIVER", "NUMA", "GROUP", "COMPANIONS", "PEERS"}) {
+    auto at = header.find(column);
+    for (const auto& row : rows) {
+      EXPECT_EQ(row[at - 1], ' ') << row;
+      EXPECT_NE(row[at], ' ') << column << " misaligned in: " << row;
+    }
+  }
+}
+
+TEST(Check, TextReportNoIommuAndNoGpus) {
+  CheckReport report;
+  auto gpus = host::readGpuInventory(fixture("c-no-iommu"));
+  ASSERT_TRUE(gpus);
+  report.gpus = *gpus;
+  std::string text = renderCheckText(report);
+  EXPECT_TRUE(contains(text, "0000:01:00.0  10de:25a2      nvidia  -1    -      -           -"))
+      << text;
+  EXPECT_TRUE(contains(text, "ready")) << text;
+
+  report.gpus.clear();
+  EXPECT_TRUE(contains(renderCheckText(report), "none found"));
+}
+
+TEST(Check, JsonShape) {
+  CheckReport report = serverReport();
+  Json j = checkToJson(report);
+  EXPECT_EQ(j["ok"], false);
+  ASSERT_TRUE(j["checks"].is_array());
+  ASSERT_EQ(j["checks"].size(), 3u);
+  EXPECT_EQ(
+      j["checks"][0],
+      Json({{"name", "netlink"}, {"ok", false}, {"required", true}, {"detail", "cannot open"}}));
+  EXPECT_FALSE(j.contains("gpuError"));
+  ASSERT_EQ(j["gpus"].size(), 4u);
+  EXPECT_EQ(j["gpus"][2], Json::parse(R"({
+    "address": "0000:5e:00.0", "vendor": "10de", "device": "1eb8", "driver": "nvidia",
+    "numaNode": 0, "iommuGroup": 45, "companions": [],
+    "groupPeers": ["0000:5f:00.0", "0000:5f:00.1"]})"));
+
+  CheckReport workstation;
+  workstation.gpus = *host::readGpuInventory(fixture("a-workstation"));
+  Json w = checkToJson(workstation);
+  EXPECT_EQ(w["ok"], true);
+  EXPECT_EQ(w["gpus"][0]["companions"], Json::array({"0000:01:00.1"}));
+
+  CheckReport noIommu;
+  noIommu.gpus = *host::readGpuInventory(fixture("c-no-iommu"));
+  Json n = checkToJson(noIommu);
+  EXPECT_TRUE(n["gpus"][1]["iommuGroup"].is_null());
+  EXPECT_EQ(n["gpus"][1]["numaNode"], -1);
+}
+
+}  // namespace
+}  // namespace nodeplane

@@ -1,0 +1,209 @@
+// loadSources / SourceCache on real temporary directories: ignored names, the Kubernetes ConfigMap
+// symlink layout, duplicates across files, missing paths, and re-parsing only what changed.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "loader.hpp"
+
+namespace fs = std::filesystem;
+
+namespace nodeplane {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string bridge(const std::string& name, int mtu = 1500) {
+  return "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata:\n  name: " + name +
+         "\nspec:\n  mtu: " + std::to_string(mtu) + "\n";
+}
+
+class LoadSources : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("nodeplane-loader-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  fs::path write(const fs::path& rel, const std::string& text) {
+    fs::path p = dir_ / rel;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
+    return p;
+  }
+
+  static std::vector<std::string> names(const LoadResult& r) {
+    std::vector<std::string> out;
+    for (const auto& res : r.resources) out.push_back(res.id.name);
+    return out;
+  }
+  static std::string dump(const LoadResult& r) {
+    std::string s;
+    for (const auto& e : r.errors) s += e.str() + "\n";
+    return s;
+  }
+
+  fs::path dir_;
+};
+
+TEST(IsIgnoredName, Rules) {
+  EXPECT_FALSE(isIgnoredName("a.yaml"));
+  EXPECT_FALSE(isIgnoredName("b.yml"));
+  EXPECT_FALSE(isIgnoredName("/etc/nodeplane/b.yml"));
+  EXPECT_TRUE(isIgnoredName(".hidden.yaml"));
+  EXPECT_TRUE(isIgnoredName("..data"));
+  EXPECT_TRUE(isIgnoredName("..2026_11_21_01_02_03.123456789"));
+  EXPECT_TRUE(isIgnoredName("a.yaml~"));
+  EXPECT_TRUE(isIgnoredName("a.yaml.swp"));
+  EXPECT_TRUE(isIgnoredName("a.yaml.tmp"));
+  EXPECT_TRUE(isIgnoredName("README.md"));
+  EXPECT_TRUE(isIgnoredName("a.json"));
+  EXPECT_TRUE(isIgnoredName(""));
+}
+
+TEST_F(LoadSources, DirectoryIsSortedAndSkipsIgnoredNames) {
+  write("b.yaml", bridge("b"));
+  write("a.yml", bridge("a"));
+  write("c.yaml~", bridge("backup"));
+  write(".c.yaml.swp", "\x01\x02 binary");
+  write("d.yaml.tmp", bridge("tmp"));
+  write(".hidden.yaml", bridge("hidden"));
+  write("notes.txt", "not yaml at all: [");
+  write("sub/e.yaml", bridge("nested"));  // not recursive
+  auto r = loadSources({dir_});
+  ASSERT_TRUE(r.errors.empty()) << dump(r);
+  EXPECT_EQ(names(r), (std::vector<std::string>{"a", "b"}));
+  ASSERT_EQ(r.files.size(), 2u);
+  EXPECT_EQ(r.files[0], dir_ / "a.yml");
+  EXPECT_EQ(r.resources[0].where.file, (dir_ / "a.yml").string());
+  EXPECT_EQ(r.resources[0].locations.at("spec.mtu").file, (dir_ / "a.yml").string());
+}
+
+TEST_F(LoadSources, ExplicitFileIsReadWhateverItsName) {
+  fs::path p = write("desired.conf", bridge("br0"));
+  auto r = loadSources({p});
+  ASSERT_TRUE(r.errors.empty()) << dump(r);
+  EXPECT_EQ(names(r), std::vector<std::string>{"br0"});
+}
+
+TEST_F(LoadSources, ConfigMapSymlinkLayoutLoadsOnce) {
+  // What the kubelet writes for a ConfigMap volume.
+  write("..2026_11_21_01_00_00.000/a.yaml", bridge("br0"));
+  fs::create_directory_symlink("..2026_11_21_01_00_00.000", dir_ / "..data");
+  fs::create_symlink("..data/a.yaml", dir_ / "a.yaml");
+  auto r = loadSources({dir_});
+  ASSERT_TRUE(r.errors.empty()) << dump(r);
+  EXPECT_EQ(names(r), std::vector<std::string>{"br0"});
+  EXPECT_EQ(r.files, std::vector<fs::path>{dir_ / "a.yaml"});
+
+  // An update: new timestamped dir, ..data swapped.
+  write("..2026_11_21_02_00_00.000/a.yaml", bridge("br1"));
+  fs::create_directory_symlink("..2026_11_21_02_00_00.000", dir_ / "..data_tmp");
+  fs::rename(dir_ / "..data_tmp", dir_ / "..data");
+  r = loadSources({dir_});
+  ASSERT_TRUE(r.errors.empty()) << dump(r);
+  EXPECT_EQ(names(r), std::vector<std::string>{"br1"});
+}
+
+TEST_F(LoadSources, DuplicateResourceAcrossFiles) {
+  fs::path a = write("a.yaml", bridge("br0"));
+  fs::path b = write("b.yaml", bridge("br1") + "---\n" + bridge("br0", 9000));
+  auto r = loadSources({dir_});
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  const Error& e = r.errors[0];
+  EXPECT_EQ(e.resource, "Bridge/br0");
+  EXPECT_EQ(e.where.str(), b.string() + ":11:3");  // the second one's metadata.name
+  EXPECT_EQ(e.field, "metadata.name");
+  EXPECT_EQ(e.message, "defined more than once; also defined at " + a.string() + ":4:3");
+  EXPECT_EQ(names(r), (std::vector<std::string>{"br0", "br1"}));
+  EXPECT_EQ(r.resources[0].spec["mtu"], 1500);
+}
+
+TEST_F(LoadSources, SameFileNamedTwiceLoadsOnce) {
+  fs::path a = write("a.yaml", bridge("br0"));
+  auto r = loadSources({dir_, a});
+  EXPECT_TRUE(r.errors.empty()) << dump(r);
+  EXPECT_EQ(r.resources.size(), 1u);
+}
+
+TEST_F(LoadSources, MissingPathIsAnError) {
+  write("a.yaml", bridge("br0"));
+  auto r = loadSources({dir_, dir_ / "nope.yaml"});
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_EQ(r.errors[0].message, "no such file or directory");
+  EXPECT_EQ(r.errors[0].where.file, (dir_ / "nope.yaml").string());
+  EXPECT_EQ(r.resources.size(), 1u);
+}
+
+TEST_F(LoadSources, BrokenSymlinkIsAnError) {
+  fs::create_symlink("gone.yaml", dir_ / "a.yaml");
+  auto r = loadSources({dir_});
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_EQ(r.errors[0].message, "broken symbolic link");
+}
+
+TEST_F(LoadSources, UnreadableFileIsAnError) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads anything";
+  fs::path p = write("a.yaml", bridge("br0"));
+  fs::permissions(p, fs::perms::none);
+  auto r = loadSources({dir_});
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_THAT(r.errors[0].message, HasSubstr("cannot read"));
+  EXPECT_EQ(r.errors[0].where.file, p.string());
+}
+
+TEST_F(LoadSources, ErrorsOfEveryFileAreCollected) {
+  write("a.yaml", "apiVersion: v0\nkind: Bridge\nmetadata: {name: a}\n");
+  write("b.yaml", "a: [\n");
+  write("c.yaml", bridge("c"));
+  auto r = loadSources({dir_});
+  ASSERT_EQ(r.errors.size(), 2u) << dump(r);
+  EXPECT_EQ(r.errors[0].where.file, (dir_ / "a.yaml").string());
+  EXPECT_EQ(r.errors[1].where.file, (dir_ / "b.yaml").string());
+  EXPECT_EQ(names(r), std::vector<std::string>{"c"});
+}
+
+TEST_F(LoadSources, CacheReparsesOnlyChangedFiles) {
+  write("a.yaml", bridge("a"));
+  write("b.yaml", bridge("b"));
+  write("c.yaml", bridge("c"));
+  SourceCache cache;
+  auto r = cache.load({dir_});
+  EXPECT_EQ(cache.parsedLastTime(), 3u);
+  EXPECT_EQ(names(r), (std::vector<std::string>{"a", "b", "c"}));
+
+  r = cache.load({dir_});
+  EXPECT_EQ(cache.parsedLastTime(), 0u);
+  EXPECT_EQ(names(r), (std::vector<std::string>{"a", "b", "c"}));
+
+  write("b.yaml", bridge("b", 9000));
+  r = cache.load({dir_});
+  EXPECT_EQ(cache.parsedLastTime(), 1u);
+  EXPECT_EQ(r.resources.at(1).spec["mtu"], 9000);
+
+  // A file that is gone drops out; a new duplicate is still found against cached files.
+  fs::remove(dir_ / "c.yaml");
+  write("d.yaml", bridge("a"));
+  r = cache.load({dir_});
+  EXPECT_EQ(cache.parsedLastTime(), 1u);
+  EXPECT_EQ(names(r), (std::vector<std::string>{"a", "b"}));
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_THAT(r.errors[0].message, HasSubstr("also defined at " + (dir_ / "a.yaml").string()));
+
+  // Same result as loadSources.
+  auto fresh = loadSources({dir_});
+  EXPECT_EQ(names(fresh), names(r));
+  EXPECT_EQ(fresh.errors.size(), r.errors.size());
+  EXPECT_EQ(fresh.files, r.files);
+}
+
+}  // namespace
+}  // namespace nodeplane

@@ -1,0 +1,213 @@
+// The net plugin's schema, validate() and normalize(): pure logic, no netlink.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "net_plugin.hpp"
+
+namespace nodeplane::net {
+namespace {
+
+Resource resource(const std::string& kind, const std::string& name, Json spec) {
+  Resource r;
+  r.id = ResourceId{kind, name};
+  r.spec = std::move(spec);
+  r.where = SourceLocation{"net.yaml", 1, 1};
+  r.locations["spec.addresses[1]"] = SourceLocation{"net.yaml", 7, 7};
+  return r;
+}
+
+std::vector<Error> check(const std::string& kind, const std::string& name, Json spec) {
+  NetPlugin p{HostContext{}};
+  return p.validate(resource(kind, name, std::move(spec)));
+}
+
+const FieldSchema* fieldOf(const KindSchema& k, const std::string& name) {
+  for (const auto& f : k.spec)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+TEST(NetSchema, DeclaresKindsFieldsAndReplaceRules) {
+  NetPlugin p{HostContext{}};
+  EXPECT_EQ(p.name(), "net");
+  EXPECT_EQ(p.maxParallel(), 1u);
+  auto kinds = p.kinds();
+  ASSERT_EQ(kinds.size(), 3u);
+  EXPECT_EQ(kinds[0].kind, "Bridge");
+  EXPECT_EQ(kinds[1].kind, "Vxlan");
+  EXPECT_EQ(kinds[2].kind, "Tap");
+
+  const auto* mtu = fieldOf(kinds[0], "mtu");
+  ASSERT_TRUE(mtu);
+  EXPECT_EQ(mtu->minimum, 68);
+  EXPECT_EQ(mtu->maximum, 65535);
+  ASSERT_TRUE(fieldOf(kinds[0], "stp"));
+  EXPECT_FALSE(fieldOf(kinds[0], "adopt")->compared);
+  EXPECT_EQ(fieldOf(kinds[0], "addresses")->type, FieldType::kStringList);
+
+  for (const char* f : {"vni", "local", "remote", "group", "device", "dstPort"})
+    EXPECT_TRUE(fieldOf(kinds[1], f)->forcesReplace) << f;
+  for (const char* f : {"learning", "mtu", "bridge", "up", "addresses"})
+    EXPECT_FALSE(fieldOf(kinds[1], f)->forcesReplace) << f;
+  EXPECT_EQ(fieldOf(kinds[1], "vni")->maximum, 16777215);
+  EXPECT_TRUE(fieldOf(kinds[1], "vni")->required);
+  EXPECT_EQ(fieldOf(kinds[1], "bridge")->references, "Bridge");
+  EXPECT_EQ(fieldOf(kinds[2], "bridge")->references, "Bridge");
+  EXPECT_FALSE(fieldOf(kinds[2], "adopt")->compared);
+}
+
+TEST(NetValidate, AcceptsAGoodSpec) {
+  EXPECT_TRUE(check("Bridge", "br0", {{"addresses", {"192.168.1.1/24", "fd00::1/64"}}}).empty());
+  EXPECT_TRUE(check("Vxlan", "vx100",
+                    {{"vni", 100}, {"local", "10.0.0.1"}, {"remote", "10.0.0.2"},
+                     {"device", "eth0"}, {"bridge", "br0"}})
+                  .empty());
+  EXPECT_TRUE(check("Vxlan", "vx6", {{"vni", 1}, {"group", "ff05::1"}, {"device", "eth0"}}).empty());
+  EXPECT_TRUE(check("Tap", "tap0", {{"bridge", "br0"}}).empty());
+}
+
+TEST(NetValidate, BadAddressNamesIndexAndLocation) {
+  auto errors = check("Bridge", "br0", {{"addresses", {"10.0.0.1/24", "10.0.0.300/24"}}});
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].field, "spec.addresses[1]");
+  EXPECT_EQ(errors[0].kind, ErrorKind::kInvalidInput);
+  EXPECT_EQ(errors[0].resource, "Bridge/br0");
+  EXPECT_EQ(errors[0].where.line, 7);
+  EXPECT_EQ(errors[0].message,
+            "expected an address with prefix length, e.g. 192.168.1.1/24 or fd00::1/64, got "
+            "\"10.0.0.300/24\"");
+}
+
+TEST(NetValidate, AddressForms) {
+  auto one = [](const std::string& a) {
+    auto e = check("Bridge", "br0", {{"addresses", {a}}});
+    return e.empty() ? std::string() : e[0].field + ": " + e[0].message;
+  };
+  EXPECT_EQ(one("10.0.0.1"),
+            "spec.addresses[0]: expected an address with prefix length, e.g. 192.168.1.1/24 or "
+            "fd00::1/64, got \"10.0.0.1\"");
+  EXPECT_EQ(one("10.0.0.1/33"),
+            "spec.addresses[0]: prefix length 33 is out of range for an IPv4 address (0-32), got "
+            "\"10.0.0.1/33\"");
+  EXPECT_EQ(one("fd00::1/129"),
+            "spec.addresses[0]: prefix length 129 is out of range for an IPv6 address (0-128), "
+            "got \"fd00::1/129\"");
+  EXPECT_NE(one("10.0.0.1/2x"), "");
+  EXPECT_NE(one("10.0.0.1/"), "");
+  EXPECT_NE(one("fd00::g/64"), "");
+  EXPECT_EQ(one("10.0.0.1/0"), "");
+  EXPECT_EQ(one("fd00::1/128"), "");
+  EXPECT_EQ(one("fe80::1/64"),
+            "spec.addresses[0]: IPv6 link-local addresses (fe80::/10) are assigned by the kernel, "
+            "not by nodeplane, got \"fe80::1/64\"");
+
+  auto dup = check("Bridge", "br0", {{"addresses", {"fd00::1/64", "FD00:0::1/120"}}});
+  ASSERT_EQ(dup.size(), 1u);
+  EXPECT_EQ(dup[0].field, "spec.addresses[1]");
+  EXPECT_EQ(dup[0].message, "address fd00::1 is listed twice (also spec.addresses[0])");
+}
+
+TEST(NetValidate, InterfaceNames) {
+  auto name = [](const std::string& n) {
+    auto e = check("Bridge", n, Json::object());
+    return e.empty() ? std::string() : e[0].field + ": " + e[0].message;
+  };
+  EXPECT_EQ(name("br0"), "");
+  EXPECT_EQ(name("a23456789012345"), "");
+  EXPECT_EQ(name("a234567890123456"),
+            "metadata.name: interface name \"a234567890123456\" is 16 characters long; Linux "
+            "allows at most 15");
+  EXPECT_EQ(name(""), "metadata.name: interface name must not be empty");
+  EXPECT_EQ(name("."), "metadata.name: interface name \".\" is reserved");
+  EXPECT_EQ(name(".."), "metadata.name: interface name \"..\" is reserved");
+  EXPECT_EQ(name("a/b"),
+            "metadata.name: interface name \"a/b\" contains '/'; names may not contain '/', ':' "
+            "or whitespace");
+  EXPECT_EQ(name("a:b"),
+            "metadata.name: interface name \"a:b\" contains ':'; names may not contain '/', ':' "
+            "or whitespace");
+  EXPECT_EQ(name("a b"),
+            "metadata.name: interface name \"a b\" contains whitespace; names may not contain "
+            "'/', ':' or whitespace");
+
+  auto dev = check("Vxlan", "vx0", {{"vni", 1}, {"remote", "10.0.0.2"}, {"device", "eth/0"}});
+  ASSERT_EQ(dev.size(), 1u);
+  EXPECT_EQ(dev[0].field, "spec.device");
+}
+
+TEST(NetValidate, VxlanEndpoints) {
+  auto fields = [](Json spec) {
+    std::vector<std::string> out;
+    for (const auto& e : check("Vxlan", "vx0", std::move(spec))) out.push_back(e.field + ": " + e.message);
+    return out;
+  };
+  auto both = fields({{"vni", 1}, {"remote", "10.0.0.2"}, {"group", "239.1.1.1"}, {"device", "e"}});
+  ASSERT_EQ(both.size(), 1u);
+  EXPECT_EQ(both[0],
+            "spec.group: remote and group are exclusive: set remote for a unicast "
+            "(point-to-point) tunnel or group for a multicast one");
+
+  auto unicastGroup = check("Vxlan", "vx0", {{"vni", 1}, {"group", "10.0.0.1"}, {"device", "e"}});
+  ASSERT_EQ(unicastGroup.size(), 1u);
+  EXPECT_EQ(unicastGroup[0].field, "spec.group");
+  EXPECT_EQ(unicastGroup[0].message,
+            "group must be a multicast address (224.0.0.0/4 or ff00::/8), got \"10.0.0.1\"");
+
+  auto noDevice = fields({{"vni", 1}, {"group", "239.1.1.1"}});
+  ASSERT_EQ(noDevice.size(), 1u);
+  EXPECT_EQ(noDevice[0], "spec.group: a multicast group needs an underlay interface to join it on");
+
+  auto multicastRemote = fields({{"vni", 1}, {"remote", "239.1.1.1"}});
+  ASSERT_EQ(multicastRemote.size(), 1u);
+  EXPECT_EQ(multicastRemote[0].rfind("spec.remote: remote must be a unicast address", 0), 0u);
+
+  auto family = fields({{"vni", 1}, {"local", "10.0.0.1"}, {"remote", "fd00::2"}});
+  ASSERT_EQ(family.size(), 1u);
+  EXPECT_EQ(family[0],
+            "spec.remote: local is IPv4 but remote is IPv6; both ends of a tunnel must use the "
+            "same address family");
+
+  auto notIp = fields({{"vni", 1}, {"local", "10.0.0.1/24"}});
+  ASSERT_EQ(notIp.size(), 1u);
+  EXPECT_EQ(notIp[0],
+            "spec.local: expected an IP address without prefix length, e.g. 10.0.0.1 or fd00::1, "
+            "got \"10.0.0.1/24\"");
+}
+
+TEST(NetValidate, ReportsEveryProblem) {
+  auto errors = check("Vxlan", "bad/name",
+                      {{"vni", 1},
+                       {"addresses", {"x", "10.0.0.1/24", "y"}},
+                       {"remote", "10.0.0.2"},
+                       {"group", "239.0.0.1"}});
+  std::vector<std::string> fields;
+  for (const auto& e : errors) fields.push_back(e.field);
+  EXPECT_EQ(fields, (std::vector<std::string>{"metadata.name", "spec.addresses[0]",
+                                              "spec.addresses[2]", "spec.group", "spec.group"}));
+}
+
+TEST(NetNormalize, CanonicalSortedAddressesAndIps) {
+  NetPlugin p{HostContext{}};
+  Json spec = {{"addresses", {"FD00:0:0::1/64", "10.0.0.1/24", "192.168.000.1/24"}},
+               {"mtu", 1500}};
+  Json n = p.normalize("Bridge", spec);
+  // inet_pton rejects leading zeros in dotted quads: left as written for validate() to report.
+  EXPECT_EQ(n["addresses"], Json({"10.0.0.1/24", "192.168.000.1/24", "fd00::1/64"}));
+  EXPECT_EQ(n["mtu"], 1500);
+
+  Json vx = p.normalize("Vxlan", {{"local", "FD00::0001"}, {"group", "FF05:0::1"}, {"vni", 5}});
+  EXPECT_EQ(vx["local"], "fd00::1");
+  EXPECT_EQ(vx["group"], "ff05::1");
+  EXPECT_EQ(vx["vni"], 5);
+
+  // Idempotent, and leaves unset fields unset.
+  EXPECT_EQ(p.normalize("Vxlan", vx), vx);
+  EXPECT_FALSE(vx.contains("addresses"));
+  // Non-string junk does not throw.
+  EXPECT_EQ(p.normalize("Bridge", {{"addresses", {1, "10.0.0.1/24"}}})["addresses"],
+            Json({1, "10.0.0.1/24"}));
+}
+
+}  // namespace
+}  // namespace nodeplane::net
