@@ -1,6 +1,7 @@
 // Lock: flock(2) on DIR/lock, with the holder's pid written into the file for the error message.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -56,6 +57,8 @@ Result<Lock> Lock::acquire(const fs::path& stateDir, std::optional<std::chrono::
   const fs::path path = stateDir / "lock";
   auto fd = detail::openFile(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
   if (!fd) return std::unexpected(fd.error());
+  // An older file may have been made with a wider mode, or the umask may have narrowed this one.
+  if (::fchmod(fd->get(), 0600) != 0) return std::unexpected(sysError("chmod", path, errno));
 
   auto taken = tryLock(fd->get(), path);
   if (!taken) return std::unexpected(taken.error());

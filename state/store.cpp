@@ -138,6 +138,9 @@ Result<void> Store::appendJournal(const std::string& lines, bool sync) {
   const bool created = ::stat(path.c_str(), &st) != 0 && errno == ENOENT;
   auto fd = detail::openFile(path, O_WRONLY | O_APPEND | O_NOFOLLOW | (created ? O_CREAT : 0));
   if (!fd) return std::unexpected(fd.error());
+  if (created && ::fchmod(fd->get(), 0600) != 0) {
+    return std::unexpected(sysError("chmod", path, errno));
+  }
   if (auto w = detail::writeAll(fd->get(), lines, path); !w) return w;
   if (sync) {
     if (::fdatasync(fd->get()) != 0) return std::unexpected(sysError("fdatasync", path, errno));

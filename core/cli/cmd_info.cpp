@@ -23,16 +23,16 @@ int cmdStatus(Context& ctx) {
   if (ctx.json()) {
     Json items = Json::array();
     for (const auto& [id, r] : store->results()) {
-      Json j = {{"kind", id.kind}, {"name", id.name}, {"outcome", r.outcome},
-                {"message", r.message}, {"at", r.at}, {"owned", store->owns(id)}};
+      Json j = {{"kind", id.kind},      {"name", id.name}, {"outcome", r.outcome},
+                {"message", r.message}, {"at", r.at},      {"owned", store->owns(id)}};
       items.push_back(j);
     }
     Json owned = Json::array();
     for (const auto& [id, o] : store->owned())
-      owned.push_back({{"kind", id.kind}, {"name", id.name}, {"plugin", o.plugin},
-                       {"since", o.since}});
-    printJson({{"resources", items}, {"owned", owned},
-               {"interruptedApply", !store->pending().empty()}});
+      owned.push_back(
+          {{"kind", id.kind}, {"name", id.name}, {"plugin", o.plugin}, {"since", o.since}});
+    printJson(
+        {{"resources", items}, {"owned", owned}, {"interruptedApply", !store->pending().empty()}});
     return kOk;
   }
   if (store->results().empty() && store->owned().empty()) {
@@ -55,8 +55,8 @@ int cmdExport(Context& ctx, const std::string& kind) {
   auto engine = ctx.engine();
   if (!engine) return reportErrors(ctx, {engine.error()}, "");
   if (!kind.empty() && !(*engine)->plugins().forKind(kind))
-    return reportErrors(ctx, {fail(ErrorKind::kInvalidInput, "unknown kind \"" + kind + "\"")
-                                  .error()}, "");
+    return reportErrors(
+        ctx, {fail(ErrorKind::kInvalidInput, "unknown kind \"" + kind + "\"").error()}, "");
   auto store = state::Store::open(ctx.stateDir());
   if (!store) return reportErrors(ctx, {store.error()}, "");
   Observation obs = kind.empty() ? (*engine)->observe() : (*engine)->observe({kind});
@@ -77,8 +77,11 @@ int cmdExport(Context& ctx, const std::string& kind) {
   }
   if (ctx.json())
     printJson(docs);
-  else
-    std::cout << emitYamlDocuments(docs);
+  else {
+    std::string yaml = emitYamlDocuments(docs);
+    if (!yaml.empty() && yaml.back() != '\n') yaml += '\n';
+    std::cout << yaml;
+  }
   return kOk;
 }
 
@@ -92,13 +95,15 @@ int cmdPlugins(Context& ctx) {
     for (const auto& p : plugins) {
       Json kinds = Json::array();
       for (const auto& k : p->kinds())
-        kinds.push_back({{"kind", k.kind}, {"description", k.description},
-                         {"schema", toJsonSchema(k.spec)}});
+        kinds.push_back(
+            {{"kind", k.kind}, {"description", k.description}, {"schema", toJsonSchema(k.spec)}});
       loaded.push_back({{"name", p->name()}, {"file", p->file().string()}, {"kinds", kinds}});
     }
     for (const auto& r : refused) bad.push_back({{"file", r.file.string()}, {"reason", r.reason}});
-    printJson({{"pluginDir", ctx.pluginDir().string()}, {"abiVersion", kAbiVersion},
-               {"plugins", loaded}, {"refused", bad}});
+    printJson({{"pluginDir", ctx.pluginDir().string()},
+               {"abiVersion", kAbiVersion},
+               {"plugins", loaded},
+               {"refused", bad}});
   } else {
     std::cout << "plugin directory: " << ctx.pluginDir().string() << " (ABI " << kAbiVersion
               << ")\n";

@@ -2,8 +2,8 @@
 #include <spdlog/spdlog.h>
 
 #include <fstream>
-#include <set>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "context.hpp"
@@ -17,14 +17,14 @@ std::vector<std::filesystem::path> toPaths(const std::vector<std::string>& in) {
 }
 
 // Loads and validates; on any error prints every one and returns nullopt.
-std::optional<Desired> prepared(Context& ctx, Engine& engine,
-                                const std::vector<std::string>& paths, int& exitCode) {
+std::optional<Desired> prepared(Context& ctx, Engine& engine, const std::vector<std::string>& paths,
+                                int& exitCode) {
   Desired d = engine.prepare(loadSources(toPaths(paths)));
   if (!d.ok()) {
-    exitCode = reportErrors(
-        ctx, d.errors,
-        fmt::format("{} error(s) in the desired state: nothing was applied or pruned",
-                    d.errors.size()));
+    exitCode =
+        reportErrors(ctx, d.errors,
+                     fmt::format("{} error(s) in the desired state: nothing was applied or pruned",
+                                 d.errors.size()));
     return std::nullopt;
   }
   return d;
@@ -32,10 +32,14 @@ std::optional<Desired> prepared(Context& ctx, Engine& engine,
 
 const char* pastTense(Action a) {
   switch (a) {
-    case Action::kCreate: return "created";
-    case Action::kUpdate: return "updated";
-    case Action::kReplace: return "replaced";
-    case Action::kDelete: return "deleted";
+    case Action::kCreate:
+      return "created";
+    case Action::kUpdate:
+      return "updated";
+    case Action::kReplace:
+      return "replaced";
+    case Action::kDelete:
+      return "deleted";
   }
   return "?";
 }
@@ -46,9 +50,8 @@ Result<state::Lock> takeLock(Context& ctx) {
   if (!ctx.json())
     std::cerr << quick.error().message << "; waiting up to " << ctx.config().lockTimeout.count()
               << " s\n";
-  return state::Lock::acquire(ctx.stateDir(),
-                              std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  ctx.config().lockTimeout));
+  return state::Lock::acquire(ctx.stateDir(), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  ctx.config().lockTimeout));
 }
 
 }  // namespace
@@ -57,8 +60,7 @@ int cmdValidate(Context& ctx, const std::vector<std::string>& paths) {
   auto engine = ctx.engine();
   if (!engine) return reportErrors(ctx, {engine.error()}, "");
   Desired d = (*engine)->prepare(loadSources(toPaths(paths)));
-  if (!d.ok())
-    return reportErrors(ctx, d.errors, fmt::format("{} error(s)", d.errors.size()));
+  if (!d.ok()) return reportErrors(ctx, d.errors, fmt::format("{} error(s)", d.errors.size()));
   if (ctx.json()) {
     Json files = Json::array();
     for (const auto& f : d.files) files.push_back(f.string());
@@ -122,14 +124,15 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
   ApplyReport report;
   if (!planFile.empty()) {
     std::ifstream in(planFile);
-    if (!in) return reportErrors(ctx, {fail(ErrorKind::kInvalidInput,
-                                            "cannot read plan file " + planFile).error()}, "");
+    if (!in)
+      return reportErrors(
+          ctx, {fail(ErrorKind::kInvalidInput, "cannot read plan file " + planFile).error()}, "");
     Json j;
     try {
       j = Json::parse(in);
     } catch (const std::exception& e) {
-      return reportErrors(ctx, {fail(ErrorKind::kInvalidInput,
-                                     planFile + ": not JSON: " + e.what()).error()}, "");
+      return reportErrors(
+          ctx, {fail(ErrorKind::kInvalidInput, planFile + ": not JSON: " + e.what()).error()}, "");
     }
     auto plan = planFromJson(j);
     if (!plan) return reportErrors(ctx, {plan.error()}, "nothing was applied");
@@ -184,8 +187,8 @@ int cmdRun(Context& ctx, const std::vector<std::string>& paths, bool prune) {
   for (const auto& p : opt.sources) {
     std::error_code ec;
     if (!std::filesystem::exists(p, ec))
-      return reportErrors(ctx, {fail(ErrorKind::kInvalidInput,
-                                     p.string() + " does not exist").error()}, "");
+      return reportErrors(
+          ctx, {fail(ErrorKind::kInvalidInput, p.string() + " does not exist").error()}, "");
   }
   return runDaemon(**engine, opt);
 }

@@ -16,10 +16,10 @@ Result<Context> Context::make(const GlobalOptions& g) {
   if (!cfg) return std::unexpected(cfg.error());
   ctx.config_ = std::move(*cfg);
 
-  ctx.stateDir_ = !g.stateDir.empty()       ? std::filesystem::path(g.stateDir)
-                  : ctx.config_.stateDir    ? *ctx.config_.stateDir
-                                            : std::filesystem::path("/var/lib/nodeplane");
-  ctx.pluginDir_ = !g.pluginDir.empty()     ? std::filesystem::path(g.pluginDir)
+  ctx.stateDir_ = !g.stateDir.empty()    ? std::filesystem::path(g.stateDir)
+                  : ctx.config_.stateDir ? *ctx.config_.stateDir
+                                         : std::filesystem::path("/var/lib/nodeplane");
+  ctx.pluginDir_ = !g.pluginDir.empty()    ? std::filesystem::path(g.pluginDir)
                    : ctx.config_.pluginDir ? *ctx.config_.pluginDir
                                            : defaultPluginDir();
   if (!g.sysfsRoot.empty()) ctx.host_.sysfsRoot = g.sysfsRoot;

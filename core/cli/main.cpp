@@ -37,8 +37,9 @@ int main(int argc, char** argv) {
   diff->add_option("-f,--filename", files, "desired-state files or directories")->required();
   diff->add_flag("--no-prune", noPrune, "do not show deletes of owned objects missing from -f");
 
-  auto* apply = app.add_subcommand("apply", "Converge the host to the desired state; exit 0 "
-                                            "converged, 1 error.");
+  auto* apply = app.add_subcommand("apply",
+                                   "Converge the host to the desired state; exit 0 "
+                                   "converged, 1 error.");
   auto* applyFiles =
       apply->add_option("-f,--filename", files, "desired-state files or directories");
   apply->add_flag("--no-prune", noPrune, "keep owned objects that are missing from -f");
@@ -48,15 +49,15 @@ int main(int argc, char** argv) {
   applyPlan->excludes(applyFiles);
 
   auto* run = app.add_subcommand(
-      "run", "Daemon: watch the directory and the host, reconcile on every change and resync "
-             "periodically; sd_notify when under systemd.");
+      "run",
+      "Daemon: watch the directory and the host, reconcile on every change and resync "
+      "periodically; sd_notify when under systemd.");
   run->add_option("-f,--filename", files, "desired-state directory (or files)")->required();
   run->add_flag("--no-prune", noPrune, "keep owned objects that are missing from -f");
 
   auto* validate = app.add_subcommand(
       "validate", "Check desired-state files; exit 0 valid, 1 invalid, every error listed.");
-  validate->add_option("-f,--filename", files, "desired-state files or directories")
-      ->required();
+  validate->add_option("-f,--filename", files, "desired-state files or directories")->required();
 
   auto* check = app.add_subcommand(
       "check", "Host readiness: netlink, systemd bus, KVM, IOMMU, VFIO, GPUs and IOMMU groups.");

@@ -61,9 +61,20 @@ Result<AgentConfig> parseAgentConfig(const std::string& text, const std::string&
   if (root.IsNull()) return cfg;
   if (!root.IsMap())
     return std::unexpected(configError(file, root.Mark(), "", "expected a mapping"));
-  static const std::set<std::string> known = {
-      "apiVersion", "kind",  "hostname", "labels", "resyncSeconds", "debounceMilliseconds",
-      "lockTimeoutSeconds", "stateDir", "pluginDir", "vfio", "docker", "qemu", "vgpu", "net"};
+  static const std::set<std::string> known = {"apiVersion",
+                                              "kind",
+                                              "hostname",
+                                              "labels",
+                                              "resyncSeconds",
+                                              "debounceMilliseconds",
+                                              "lockTimeoutSeconds",
+                                              "stateDir",
+                                              "pluginDir",
+                                              "vfio",
+                                              "docker",
+                                              "qemu",
+                                              "vgpu",
+                                              "net"};
   try {
     for (const auto& kv : root) {
       const std::string key = kv.first.as<std::string>();

@@ -151,18 +151,18 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
                  desired.errors.size());
       return true;  // not retryable: wait for the files to change
     }
-    auto report = engine.converge(desired, *store, opt.prune, [](const PlanEntry& e,
-                                                                 const StepResult& r) {
-      if (r.outcome == StepOutcome::kOk)
-        spdlog::info("{} {}", e.change.id.str(), toString(e.change.action));
-      else
-        spdlog::error("{}", r.error.str());
-    });
+    auto report =
+        engine.converge(desired, *store, opt.prune, [](const PlanEntry& e, const StepResult& r) {
+          if (r.outcome == StepOutcome::kOk)
+            spdlog::info("{} {}", e.change.id.str(), toString(e.change.action));
+          else
+            spdlog::error("{}", r.error.str());
+        });
     for (const auto& e : report.plan.errors) spdlog::error("{}", e.str());
-    const std::string summary = fmt::format(
-        "{} resources: {} created, {} updated, {} replaced, {} deleted, {} failed", 
-        desired.resources.size(), report.created, report.updated, report.replaced,
-        report.deleted, report.failed + report.skipped);
+    const std::string summary =
+        fmt::format("{} resources: {} created, {} updated, {} replaced, {} deleted, {} failed",
+                    desired.resources.size(), report.created, report.updated, report.replaced,
+                    report.deleted, report.failed + report.skipped);
     if (report.plan.hasChanges() || !report.ok())
       spdlog::info("reconciled: {}", summary);
     else
@@ -191,8 +191,10 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   spdlog::info("nodeplane run: resync every {} s", opt.resync.count());
   runPass();
 
-  pollfd fds[5] = {{sigFd.get(), POLLIN, 0},       {inFd.get(), POLLIN, 0},
-                   {passTimer.get(), POLLIN, 0},   {resyncTimer.get(), POLLIN, 0},
+  pollfd fds[5] = {{sigFd.get(), POLLIN, 0},
+                   {inFd.get(), POLLIN, 0},
+                   {passTimer.get(), POLLIN, 0},
+                   {resyncTimer.get(), POLLIN, 0},
                    {watchdogTimer.get(), POLLIN, 0}};
   std::vector<pollfd> all(fds, fds + 5);
   if (nlFd) all.push_back({nlFd.get(), POLLIN, 0});

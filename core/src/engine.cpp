@@ -112,13 +112,12 @@ Desired Engine::prepare(LoadResult loaded) const {
       if (auto [it, fresh] = claimed.emplace(c, &r); !fresh)
         out.errors.push_back(r.error(ErrorKind::kInvalidInput, "",
                                      "claims " + c + ", already claimed by " +
-                                         it->second->id.str() + " at " +
-                                         it->second->where.str()));
+                                         it->second->id.str() + " at " + it->second->where.str()));
     }
   }
 
-  out.graph = buildGraph(out.resources, [&](const std::string& k) { return plugins_.schema(k); },
-                         out.errors);
+  out.graph = buildGraph(
+      out.resources, [&](const std::string& k) { return plugins_.schema(k); }, out.errors);
 
   if (out.errors.empty()) {
     for (auto& r : out.resources) {
@@ -183,8 +182,8 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
   for (const auto& e : plan.entries) {
     state::JournalEntry j;
     j.seq = store.nextSeq();
-    j.action = e.change.adopt && e.change.action == Action::kUpdate ? "adopt"
-                                                                    : toString(e.change.action);
+    j.action =
+        e.change.adopt && e.change.action == Action::kUpdate ? "adopt" : toString(e.change.action);
     j.id = e.change.id;
     j.plugin = e.plugin;
     seqs.push_back(j.seq);
@@ -215,8 +214,8 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
   hooks.apply = [&](const PlanEntry& e) -> Result<void> {
     PluginHandle* p = plugins_.forKind(e.change.id.kind);
     if (!p || p->name() != e.plugin)
-      return fail(ErrorKind::kTerminal, "no loaded plugin " + e.plugin + " serves kind " +
-                                            e.change.id.kind);
+      return fail(ErrorKind::kTerminal,
+                  "no loaded plugin " + e.plugin + " serves kind " + e.change.id.kind);
     auto r = p->apply(e.change);
     if (crashAfter >= 0 && static_cast<long>(++stepsRun_) >= crashAfter) ::raise(SIGKILL);
     return r;
@@ -252,7 +251,7 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
   return executePlan(plan, hooks);
 }
 
-void Engine::record(const Plan& plan, state::Store& store) const {
+void Engine::record(const Plan& plan, state::Store& store, bool inSyncResults) const {
   const auto at = state::nowRfc3339();
   for (const auto& id : plan.claim) {
     state::OwnedObject o;
@@ -266,7 +265,8 @@ void Engine::record(const Plan& plan, state::Store& store) const {
     store.forget(id);
     store.clearResult(id);
   }
-  for (const auto& id : plan.inSync) store.setResult({id, "in-sync", "", at});
+  if (inSyncResults)
+    for (const auto& id : plan.inSync) store.setResult({id, "in-sync", "", at});
   for (const auto& e : plan.errors) {
     auto slash = e.resource.find('/');
     if (slash == std::string::npos) continue;
@@ -282,7 +282,7 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
   Plan plan = this->plan(desired, obs, store, prune);
   report.plan = plan;
   report.errors = plan.errors;
-  record(plan, store);
+  record(plan, store, true);
   std::set<ResourceId> gaveUp;  // failed or skipped: not retried in this apply
   constexpr int kRounds = 3;
   for (int round = 0; round < kRounds && plan.hasChanges(); ++round) {
@@ -293,10 +293,18 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
         case StepOutcome::kOk:
           if (round == 0) {
             switch (e.change.action) {
-              case Action::kCreate: ++report.created; break;
-              case Action::kUpdate: ++report.updated; break;
-              case Action::kReplace: ++report.replaced; break;
-              case Action::kDelete: ++report.deleted; break;
+              case Action::kCreate:
+                ++report.created;
+                break;
+              case Action::kUpdate:
+                ++report.updated;
+                break;
+              case Action::kReplace:
+                ++report.replaced;
+                break;
+              case Action::kDelete:
+                ++report.deleted;
+                break;
             }
           }
           break;
@@ -310,13 +318,14 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
           report.errors.push_back(results[i].error);
           gaveUp.insert(e.change.id);
           break;
-        case StepOutcome::kPending: break;
+        case StepOutcome::kPending:
+          break;
       }
     }
     // Verify: observe again; what still differs (and did not fail) gets another round.
     obs = observe();
     Plan next = this->plan(desired, obs, store, prune);
-    record(next, store);
+    record(next, store, /*inSyncResults=*/false);  // keep "created" etc. of this apply
     Plan retry;
     retry.fingerprint = next.fingerprint;
     std::map<std::size_t, std::size_t> remap;
@@ -345,8 +354,10 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
     }
     plan = std::move(retry);
   }
-  if (auto ok = store.commit(); !ok) report.errors.push_back(ok.error());
-  else if (auto cleared = store.clearJournal(); !cleared) report.errors.push_back(cleared.error());
+  if (auto ok = store.commit(); !ok)
+    report.errors.push_back(ok.error());
+  else if (auto cleared = store.clearJournal(); !cleared)
+    report.errors.push_back(cleared.error());
   return report;
 }
 
@@ -361,24 +372,34 @@ Result<ApplyReport> Engine::applySaved(const Plan& saved, state::Store& store,
                 {}, "run `nodeplane diff` again and review the new plan");
   ApplyReport report;
   report.plan = saved;
-  record(saved, store);
+  record(saved, store, true);
   auto results = execute(saved, store, onStep);
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& e = saved.entries[i];
     if (results[i].outcome == StepOutcome::kOk) {
       switch (e.change.action) {
-        case Action::kCreate: ++report.created; break;
-        case Action::kUpdate: ++report.updated; break;
-        case Action::kReplace: ++report.replaced; break;
-        case Action::kDelete: ++report.deleted; break;
+        case Action::kCreate:
+          ++report.created;
+          break;
+        case Action::kUpdate:
+          ++report.updated;
+          break;
+        case Action::kReplace:
+          ++report.replaced;
+          break;
+        case Action::kDelete:
+          ++report.deleted;
+          break;
       }
     } else {
       (results[i].outcome == StepOutcome::kSkipped ? report.skipped : report.failed)++;
       report.errors.push_back(results[i].error);
     }
   }
-  if (auto ok = store.commit(); !ok) report.errors.push_back(ok.error());
-  else if (auto cleared = store.clearJournal(); !cleared) report.errors.push_back(cleared.error());
+  if (auto ok = store.commit(); !ok)
+    report.errors.push_back(ok.error());
+  else if (auto cleared = store.clearJournal(); !cleared)
+    report.errors.push_back(cleared.error());
   return report;
 }
 
@@ -410,8 +431,8 @@ Result<std::size_t> Engine::recover(state::Store& store) {
       o.since = at;
       store.setOwned(std::move(o));
     }
-    store.setResult({id, p.done ? "updated" : "interrupted",
-                     "recovered from an interrupted apply", at});
+    store.setResult(
+        {id, p.done ? "updated" : "interrupted", "recovered from an interrupted apply", at});
   }
   if (auto ok = store.commit(); !ok) return std::unexpected(ok.error());
   if (auto ok = store.clearJournal(); !ok) return std::unexpected(ok.error());

@@ -39,7 +39,7 @@ struct StepReport {
 };
 
 struct ApplyReport {
-  Plan plan;                 // the plan of the first round (what `diff` would have shown)
+  Plan plan;                  // the plan of the first round (what `diff` would have shown)
   std::vector<Error> errors;  // plan errors, failed steps, resources that did not converge
   std::size_t created = 0, updated = 0, replaced = 0, deleted = 0, failed = 0, skipped = 0;
   bool ok() const { return errors.empty(); }
@@ -70,7 +70,8 @@ class Engine {
                        const StepCallback& onStep);
 
   // Executes a saved plan once, if the host still has the fingerprint it was made against.
-  Result<ApplyReport> applySaved(const Plan& saved, state::Store& store, const StepCallback& onStep);
+  Result<ApplyReport> applySaved(const Plan& saved, state::Store& store,
+                                 const StepCallback& onStep);
 
   // Finishes what an interrupted apply left in the journal: steps done or visibly done on the
   // host (object present and marked) are recorded as owned, vanished deletes are forgotten.
@@ -79,7 +80,7 @@ class Engine {
 
  private:
   std::set<ResourceId> ownedIds(const state::Store& store) const;
-  void record(const Plan& plan, state::Store& store) const;
+  void record(const Plan& plan, state::Store& store, bool inSyncResults) const;
 
   PluginHost& plugins_;
   HostContext host_;

@@ -15,7 +15,7 @@ namespace nodeplane {
 
 struct LoadResult {
   std::vector<Resource> resources;
-  std::vector<Error> errors;                // every problem found, each with file:line
+  std::vector<Error> errors;                 // every problem found, each with file:line
   std::vector<std::filesystem::path> files;  // the files that were read, in order
 };
 

@@ -17,7 +17,7 @@ namespace nodeplane {
 // Everything observed in one pass, specs already normalised.
 struct Observation {
   std::map<ResourceId, ObservedObject> objects;
-  std::set<std::string> kinds;         // kinds observed successfully
+  std::set<std::string> kinds;          // kinds observed successfully
   std::map<std::string, Error> failed;  // kind -> why it could not be observed
   // Stable hash of what was observed plus what the state store owns: a saved plan is only
   // applied to a host that still hashes the same.
@@ -27,9 +27,9 @@ struct Observation {
 struct PlanEntry {
   Change change;
   std::string plugin;
-  std::string source;                // "file:line" of the desired resource, if any
-  std::optional<ResourceId> owner;   // for expanded children
-  std::vector<std::size_t> after;    // indices of entries that must succeed first
+  std::string source;               // "file:line" of the desired resource, if any
+  std::optional<ResourceId> owner;  // for expanded children
+  std::vector<std::size_t> after;   // indices of entries that must succeed first
 };
 
 struct Plan {

@@ -33,7 +33,8 @@ Result<void> change(NetlinkSocket& nl, int type, int flags, int ifindex, const s
   NlMsg m = addressMessage(type, flags, ifindex, *c);
   if (!m) return fail(ErrorKind::kRetryable, what + ": out of memory building the request");
   auto r = nl.request(m.get());
-  if (!r && r.error().errnum != harmlessErrno) return std::unexpected(netlinkFailure(r.error(), what));
+  if (!r && r.error().errnum != harmlessErrno)
+    return std::unexpected(netlinkFailure(r.error(), what));
   return {};
 }
 

@@ -14,7 +14,7 @@
 namespace nodeplane::net {
 
 struct IpAddress {
-  int family = 0;                      // AF_INET or AF_INET6
+  int family = 0;                        // AF_INET or AF_INET6
   std::array<std::uint8_t, 16> bytes{};  // network order; 4 used for AF_INET
 
   std::size_t size() const { return family == AF_INET ? 4 : 16; }

@@ -60,7 +60,8 @@ void putVxlanData(LinkMsg& m, const Json& spec, int underlay) {
   if (auto v = getString(spec, "group")) putIp(m, IFLA_VXLAN_GROUP, IFLA_VXLAN_GROUP6, *v);
   if (auto v = getString(spec, "local")) putIp(m, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LOCAL6, *v);
   if (underlay > 0) m.u32(IFLA_VXLAN_LINK, static_cast<std::uint32_t>(underlay));
-  m.u16(IFLA_VXLAN_PORT, htons(static_cast<std::uint16_t>(spec.value("dstPort", kDefaultVxlanPort))));
+  m.u16(IFLA_VXLAN_PORT,
+        htons(static_cast<std::uint16_t>(spec.value("dstPort", kDefaultVxlanPort))));
   if (spec.contains("learning")) m.u8(IFLA_VXLAN_LEARNING, spec.value("learning", true) ? 1 : 0);
   m.end().end();
 }

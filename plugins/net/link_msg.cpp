@@ -24,7 +24,9 @@ LinkMsg& LinkMsg::bytes(int attr, const void* data, std::size_t size) {
 LinkMsg& LinkMsg::u8(int attr, std::uint8_t v) { return bytes(attr, &v, sizeof v); }
 LinkMsg& LinkMsg::u16(int attr, std::uint16_t v) { return bytes(attr, &v, sizeof v); }
 LinkMsg& LinkMsg::u32(int attr, std::uint32_t v) { return bytes(attr, &v, sizeof v); }
-LinkMsg& LinkMsg::str(int attr, const std::string& v) { return bytes(attr, v.c_str(), v.size() + 1); }
+LinkMsg& LinkMsg::str(int attr, const std::string& v) {
+  return bytes(attr, v.c_str(), v.size() + 1);
+}
 
 LinkMsg& LinkMsg::begin(int attr) {
   nlattr* n = msg_ ? nla_nest_start(msg_.get(), attr) : nullptr;

@@ -22,17 +22,17 @@ struct LinkState {
   unsigned flags = 0;  // IFF_*
   unsigned short arpType = 0;
   std::uint32_t mtu = 0;
-  int master = 0;  // ifindex of the master (bridge), 0 = none
+  int master = 0;                           // ifindex of the master (bridge), 0 = none
   std::optional<std::uint8_t> addrGenMode;  // IFLA_INET6_ADDR_GEN_MODE, when IPv6 is on
 
-  std::optional<bool> stp;        // bridge
-  std::optional<int> tunType;     // tun: IFF_TUN or IFF_TAP (IFLA_TUN_TYPE)
+  std::optional<bool> stp;     // bridge
+  std::optional<int> tunType;  // tun: IFF_TUN or IFF_TAP (IFLA_TUN_TYPE)
 
   std::optional<std::uint32_t> vni;  // vxlan
   std::string local;                 // canonical IP, "" = unset
   std::string peer;                  // remote or group, "" = unset
   bool peerIsGroup = false;
-  int underlay = 0;                  // IFLA_VXLAN_LINK
+  int underlay = 0;  // IFLA_VXLAN_LINK
   std::optional<std::uint16_t> dstPort;
   std::optional<bool> learning;
 

@@ -27,13 +27,15 @@ void checkAddresses(const Resource& r, std::vector<Error>& out) {
     if (c.address.isLinkLocalV6()) {
       out.push_back(r.error(ErrorKind::kInvalidInput, path,
                             "IPv6 link-local addresses (fe80::/10) are assigned by the kernel, "
-                            "not by nodeplane, got \"" + text + "\""));
+                            "not by nodeplane, got \"" +
+                                text + "\""));
       continue;
     }
     auto [first, inserted] = seen.emplace(c.address.str(), i);
     if (!inserted)
       out.push_back(r.error(ErrorKind::kInvalidInput, path,
-                            "address " + c.address.str() + " is listed twice (also spec.addresses[" +
+                            "address " + c.address.str() +
+                                " is listed twice (also spec.addresses[" +
                                 std::to_string(first->second) + "])"));
   }
 }
@@ -56,7 +58,8 @@ void checkVxlan(const Resource& r, std::vector<Error>& out) {
     if (!ip) {
       out.push_back(r.error(ErrorKind::kInvalidInput, std::string("spec.") + key,
                             "expected an IP address without prefix length, e.g. 10.0.0.1 or "
-                            "fd00::1, got \"" + text + "\""));
+                            "fd00::1, got \"" +
+                                text + "\""));
       continue;
     }
     ips.emplace(key, *ip);
@@ -103,8 +106,8 @@ std::vector<Error> validateNet(const Resource& r) {
   if (auto b = r.spec.find("bridge"); b != r.spec.end()) {
     checkIfName(r, "spec.bridge", *b, out);
     if (b->is_string() && b->get<std::string>() == r.id.name)
-      out.push_back(r.error(ErrorKind::kInvalidInput, "spec.bridge",
-                            "a link cannot be enslaved to itself"));
+      out.push_back(
+          r.error(ErrorKind::kInvalidInput, "spec.bridge", "a link cannot be enslaved to itself"));
   }
   if (r.id.kind == kVxlan) checkVxlan(r, out);
   return out;

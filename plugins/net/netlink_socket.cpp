@@ -24,8 +24,8 @@ std::string extackMessage(const nlmsghdr* h) {
   std::size_t offset = NLMSG_HDRLEN + sizeof(int);
   offset += (h->nlmsg_flags & NLM_F_CAPPED) ? sizeof(nlmsghdr) : NLMSG_ALIGN(err->msg.nlmsg_len);
   if (offset >= h->nlmsg_len) return {};
-  auto* attrs = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(const_cast<nlmsghdr*>(h)) +
-                                          offset);
+  auto* attrs =
+      reinterpret_cast<nlattr*>(reinterpret_cast<char*>(const_cast<nlmsghdr*>(h)) + offset);
   nlattr* tb[NLMSGERR_ATTR_MAX + 1] = {};
   if (nla_parse(tb, NLMSGERR_ATTR_MAX, attrs, static_cast<int>(h->nlmsg_len - offset), nullptr) <
           0 ||
@@ -47,8 +47,8 @@ void NlMsgFree::operator()(nl_msg* m) const {
 
 NlMsg makeMessage(int type, int flags, const void* header, std::size_t headerSize) {
   NlMsg m(nlmsg_alloc_simple(type, flags));
-  if (m && headerSize && nlmsg_append(m.get(), const_cast<void*>(header), headerSize,
-                                      NLMSG_ALIGNTO) < 0)
+  if (m && headerSize &&
+      nlmsg_append(m.get(), const_cast<void*>(header), headerSize, NLMSG_ALIGNTO) < 0)
     m.reset();
   return m;
 }
@@ -65,7 +65,8 @@ NetlinkSocket::~NetlinkSocket() {
 NlResult NetlinkSocket::open() {
   if (sock_) return {};
   nl_sock* s = nl_socket_alloc();
-  if (!s) return std::unexpected(NetlinkError{ENOMEM, "allocating a netlink socket: out of memory"});
+  if (!s)
+    return std::unexpected(NetlinkError{ENOMEM, "allocating a netlink socket: out of memory"});
   nl_socket_disable_auto_ack(s);
   nl_socket_enable_msg_peek(s);
   if (int rc = nl_connect(s, NETLINK_ROUTE); rc < 0) {
@@ -94,7 +95,8 @@ NlResult NetlinkSocket::dump(int type, const void* header, std::size_t headerSiz
   for (int attempt = 0; attempt < kDumpAttempts; ++attempt) {
     if (reset) reset();
     NlMsg msg = makeMessage(type, NLM_F_DUMP, header, headerSize);
-    if (!msg) return std::unexpected(NetlinkError{ENOMEM, "building a dump request: out of memory"});
+    if (!msg)
+      return std::unexpected(NetlinkError{ENOMEM, "building a dump request: out of memory"});
     bool interrupted = false;
     if (auto r = exchange(msg.get(), true, onReply, interrupted); !r) return r;
     if (!interrupted) return {};

@@ -20,8 +20,8 @@ Result<int> attach(const HostContext& host, const std::string& name, const std::
   if (fd < 0) {
     const int err = errno;
     return fail(err == ENOENT ? ErrorKind::kTerminal : ErrorKind::kRetryable,
-                what + ": opening " + path.string() + ": " + std::strerror(err),
-                {}, err == ENOENT ? "load the tun module (modprobe tun)" : "");
+                what + ": opening " + path.string() + ": " + std::strerror(err), {},
+                err == ENOENT ? "load the tun module (modprobe tun)" : "");
   }
   ifreq ifr{};
   ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
@@ -29,8 +29,8 @@ Result<int> attach(const HostContext& host, const std::string& name, const std::
   if (::ioctl(fd, TUNSETIFF, &ifr) < 0) {
     const int err = errno;
     ::close(fd);
-    return fail(ErrorKind::kTerminal, what + ": TUNSETIFF: " + std::strerror(err),
-                {}, err == EINVAL ? "a tun (not tap) device of this name may exist" : "");
+    return fail(ErrorKind::kTerminal, what + ": TUNSETIFF: " + std::strerror(err), {},
+                err == EINVAL ? "a tun (not tap) device of this name may exist" : "");
   }
   return fd;
 }

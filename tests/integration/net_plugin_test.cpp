@@ -1,4 +1,6 @@
 // The net plugin against the real kernel, in the private network namespace main() made.
+#include "net_plugin.hpp"
+
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_link.h>
@@ -15,7 +17,6 @@
 #include <set>
 
 #include "link_state.hpp"
-#include "net_plugin.hpp"
 #include "netlink_socket.hpp"
 #include "netns.hpp"
 
@@ -51,8 +52,8 @@ void expectInSync(NetPlugin& p, const std::string& kind, const std::string& name
   const Json d = p.normalize(kind, desired), obs = p.normalize(kind, o->spec);
   for (const auto& [key, value] : d.items()) {
     if (key == "adopt") continue;
-    EXPECT_EQ(obs.value(key, Json()), value) << kind << "/" << name << " spec." << key
-                                             << "; observed " << obs.dump();
+    EXPECT_EQ(obs.value(key, Json()), value)
+        << kind << "/" << name << " spec." << key << "; observed " << obs.dump();
   }
 }
 
@@ -127,10 +128,8 @@ std::optional<LinkState> raw(const std::string& name) {
 TEST(NetBridge, CreateObserveUpdateDelete) {
   NODEPLANE_REQUIRE_NETNS();
   NetPlugin p{HostContext{}};
-  Json desired = {{"mtu", 1400},
-                  {"addresses", {"FD00:1::1/64", "10.1.0.1/24"}},
-                  {"up", true},
-                  {"stp", true}};
+  Json desired = {
+      {"mtu", 1400}, {"addresses", {"FD00:1::1/64", "10.1.0.1/24"}}, {"up", true}, {"stp", true}};
   applyOk(p, makeChange(Action::kCreate, "Bridge", "br-test", desired));
   expectInSync(p, "Bridge", "br-test", desired);
   auto before = find(p, "Bridge", "br-test");
@@ -195,7 +194,10 @@ TEST(NetVxlan, MulticastGroupV4AndV6) {
   ASSERT_EQ(hand.veth("ul1", "ul1-peer"), 0);
   ASSERT_EQ(hand.up("ul1"), 0);
   NetPlugin p{HostContext{}};
-  Json v4 = {{"vni", 10}, {"group", "239.1.1.1"}, {"device", "ul1"}, {"up", true},
+  Json v4 = {{"vni", 10},
+             {"group", "239.1.1.1"},
+             {"device", "ul1"},
+             {"up", true},
              {"addresses", {"192.168.50.1/24"}}};
   applyOk(p, makeChange(Action::kCreate, "Vxlan", "vx-g4", v4));
   expectInSync(p, "Vxlan", "vx-g4", v4);
@@ -204,7 +206,10 @@ TEST(NetVxlan, MulticastGroupV4AndV6) {
   EXPECT_FALSE(o->spec.contains("remote"));
   EXPECT_EQ(o->spec.value("dstPort", 0), 4789);
 
-  Json v6 = {{"vni", 11}, {"group", "FF05::100"}, {"local", "fd00::1"}, {"device", "ul1"},
+  Json v6 = {{"vni", 11},
+             {"group", "FF05::100"},
+             {"local", "fd00::1"},
+             {"device", "ul1"},
              {"dstPort", 8472}};
   applyOk(p, makeChange(Action::kCreate, "Vxlan", "vx-g6", v6));
   expectInSync(p, "Vxlan", "vx-g6", v6);
@@ -275,8 +280,8 @@ TEST(NetObserve, NeverMisreportsOtherLinkTypes) {
     return out;
   };
   // Other tests of this process may have left links of their own: look at ours only.
-  const std::set<std::string> mine = {"vx-looks", "veth-a", "veth-b", "tun-only", "tap-hand",
-                                      "dummy0", "lo"};
+  const std::set<std::string> mine = {"vx-looks", "veth-a", "veth-b", "tun-only",
+                                      "tap-hand", "dummy0", "lo"};
   auto ours = [&](const std::string& kind) {
     std::set<std::string> out;
     for (const auto& n : names(kind))

@@ -69,7 +69,7 @@ TEST_F(EngineTest, UnknownKindNamesTheKnownOnes) {
   auto d = desired("apiVersion: nodeplane.io/v1\nkind: Gizmo\nmetadata: {name: g}\nspec: {}\n");
   ASSERT_EQ(d.errors.size(), 1u);
   EXPECT_EQ(d.errors[0].str(),
-            "desired.yaml:2:7: Gizmo/g kind: unknown kind \"Gizmo\" (known: Widget)");
+            "desired.yaml:2:1: Gizmo/g kind: unknown kind \"Gizmo\" (known: Widget)");
 }
 
 TEST_F(EngineTest, SchemaErrorsCarryFileLineAndField) {
@@ -96,7 +96,7 @@ TEST_F(EngineTest, DanglingReferenceIsAnError) {
       "apiVersion: nodeplane.io/v1\nkind: Widget\nmetadata: {name: a}\nspec:\n  uses: ghost\n");
   ASSERT_EQ(d.errors.size(), 1u);
   EXPECT_EQ(d.errors[0].str(),
-            "desired.yaml:5:9: Widget/a spec.uses: Widget \"ghost\" is not defined in the desired "
+            "desired.yaml:5:3: Widget/a spec.uses: Widget \"ghost\" is not defined in the desired "
             "state (define Widget/ghost or fix the name)");
 }
 
@@ -229,7 +229,7 @@ TEST_F(EngineTest, UnmanagedObjectIsRefusedUnlessAdopted) {
   Plan p = e.plan(d, e.observe(), s, true);
   ASSERT_EQ(p.errors.size(), 1u);
   EXPECT_EQ(p.errors[0].str(),
-            "desired.yaml:2:7: Widget/base: exists, not managed by nodeplane (set `adopt: true` in "
+            "desired.yaml:2:1: Widget/base: exists, not managed by nodeplane (set `adopt: true` in "
             "its spec to let nodeplane take it over, or pick another name)");
   EXPECT_FALSE(p.hasChanges());
 

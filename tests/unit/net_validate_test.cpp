@@ -60,10 +60,14 @@ TEST(NetSchema, DeclaresKindsFieldsAndReplaceRules) {
 TEST(NetValidate, AcceptsAGoodSpec) {
   EXPECT_TRUE(check("Bridge", "br0", {{"addresses", {"192.168.1.1/24", "fd00::1/64"}}}).empty());
   EXPECT_TRUE(check("Vxlan", "vx100",
-                    {{"vni", 100}, {"local", "10.0.0.1"}, {"remote", "10.0.0.2"},
-                     {"device", "eth0"}, {"bridge", "br0"}})
+                    {{"vni", 100},
+                     {"local", "10.0.0.1"},
+                     {"remote", "10.0.0.2"},
+                     {"device", "eth0"},
+                     {"bridge", "br0"}})
                   .empty());
-  EXPECT_TRUE(check("Vxlan", "vx6", {{"vni", 1}, {"group", "ff05::1"}, {"device", "eth0"}}).empty());
+  EXPECT_TRUE(
+      check("Vxlan", "vx6", {{"vni", 1}, {"group", "ff05::1"}, {"device", "eth0"}}).empty());
   EXPECT_TRUE(check("Tap", "tap0", {{"bridge", "br0"}}).empty());
 }
 
@@ -139,7 +143,8 @@ TEST(NetValidate, InterfaceNames) {
 TEST(NetValidate, VxlanEndpoints) {
   auto fields = [](Json spec) {
     std::vector<std::string> out;
-    for (const auto& e : check("Vxlan", "vx0", std::move(spec))) out.push_back(e.field + ": " + e.message);
+    for (const auto& e : check("Vxlan", "vx0", std::move(spec)))
+      out.push_back(e.field + ": " + e.message);
     return out;
   };
   auto both = fields({{"vni", 1}, {"remote", "10.0.0.2"}, {"group", "239.1.1.1"}, {"device", "e"}});
@@ -189,8 +194,7 @@ TEST(NetValidate, ReportsEveryProblem) {
 
 TEST(NetNormalize, CanonicalSortedAddressesAndIps) {
   NetPlugin p{HostContext{}};
-  Json spec = {{"addresses", {"FD00:0:0::1/64", "10.0.0.1/24", "192.168.000.1/24"}},
-               {"mtu", 1500}};
+  Json spec = {{"addresses", {"FD00:0:0::1/64", "10.0.0.1/24", "192.168.000.1/24"}}, {"mtu", 1500}};
   Json n = p.normalize("Bridge", spec);
   // inet_pton rejects leading zeros in dotted quads: left as written for validate() to report.
   EXPECT_EQ(n["addresses"], Json({"10.0.0.1/24", "192.168.000.1/24", "fd00::1/64"}));

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every nodeplane benchmark and prints a summary (one line per goal: PASS / MISS).
+#   bench/run-all.sh            uses build-bench/ (set NODEPLANE_BUILD_DIR to use another)
+#   BUILD=1 bench/run-all.sh    configures and builds build-bench/ first (Release)
+#   RUNS=5                      hyperfine repetitions of the whole-command comparisons
+# Needs root (network namespaces), hyperfine, jq, strace.
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+BUILD_DIR=${NODEPLANE_BUILD_DIR:-$REPO_DIR/build-bench}
+export NODEPLANE_BUILD_DIR=$BUILD_DIR
+
+if [[ ${BUILD:-0} == 1 ]]; then
+  cmake -S "$REPO_DIR" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
+  cmake --build "$BUILD_DIR" -j2 --target nodeplane nodeplane-net nodeplane_bench
+fi
+
+RESULTS=$(mktemp /tmp/nodeplane-bench-results.XXXXXX)
+JSON=$(mktemp /tmp/nodeplane-bench-gbench.XXXXXX.json)
+trap 'rm -f "$RESULTS" "$JSON"' EXIT
+export BENCH_RESULTS=$RESULTS
+
+echo "== machine: $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+
+echo "== 1. Google Benchmark: load + validate + diff + plan of 10 000 resources"
+"$BUILD_DIR/bench/nodeplane_bench" --benchmark_repetitions="${GBENCH_REPS:-3}" \
+  --benchmark_report_aggregates_only=true --benchmark_out="$JSON" --benchmark_out_format=json
+median_ms() {  # median real_time of a benchmark, in ms
+  jq -r --arg n "$1_median" '.benchmarks[] | select(.name == $n) | .real_time' "$JSON"
+}
+# shellcheck source=/dev/null
+source <(sed -n '/^result()/,/^}/p' "$BENCH_DIR/lib.sh")
+result "cold load+prepare+plan 10k (median)" "$(median_ms BM_ColdLoadPlan)" ms "<" 600
+result "daemon no-op pass 10k (median)" "$(median_ms BM_DaemonNoopPass)" ms "<" 50
+mbps=$(jq -r '.benchmarks[] | select(.name == "BM_ParseYamlThroughput/5000_median") |
+  .bytes_per_second / 1048576' "$JSON")
+echo "INFO parseYaml throughput (10k docs, median): $(printf '%.1f' "$mbps") MiB/s"
+
+echo "== 2. nodeplane apply vs ip -batch"
+"$BENCH_DIR/apply_vs_ip_batch.sh" 1000
+echo "== 3. no-op diff vs ip -d -j link show"
+"$BENCH_DIR/noop_diff_vs_ip_show.sh" 1000
+echo "== 4. prune"
+"$BENCH_DIR/prune.sh" 1000
+echo "== 5. idle daemon"
+"$BENCH_DIR/idle_daemon.sh" 1000 10
+
+echo
+echo "== summary ($(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
+cat "$RESULTS"

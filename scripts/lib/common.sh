@@ -1,0 +1,35 @@
+# Shared by scripts/demo, scripts/test and bench/: install what is missing, build.
+# Debian 12 packages only; installs nothing that is already there.
+
+NODEPLANE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+NODEPLANE_BUILD=${NODEPLANE_BUILD:-$NODEPLANE_ROOT/build}
+
+nodeplane_packages=(
+  g++ cmake ninja-build pkg-config
+  libyaml-cpp-dev libboost-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev
+  libsdbus-c++-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  iproute2 dbus systemd
+)
+
+install_deps() {
+  local missing=()
+  for p in "${nodeplane_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "error: missing packages and not root; run as root or: apt-get install ${missing[*]}" >&2
+      return 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+
+build() {
+  local type=${1:-RelWithDebInfo}
+  cmake -S "$NODEPLANE_ROOT" -B "$NODEPLANE_BUILD" -G Ninja -DCMAKE_BUILD_TYPE="$type" >/dev/null
+  cmake --build "$NODEPLANE_BUILD" -j"$(nproc)"
+}

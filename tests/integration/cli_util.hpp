@@ -1,0 +1,96 @@
+// Running the real nodeplane binary from integration tests, and reading links back.
+#pragma once
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace nodeplane::testing {
+
+struct CliResult {
+  int code = -1;    // exit code, or 128 + signal
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A temporary directory removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/nodeplane-it-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& s) const { return path_ / s; }
+  void write(const std::string& name, const std::string& text) const {
+    std::filesystem::create_directories((path_ / name).parent_path());
+    std::ofstream(path_ / name) << text;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Runs `argv` (argv[0] a path) with extra environment entries; waits for it.
+inline CliResult run(const std::vector<std::string>& argv,
+                     const std::vector<std::string>& env = {}) {
+  TempDir io;
+  const auto outPath = io / "out", errPath = io / "err";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> envStore;
+  for (char** e = environ; *e; ++e) envStore.emplace_back(*e);
+  envStore.insert(envStore.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (auto& e : envStore) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  CliResult r;
+  if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), envp.data()) != 0) return r;
+  posix_spawn_file_actions_destroy(&fa);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(outPath);
+  r.err = slurp(errPath);
+  return r;
+}
+
+inline CliResult sh(const std::string& command) { return run({"/bin/sh", "-c", command}); }
+
+inline bool linkExists(const std::string& name) { return ::if_nametoindex(name.c_str()) != 0; }
+
+// `ip -d -j link show dev NAME` as JSON (null when absent).
+inline nlohmann::json linkInfo(const std::string& name) {
+  auto r = run({"/usr/sbin/ip", "-d", "-j", "link", "show", "dev", name});
+  if (r.code != 0) return nullptr;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_array() && !j.empty() ? j[0] : nlohmann::json();
+}
+
+}  // namespace nodeplane::testing
