@@ -75,22 +75,25 @@ Desired Engine::prepare(LoadResult loaded) const {
       out.errors.insert(out.errors.end(), errs.begin(), errs.end());
       continue;
     }
+    std::vector<Resource> children;
     if (!r.owner) {  // children do not expand again
-      auto children = plugin->expand(r);
-      if (!children) {
-        Error e = children.error();
+      auto made = plugin->expand(r);
+      if (!made) {
+        Error e = made.error();
         e.resource = r.id.str();
         if (e.where.empty()) e.where = r.where;
         out.errors.push_back(e);
         continue;
       }
-      for (auto& c : *children) {
+      children = std::move(*made);
+      for (auto& c : children) {
         c.owner = r.id;
         if (c.where.empty()) c.where = r.where;
-        pending.push_back(std::move(c));  // validated when the loop reaches it
       }
     }
     out.resources.push_back(r);
+    // Validated when the loop reaches them. (After the copy above: this may reallocate `r`.)
+    for (auto& c : children) pending.push_back(std::move(c));
   }
 
   // Names must be unique (children may collide with written resources) and claims exclusive.

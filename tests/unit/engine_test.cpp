@@ -276,6 +276,32 @@ TEST_F(EngineTest, SavedPlanRoundTripsAndIsRefusedWhenTheHostChanged) {
   EXPECT_THAT(r.error().message, HasSubstr("the host changed since this plan was made"));
 }
 
+TEST_F(EngineTest, ExpandedChildrenArePlannedOwnedAndPrunedLikeAnyResource) {
+  auto& e = engine();
+  auto d = desired(
+      "apiVersion: nodeplane.io/v1\nkind: Widget\nmetadata: {name: vm}\n"
+      "spec: {size: 4, children: 2}\n");
+  ASSERT_TRUE(d.ok()) << d.errors[0].str();
+  ASSERT_EQ(d.resources.size(), 3u);
+  auto s = store();
+  Plan p = e.plan(d, e.observe(), s, true);
+  EXPECT_EQ(renderPlanText(p),
+            "+ Widget/vm create\n+ Widget/vm-c0 create\n+ Widget/vm-c1 create\n"
+            "Plan: 3 to create, 0 to update, 0 to replace, 0 to delete, 0 in sync.\n");
+  ASSERT_TRUE(p.entries[1].owner);
+  EXPECT_EQ(p.entries[1].owner->name, "vm");
+  EXPECT_EQ(p.entries[1].source, "desired.yaml:2:1") << "children point at their parent's file";
+  ASSERT_TRUE(e.converge(d, s, true, {}).ok());
+  EXPECT_EQ(s.owned().at({"Widget", "vm-c1"}).owner->name, "vm");
+
+  // The parent goes: its children go first.
+  auto none = desired("");
+  Plan gone = e.plan(none, e.observe(), s, true);
+  EXPECT_EQ(renderPlanText(gone),
+            "- Widget/vm-c0 delete\n- Widget/vm-c1 delete\n- Widget/vm delete\n"
+            "Plan: 0 to create, 0 to update, 0 to replace, 3 to delete, 0 in sync.\n");
+}
+
 TEST_F(EngineTest, RecoversAnInterruptedApplyFromTheJournal) {
   auto& e = engine({{"existing", {{{"name", "made"}, {"spec", {{"size", 2}}}, {"marked", true}}}}});
   {
