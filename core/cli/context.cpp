@@ -54,19 +54,6 @@ Result<Engine*> Context::engine() {
   return &*engine_;
 }
 
-Json errorToJson(const Error& e) {
-  Json j = {{"kind", toString(e.kind)}, {"message", e.message}, {"text", e.str()}};
-  if (!e.resource.empty()) j["resource"] = e.resource;
-  if (!e.field.empty()) j["field"] = e.field;
-  if (!e.where.empty()) {
-    j["file"] = e.where.file;
-    j["line"] = e.where.line;
-    j["column"] = e.where.column;
-  }
-  if (!e.hint.empty()) j["hint"] = e.hint;
-  return j;
-}
-
 void printJson(const Json& j) { std::cout << j.dump(2) << "\n"; }
 
 int reportErrors(const Context& ctx, const std::vector<Error>& errors, const std::string& what) {

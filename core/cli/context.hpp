@@ -53,7 +53,6 @@ inline constexpr int kChangesPending = 2;
 
 // Prints errors (text: one per line on stderr) and returns kError.
 int reportErrors(const Context& ctx, const std::vector<Error>& errors, const std::string& what);
-Json errorToJson(const Error& e);
 void printJson(const Json& j);
 
 int cmdValidate(Context& ctx, const std::vector<std::string>& paths);

@@ -28,6 +28,35 @@ bool selectedForNode(const Resource& r, const std::string& hostname,
 
 namespace {
 
+// Counts step outcomes into `report`; failed and skipped resources go into `gaveUp`.
+void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>& results,
+           bool countDone, std::set<ResourceId>& gaveUp) {
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    if (r.outcome == StepOutcome::kOk) {
+      if (!countDone) continue;
+      switch (plan.entries[i].change.action) {
+        case Action::kCreate:
+          ++report.created;
+          break;
+        case Action::kUpdate:
+          ++report.updated;
+          break;
+        case Action::kReplace:
+          ++report.replaced;
+          break;
+        case Action::kDelete:
+          ++report.deleted;
+          break;
+      }
+    } else if (r.outcome != StepOutcome::kPending) {
+      ++(r.outcome == StepOutcome::kSkipped ? report.skipped : report.failed);
+      report.errors.push_back(r.error);
+      gaveUp.insert(plan.entries[i].change.id);
+    }
+  }
+}
+
 bool byLocation(const Error& a, const Error& b) {
   return std::tie(a.where.file, a.where.line, a.where.column) <
          std::tie(b.where.file, b.where.line, b.where.column);
@@ -289,42 +318,7 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
   std::set<ResourceId> gaveUp;  // failed or skipped: not retried in this apply
   constexpr int kRounds = 3;
   for (int round = 0; round < kRounds && plan.hasChanges(); ++round) {
-    auto results = execute(plan, store, onStep);
-    for (std::size_t i = 0; i < results.size(); ++i) {
-      const auto& e = plan.entries[i];
-      switch (results[i].outcome) {
-        case StepOutcome::kOk:
-          if (round == 0) {
-            switch (e.change.action) {
-              case Action::kCreate:
-                ++report.created;
-                break;
-              case Action::kUpdate:
-                ++report.updated;
-                break;
-              case Action::kReplace:
-                ++report.replaced;
-                break;
-              case Action::kDelete:
-                ++report.deleted;
-                break;
-            }
-          }
-          break;
-        case StepOutcome::kFailed:
-          ++report.failed;
-          report.errors.push_back(results[i].error);
-          gaveUp.insert(e.change.id);
-          break;
-        case StepOutcome::kSkipped:
-          ++report.skipped;
-          report.errors.push_back(results[i].error);
-          gaveUp.insert(e.change.id);
-          break;
-        case StepOutcome::kPending:
-          break;
-      }
-    }
+    tally(report, plan, execute(plan, store, onStep), /*countDone=*/round == 0, gaveUp);
     // Verify: observe again; what still differs (and did not fail) gets another round.
     obs = observe();
     Plan next = this->plan(desired, obs, store, prune);
@@ -376,29 +370,8 @@ Result<ApplyReport> Engine::applySaved(const Plan& saved, state::Store& store,
   ApplyReport report;
   report.plan = saved;
   record(saved, store, true);
-  auto results = execute(saved, store, onStep);
-  for (std::size_t i = 0; i < results.size(); ++i) {
-    const auto& e = saved.entries[i];
-    if (results[i].outcome == StepOutcome::kOk) {
-      switch (e.change.action) {
-        case Action::kCreate:
-          ++report.created;
-          break;
-        case Action::kUpdate:
-          ++report.updated;
-          break;
-        case Action::kReplace:
-          ++report.replaced;
-          break;
-        case Action::kDelete:
-          ++report.deleted;
-          break;
-      }
-    } else {
-      (results[i].outcome == StepOutcome::kSkipped ? report.skipped : report.failed)++;
-      report.errors.push_back(results[i].error);
-    }
-  }
+  std::set<ResourceId> gaveUp;
+  tally(report, saved, execute(saved, store, onStep), /*countDone=*/true, gaveUp);
   if (auto ok = store.commit(); !ok)
     report.errors.push_back(ok.error());
   else if (auto cleared = store.clearJournal(); !cleared)

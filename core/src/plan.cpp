@@ -205,16 +205,20 @@ namespace {
 
 Json idJson(const ResourceId& id) { return {{"kind", id.kind}, {"name", id.name}}; }
 
-Json errorJson(const Error& e) {
+}  // namespace
+
+Json errorToJson(const Error& e) {
   Json j = {{"kind", toString(e.kind)}, {"message", e.message}, {"text", e.str()}};
   if (!e.resource.empty()) j["resource"] = e.resource;
   if (!e.field.empty()) j["field"] = e.field;
-  if (!e.where.empty()) j["source"] = e.where.str();
+  if (!e.where.empty()) {
+    j["file"] = e.where.file;
+    j["line"] = e.where.line;
+    j["column"] = e.where.column;
+  }
   if (!e.hint.empty()) j["hint"] = e.hint;
   return j;
 }
-
-}  // namespace
 
 Json planToJson(const Plan& plan) {
   Json changes = Json::array();
@@ -237,7 +241,7 @@ Json planToJson(const Plan& plan) {
     changes.push_back(c);
   }
   Json errors = Json::array();
-  for (const auto& e : plan.errors) errors.push_back(errorJson(e));
+  for (const auto& e : plan.errors) errors.push_back(errorToJson(e));
   Json inSync = Json::array(), claim = Json::array(), forget = Json::array();
   for (const auto& id : plan.inSync) inSync.push_back(idJson(id));
   for (const auto& id : plan.claim) claim.push_back(idJson(id));

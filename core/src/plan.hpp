@@ -59,6 +59,8 @@ Plan makePlan(const PlanInput& in);
 // `+ Bridge/br0 create`, `~ Bridge/br0 update mtu: 1500 -> 1400`, ... and a summary line.
 std::string renderPlanText(const Plan& plan);
 Json planToJson(const Plan& plan);
+// {kind, message, text, resource?, field?, file?, line?, column?, hint?}
+Json errorToJson(const Error& e);
 Result<Plan> planFromJson(const Json& j);
 // "mtu: 1500 -> 1400, up: false -> true"
 std::string describeFields(const std::vector<FieldChange>& fields);

@@ -28,8 +28,13 @@ install_deps() {
   fi
 }
 
+# build [TARGET...]: configures once, builds the given targets (default: everything).
 build() {
-  local type=${1:-RelWithDebInfo}
-  cmake -S "$NODEPLANE_ROOT" -B "$NODEPLANE_BUILD" -G Ninja -DCMAKE_BUILD_TYPE="$type" >/dev/null
-  cmake --build "$NODEPLANE_BUILD" -j"$(nproc)"
+  if [ ! -f "$NODEPLANE_BUILD/CMakeCache.txt" ]; then
+    cmake -S "$NODEPLANE_ROOT" -B "$NODEPLANE_BUILD" -G Ninja \
+      -DCMAKE_BUILD_TYPE="${NODEPLANE_BUILD_TYPE:-RelWithDebInfo}" >/dev/null
+  fi
+  local targets=()
+  for t in "$@"; do targets+=(--target "$t"); done
+  cmake --build "$NODEPLANE_BUILD" -j"$(nproc)" "${targets[@]}"
 }

@@ -53,43 +53,17 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// Runs `argv` (argv[0] a path) with extra environment entries; waits for it.
-inline CliResult run(const std::vector<std::string>& argv,
-                     const std::vector<std::string>& env = {}) {
-  TempDir io;
-  const auto outPath = io / "out", errPath = io / "err";
+// Starts `argv` (argv[0] a path) with the current environment plus `env`, stdout to `out` and
+// stderr to `err` (the same file when equal). Returns the pid, or -1.
+inline pid_t spawnTo(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                     const std::filesystem::path& out, const std::filesystem::path& err) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&fa, 2, errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  std::vector<std::string> envStore;
-  for (char** e = environ; *e; ++e) envStore.emplace_back(*e);
-  envStore.insert(envStore.end(), env.begin(), env.end());
-  std::vector<char*> envp;
-  for (auto& e : envStore) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid = -1;
-  CliResult r;
-  if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), envp.data()) != 0) return r;
-  posix_spawn_file_actions_destroy(&fa);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(outPath);
-  r.err = slurp(errPath);
-  return r;
-}
-
-// Starts `argv` in the background with stdout+stderr to `log`; returns its pid (or -1).
-inline pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                   const std::filesystem::path& log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (err == out)
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  else
+    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -103,6 +77,27 @@ inline pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::
   if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), envp.data()) != 0) pid = -1;
   posix_spawn_file_actions_destroy(&fa);
   return pid;
+}
+
+// Starts `argv` in the background with stdout+stderr to `log`.
+inline pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                   const std::filesystem::path& log) {
+  return spawnTo(argv, env, log, log);
+}
+
+// Runs `argv` to completion and collects its output.
+inline CliResult run(const std::vector<std::string>& argv,
+                     const std::vector<std::string>& env = {}) {
+  TempDir io;
+  CliResult r;
+  pid_t pid = spawnTo(argv, env, io / "out", io / "err");
+  if (pid < 0) return r;
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(io / "out");
+  r.err = slurp(io / "err");
+  return r;
 }
 
 // Waits for `pid` to exit; returns its exit code (128 + signal), or -1 after killing it (by
