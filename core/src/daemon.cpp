@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <set>
 
 namespace nodeplane {
@@ -57,18 +58,68 @@ void drain(int fd) {
   }
 }
 
-// Directories to watch: each directory source, and the parent of each file source.
+std::filesystem::path parentOf(const std::filesystem::path& p) {
+  return p.parent_path().empty() ? "." : p.parent_path();
+}
+
+// Directories to watch: each directory source, and the parent of each file source. A directory
+// source that is a symbolic link (git-sync and deploy tools swap such a link to a new directory
+// per revision) also gets its parent watched, where the swap shows as IN_MOVED_TO/IN_CREATE.
 std::set<std::filesystem::path> watchDirs(const std::vector<std::filesystem::path>& sources) {
   std::set<std::filesystem::path> dirs;
   for (const auto& s : sources) {
     std::error_code ec;
-    if (std::filesystem::is_directory(s, ec))
+    if (std::filesystem::is_directory(s, ec)) {
       dirs.insert(s);
-    else
-      dirs.insert(s.parent_path().empty() ? "." : s.parent_path());
+      if (std::filesystem::is_symlink(std::filesystem::symlink_status(s, ec)))
+        dirs.insert(parentOf(s));
+    } else {
+      dirs.insert(parentOf(s));
+    }
   }
   return dirs;
 }
+
+// inotify watches inodes, not paths: once a watched path names another directory (a swapped
+// symlink, a directory deleted and made again) the old watch sees nothing of it. Re-adding every
+// path after each batch of events moves the watch to what the path names now (the kernel returns
+// the same descriptor when it is the same inode) and drops watches nobody names any more.
+class Watches {
+ public:
+  explicit Watches(int inotifyFd) : fd_(inotifyFd) {}
+
+  // False if a path cannot be watched (logged at `level`); the others are watched regardless.
+  bool refresh(const std::vector<std::filesystem::path>& sources, spdlog::level::level_enum level) {
+    constexpr std::uint32_t kDirEvents = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
+                                         IN_DELETE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
+    bool ok = true;
+    std::map<std::filesystem::path, int> next;
+    for (const auto& dir : watchDirs(sources)) {
+      int wd = ::inotify_add_watch(fd_, dir.c_str(), kDirEvents);
+      if (wd < 0) {
+        spdlog::log(level, "cannot watch {}: {}", dir.string(), std::strerror(errno));
+        ok = false;
+        continue;
+      }
+      auto old = byPath_.find(dir);
+      if (old == byPath_.end())
+        spdlog::info("watching {}", dir.string());
+      else if (old->second != wd)
+        spdlog::info("watching {} (it names another directory now)", dir.string());
+      next[dir] = wd;
+    }
+    std::set<int> kept;
+    for (const auto& [dir, wd] : next) kept.insert(wd);
+    for (const auto& [dir, wd] : byPath_)
+      if (!kept.count(wd)) ::inotify_rm_watch(fd_, wd);  // EINVAL if already gone: harmless
+    byPath_ = std::move(next);
+    return ok;
+  }
+
+ private:
+  int fd_;
+  std::map<std::filesystem::path, int> byPath_;
+};
 
 }  // namespace
 
@@ -91,15 +142,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     spdlog::error("cannot set up the event loop: {}", std::strerror(errno));
     return 1;
   }
-  constexpr std::uint32_t kDirEvents = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
-                                       IN_DELETE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
-  for (const auto& dir : watchDirs(opt.sources)) {
-    if (::inotify_add_watch(inFd.get(), dir.c_str(), kDirEvents) < 0) {
-      spdlog::error("cannot watch {}: {}", dir.string(), std::strerror(errno));
-      return 1;
-    }
-    spdlog::info("watching {}", dir.string());
-  }
+  Watches watches(inFd.get());
+  if (!watches.refresh(opt.sources, spdlog::level::err)) return 1;
 
   // Link and address changes made by anyone: a link deleted by hand is repaired at once.
   Fd nlFd;
@@ -224,6 +268,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     bool schedule = false;
     if (all[1].revents & POLLIN) {
       drain(inFd.get());
+      watches.refresh(opt.sources, spdlog::level::warn);  // follow swapped links and dirs
       schedule = true;
     }
     if (all.size() > 5 && (all[5].revents & (POLLIN | POLLERR))) {

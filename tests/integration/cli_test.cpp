@@ -158,6 +158,7 @@ struct BadCase {
   const char* yaml;
   const char* expected;  // substring of stderr, file:line included
 };
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
 
 class CliBadInput : public Cli, public ::testing::WithParamInterface<BadCase> {};
 

@@ -10,8 +10,8 @@ namespace nodeplane::testing {
 bool inPrivateNetns();
 }  // namespace nodeplane::testing
 
-#define NODEPLANE_REQUIRE_NETNS()                                                       \
-  do {                                                                                  \
-    if (!::nodeplane::testing::inPrivateNetns())                                        \
+#define NODEPLANE_REQUIRE_NETNS()                                                           \
+  do {                                                                                      \
+    if (!::nodeplane::testing::inPrivateNetns())                                            \
       GTEST_SKIP() << "needs root to create a private network namespace (CI runs as root)"; \
   } while (0)

@@ -1,0 +1,623 @@
+// `nodeplane run` as a real process against the real kernel, in the private network namespace
+// main() made (the daemon, forked from the test, inherits it). The agent config sets the resync
+// period to an hour, so everything these tests see happen was driven by an event: inotify on the
+// desired directory, a netlink link/address notification, or a signal.
+//
+// No test sleeps to synchronise: each waits for the real condition (a link exists, has an MTU,
+// is gone; the daemon logged that it processed a change) in a loop with a deadline, and fails
+// with the daemon's log when the deadline passes. The one fixed wait is the idle test's 2 s
+// measurement window.
+#include <fcntl.h>
+#include <net/if.h>
+#include <netlink/cache.h>
+#include <netlink/netlink.h>
+#include <netlink/route/link.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "netns.hpp"
+#include "proc_util.hpp"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace nodeplane::testing {
+namespace {
+
+// Generous: rtnl_lock is one mutex for the whole kernel, and on a loaded CI machine other
+// processes' namespace teardowns can hold it for seconds. Success never waits this long.
+constexpr auto kDeadline = 30s;
+
+// ---------------------------------------------------------------------------------------------
+// The host side, read and changed over netlink (libnl) the way an operator's `ip link` would.
+
+struct LinkInfo {
+  int ifindex = 0;
+  unsigned mtu = 0;
+  std::string type;    // "bridge", "vxlan", "tun", ... ("" for none)
+  std::string master;  // name of the master device, "" for none
+  std::string alias;
+};
+
+class Netlink {
+ public:
+  Netlink() {
+    sk_ = nl_socket_alloc();
+    if (sk_ && nl_connect(sk_, NETLINK_ROUTE) < 0) {
+      nl_socket_free(sk_);
+      sk_ = nullptr;
+    }
+  }
+  ~Netlink() {
+    if (sk_) nl_socket_free(sk_);
+  }
+  Netlink(const Netlink&) = delete;
+  Netlink& operator=(const Netlink&) = delete;
+
+  std::optional<LinkInfo> get(const std::string& name) {
+    if (!sk_) return std::nullopt;
+    rtnl_link* l = nullptr;
+    if (rtnl_link_get_kernel(sk_, 0, name.c_str(), &l) < 0 || !l) return std::nullopt;
+    LinkInfo info;
+    info.ifindex = rtnl_link_get_ifindex(l);
+    info.mtu = rtnl_link_get_mtu(l);
+    if (const char* t = rtnl_link_get_type(l)) info.type = t;
+    if (const char* a = rtnl_link_get_ifalias(l)) info.alias = a;
+    if (int m = rtnl_link_get_master(l); m > 0) {
+      char buf[IF_NAMESIZE] = {};
+      if (if_indextoname(static_cast<unsigned>(m), buf)) info.master = buf;
+    }
+    rtnl_link_put(l);
+    return info;
+  }
+
+  // 0 or a negative libnl error code.
+  int addBridge(const std::string& name) {
+    if (!sk_) return -NLE_BAD_SOCK;
+    rtnl_link* l = rtnl_link_alloc();
+    rtnl_link_set_name(l, name.c_str());
+    int rc = rtnl_link_set_type(l, "bridge");
+    if (rc == 0) rc = rtnl_link_add(sk_, l, NLM_F_CREATE | NLM_F_EXCL);
+    rtnl_link_put(l);
+    return rc;
+  }
+
+  int remove(const std::string& name) {
+    if (!sk_) return -NLE_BAD_SOCK;
+    rtnl_link* l = rtnl_link_alloc();
+    rtnl_link_set_name(l, name.c_str());
+    int rc = rtnl_link_delete(sk_, l);
+    rtnl_link_put(l);
+    return rc;
+  }
+
+  int setMtu(const std::string& name, unsigned mtu) {
+    if (!sk_) return -NLE_BAD_SOCK;
+    rtnl_link *l = nullptr, *change = rtnl_link_alloc();
+    int rc = rtnl_link_get_kernel(sk_, 0, name.c_str(), &l);
+    if (rc == 0) {
+      rtnl_link_set_mtu(change, mtu);
+      rc = rtnl_link_change(sk_, l, change, 0);
+    }
+    if (l) rtnl_link_put(l);
+    rtnl_link_put(change);
+    return rc;
+  }
+
+  std::vector<std::string> names() {
+    std::vector<std::string> out;
+    nl_cache* cache = nullptr;
+    if (!sk_ || rtnl_link_alloc_cache(sk_, AF_UNSPEC, &cache) < 0) return out;
+    for (nl_object* o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o))
+      out.emplace_back(rtnl_link_get_name(reinterpret_cast<rtnl_link*>(o)));
+    nl_cache_free(cache);
+    return out;
+  }
+
+  // Everything but loopback: a test binary run without ctest keeps one namespace for all tests.
+  void removeAllButLoopback() {
+    for (int round = 0; round < 3; ++round)  // a vxlan or tap may go with its bridge
+      for (const auto& n : names())
+        if (n != "lo") remove(n);
+  }
+
+ private:
+  nl_sock* sk_ = nullptr;
+};
+
+std::string describe(const std::optional<LinkInfo>& l) {
+  if (!l) return "absent";
+  std::ostringstream s;
+  s << "ifindex " << l->ifindex << ", type " << (l->type.empty() ? "-" : l->type) << ", mtu "
+    << l->mtu << ", master " << (l->master.empty() ? "-" : l->master) << ", alias \"" << l->alias
+    << "\"";
+  return s.str();
+}
+
+std::string bridgeYaml(const std::string& name, unsigned mtu, const std::string& extra = {}) {
+  return "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata:\n  name: " + name +
+         "\nspec:\n  mtu: " + std::to_string(mtu) + "\n  up: true\n" + extra;
+}
+
+std::string readAll(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Editor style: truncate and rewrite the same inode (inotify: IN_CLOSE_WRITE).
+void writeInPlace(const fs::path& p, const std::string& text) {
+  int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0) << p << ": " << std::strerror(errno);
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ASSERT_EQ(::close(fd), 0);
+}
+
+// GitOps style: write a temp name the loader ignores, then rename() into place (IN_MOVED_TO).
+void writeAtomic(const fs::path& p, const std::string& text) {
+  fs::path tmp = p;
+  tmp += ".tmp";
+  writeInPlace(tmp, text);
+  ASSERT_EQ(::rename(tmp.c_str(), p.c_str()), 0) << std::strerror(errno);
+}
+
+// utime + stime of a process, in clock ticks.
+std::optional<unsigned long long> cpuTicks(pid_t pid) {
+  std::string stat = readAll("/proc/" + std::to_string(pid) + "/stat");
+  auto paren = stat.rfind(')');
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream in(stat.substr(paren + 1));
+  std::vector<std::string> f;  // f[0] is field 3 (state); utime is field 14, stime field 15
+  for (std::string t; in >> t;) f.push_back(t);
+  if (f.size() < 13) return std::nullopt;
+  return std::stoull(f[11]) + std::stoull(f[12]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One daemon per test, in a temp root: state/, desired/, agent.yaml, daemon.log (its stderr).
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/nodeplane-daemon-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr) << std::strerror(errno);
+    root_ = tmpl;
+    desired_ = root_ / "desired";
+    fs::create_directory(desired_);
+    fs::create_directory(root_ / "state");
+    // IPv6 duplicate address detection finishes a second or two after a link goes up and
+    // announces the link-local address then: an event the daemon rightly answers with a pass,
+    // which would hide a missed inotify event or spoil the idle measurement. Off in this
+    // namespace (only), so the address is final when the link goes up, inside the same pass.
+    if (inPrivateNetns())
+      for (const char* conf : {"all", "default"})
+        std::ofstream(std::string("/proc/sys/net/ipv6/conf/") + conf + "/accept_dad") << "0\n";
+    std::ofstream(root_ / "agent.yaml") << "apiVersion: nodeplane.io/v1\n"
+                                           "kind: AgentConfig\n"
+                                           "resyncSeconds: 3600\n"
+                                           "debounceMilliseconds: 100\n"
+                                           "lockTimeoutSeconds: 10\n";
+  }
+
+  void TearDown() override {
+    if (daemon_) killAndReap(daemon_);
+    if (inPrivateNetns()) Netlink().removeAllButLoopback();
+    std::error_code ec;
+    if (!root_.empty()) fs::remove_all(root_, ec);
+  }
+
+  fs::path log() const { return root_ / "daemon.log"; }
+  std::string logText() const { return readAll(log()); }
+  std::size_t logMark() const { return logText().size(); }
+
+  std::string logTail(std::size_t maxChars = 6000) const {
+    std::string t = logText();
+    if (t.size() > maxChars) t = "...\n" + t.substr(t.size() - maxChars);
+    return "\n--- daemon log (" + log().string() + ") ---\n" + t + "--- end of log ---";
+  }
+
+  void startDaemon(const fs::path& source = {}) {
+    std::vector<std::string> argv = {NODEPLANE_BINARY,
+                                     "--state-dir",
+                                     (root_ / "state").string(),
+                                     "--config",
+                                     (root_ / "agent.yaml").string(),
+                                     "--plugin-dir",
+                                     NODEPLANE_BUILD_PLUGIN_DIR,
+                                     "--log-level",
+                                     "debug",
+                                     "run",
+                                     "-f",
+                                     (source.empty() ? desired_ : source).string()};
+    daemon_ = spawnLogged(argv, root_ / "daemon.out", log());
+    ASSERT_TRUE(daemon_) << daemon_.error;
+  }
+
+  // Polls `cond` until it holds, the daemon dies, or the deadline passes.
+  ::testing::AssertionResult eventually(const std::string& what, const std::function<bool()>& cond,
+                                        std::chrono::milliseconds timeout = kDeadline) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      if (cond()) return ::testing::AssertionSuccess();
+      if (!running(daemon_)) {
+        auto st = waitExit(daemon_, 1s);
+        return ::testing::AssertionFailure()
+               << "the daemon exited (" << (st ? describeStatus(*st) : "?")
+               << ") while waiting for: " << what << logTail();
+      }
+      if (std::chrono::steady_clock::now() >= deadline)
+        return ::testing::AssertionFailure()
+               << "timed out after " << timeout.count() << " ms waiting for: " << what << logTail();
+      ::poll(nullptr, 0, 10);  // polling interval of the condition, not a synchronisation
+    }
+  }
+
+  ::testing::AssertionResult linkHas(const std::string& name, unsigned mtu) {
+    std::optional<LinkInfo> last;
+    auto r = eventually(name + " present with mtu " + std::to_string(mtu), [&] {
+      last = nl_.get(name);
+      return last && last->mtu == mtu;
+    });
+    if (!r) r << "\nlast seen: " << name << ": " << describe(last);
+    return r;
+  }
+  ::testing::AssertionResult linkExists(const std::string& name) {
+    return eventually(name + " present", [&] { return nl_.get(name).has_value(); });
+  }
+  ::testing::AssertionResult linkGone(const std::string& name) {
+    std::optional<LinkInfo> last;
+    auto r = eventually(name + " gone", [&] {
+      last = nl_.get(name);
+      return !last;
+    });
+    if (!r) r << "\nlast seen: " << name << ": " << describe(last);
+    return r;
+  }
+  // The daemon wrote `needle` to its log after byte `from` (and each of `also` after it, too).
+  ::testing::AssertionResult logged(std::size_t from, const std::string& needle,
+                                    const std::vector<std::string>& also = {}) {
+    std::string what = "log line \"" + needle + "\"";
+    for (const auto& a : also) what += " and \"" + a + "\"";
+    return eventually(what, [&] {
+      std::string t = logText();
+      if (t.size() < from) return false;
+      auto at = t.find(needle, from);
+      if (at == std::string::npos) return false;
+      for (const auto& a : also)
+        if (t.find(a, from) == std::string::npos) return false;
+      return true;
+    });
+  }
+
+  // After byte `from`, a pass changed the host ("reconciled: ...") and a later one found nothing
+  // left to do ("in sync: ..."): the daemon has caught up and is idle.
+  ::testing::AssertionResult settled(std::size_t from) {
+    return eventually("a pass that changed the host, then one in sync", [&] {
+      std::string t = logText();
+      if (t.size() < from) return false;
+      auto changed = t.find("reconciled:", from);
+      return changed != std::string::npos && t.find("in sync:", changed) != std::string::npos;
+    });
+  }
+
+  ::testing::AssertionResult stopWith(int sig) {
+    if (!sendSignal(daemon_, sig))
+      return ::testing::AssertionFailure() << "kill: " << std::strerror(errno);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto st = waitExit(daemon_, 5s);
+    if (!st)
+      return ::testing::AssertionFailure()
+             << "still running 5 s after signal " << strsignal(sig) << logTail();
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
+    if (!WIFEXITED(*st) || WEXITSTATUS(*st) != 0)
+      return ::testing::AssertionFailure()
+             << "after " << strsignal(sig) << ": " << describeStatus(*st) << logTail();
+    return ::testing::AssertionSuccess() << "exited 0 in " << took.count() << " ms";
+  }
+
+  fs::path root_, desired_;
+  Spawned daemon_;
+  Netlink nl_;
+};
+
+// 1. Files present at startup are applied by the first pass.
+TEST_F(DaemonTest, StartupConvergesTheExamples) {
+  NODEPLANE_REQUIRE_NETNS();
+  for (const auto& e : fs::directory_iterator(fs::path(NODEPLANE_SOURCE_DIR) / "examples/net"))
+    fs::copy_file(e.path(), desired_ / e.path().filename());
+  startDaemon();
+  ASSERT_TRUE(linkHas("br-vm", 1500));
+  ASSERT_TRUE(linkHas("br-overlay", 1450));
+  ASSERT_TRUE(linkHas("vx100", 1450));
+  ASSERT_TRUE(linkHas("tap-vm0", 1500));
+  ASSERT_TRUE(eventually("vx100 enslaved to br-overlay and tap-vm0 to br-vm", [&] {
+    auto vx = nl_.get("vx100");
+    auto tap = nl_.get("tap-vm0");
+    return vx && vx->master == "br-overlay" && tap && tap->master == "br-vm";
+  }));
+  EXPECT_EQ(nl_.get("br-vm")->type, "bridge");
+  EXPECT_EQ(nl_.get("vx100")->type, "vxlan");
+  EXPECT_TRUE(running(daemon_));
+}
+
+// 2a. A new file written under a temp name and renamed into place.
+TEST_F(DaemonTest, FileRenamedIntoPlaceIsApplied) {
+  NODEPLANE_REQUIRE_NETNS();
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("ar-a", 1400));
+  startDaemon();
+  ASSERT_TRUE(linkHas("ar-a", 1400));
+
+  writeAtomic(desired_ / "20-b.yaml", bridgeYaml("ar-b", 1380));
+  ASSERT_TRUE(linkHas("ar-b", 1380));
+  EXPECT_FALSE(fs::exists(desired_ / "20-b.yaml.tmp"));
+
+  // Renamed over an existing file: the new content replaces the old one.
+  writeAtomic(desired_ / "20-b.yaml", bridgeYaml("ar-b", 1360));
+  ASSERT_TRUE(linkHas("ar-b", 1360));
+  EXPECT_TRUE(linkHas("ar-a", 1400));
+}
+
+// 2b. An editor that truncates and rewrites the file in place.
+TEST_F(DaemonTest, FileRewrittenInPlaceIsApplied) {
+  NODEPLANE_REQUIRE_NETNS();
+  const fs::path file = desired_ / "10-a.yaml";
+  writeInPlace(file, bridgeYaml("ed-a", 1400));
+  startDaemon();
+  ASSERT_TRUE(linkHas("ed-a", 1400));
+
+  writeInPlace(file, bridgeYaml("ed-a", 1280));
+  ASSERT_TRUE(linkHas("ed-a", 1280));
+  writeInPlace(file, bridgeYaml("ed-a", 1280) + "---\n" + bridgeYaml("ed-b", 1300));
+  ASSERT_TRUE(linkHas("ed-b", 1300));
+  EXPECT_TRUE(linkHas("ed-a", 1280));
+}
+
+// 3. A Kubernetes ConfigMap volume: files are symlinks through `..data`, which the kubelet
+// swaps atomically to a new timestamped directory.
+TEST_F(DaemonTest, ConfigMapDataSwapIsApplied) {
+  NODEPLANE_REQUIRE_NETNS();
+  fs::create_directory(desired_ / "..2026_a");
+  writeInPlace(desired_ / "..2026_a/net.yaml", bridgeYaml("cm-a", 1400));
+  fs::create_directory_symlink("..2026_a", desired_ / "..data");
+  fs::create_symlink("..data/net.yaml", desired_ / "net.yaml");
+  startDaemon();
+  ASSERT_TRUE(linkHas("cm-a", 1400));
+
+  auto swapTo = [&](const std::string& dir, const std::string& old, const std::string& yaml) {
+    fs::create_directory(desired_ / dir);
+    writeInPlace(desired_ / dir / "net.yaml", yaml);
+    fs::create_directory_symlink(dir, desired_ / "..data_tmp");
+    ASSERT_EQ(::rename((desired_ / "..data_tmp").c_str(), (desired_ / "..data").c_str()), 0)
+        << std::strerror(errno);
+    fs::remove_all(desired_ / old);
+  };
+  swapTo("..2026_b", "..2026_a", bridgeYaml("cm-a", 1300) + "---\n" + bridgeYaml("cm-b", 1350));
+  ASSERT_TRUE(linkHas("cm-a", 1300));
+  ASSERT_TRUE(linkHas("cm-b", 1350));
+
+  // The next version drops cm-b: pruned.
+  swapTo("..2026_c", "..2026_b", bridgeYaml("cm-a", 1300));
+  ASSERT_TRUE(linkGone("cm-b"));
+  EXPECT_TRUE(linkHas("cm-a", 1300));
+}
+
+// The layout git-sync and many deploy tools use: -f names a symlink to the current revision's
+// directory, swapped atomically to a new directory per revision (the old one deleted).
+TEST_F(DaemonTest, SymlinkedDirectorySwapIsFollowed) {
+  NODEPLANE_REQUIRE_NETNS();
+  const fs::path git = root_ / "git", current = git / "current";
+  fs::create_directories(git / "rev-1");
+  writeInPlace(git / "rev-1/net.yaml", bridgeYaml("gs-a", 1400));
+  fs::create_directory_symlink("rev-1", current);
+  startDaemon(current);
+  ASSERT_TRUE(linkHas("gs-a", 1400));
+
+  auto swapTo = [&](const std::string& rev, const std::string& old, const std::string& yaml) {
+    fs::create_directory(git / rev);
+    writeInPlace(git / rev / "net.yaml", yaml);
+    fs::create_directory_symlink(rev, git / "current.tmp");
+    ASSERT_EQ(::rename((git / "current.tmp").c_str(), current.c_str()), 0) << std::strerror(errno);
+    fs::remove_all(git / old);
+  };
+  const std::size_t mark = logMark();
+  swapTo("rev-2", "rev-1", bridgeYaml("gs-a", 1300) + "---\n" + bridgeYaml("gs-b", 1300));
+  ASSERT_TRUE(linkHas("gs-a", 1300));
+  ASSERT_TRUE(linkHas("gs-b", 1300));
+  ASSERT_TRUE(settled(mark));  // so the edit below cannot ride on a pass already scheduled
+
+  // The new revision's directory is watched too: an edit inside it is seen.
+  writeInPlace(git / "rev-2/net.yaml",
+               bridgeYaml("gs-a", 1280) + "---\n" + bridgeYaml("gs-b", 1300));
+  ASSERT_TRUE(linkHas("gs-a", 1280));
+
+  swapTo("rev-3", "rev-2", bridgeYaml("gs-a", 1280));
+  ASSERT_TRUE(linkGone("gs-b"));
+  EXPECT_TRUE(linkHas("gs-a", 1280));
+}
+
+// 4. A broken file: nothing applied, nothing pruned, the daemon keeps running; fixed, it
+// converges again.
+TEST_F(DaemonTest, BrokenFileLeavesTheHostAsItIs) {
+  NODEPLANE_REQUIRE_NETNS();
+  const fs::path a = desired_ / "10-a.yaml", b = desired_ / "20-b.yaml";
+  writeInPlace(a, bridgeYaml("bk-a", 1400));
+  writeInPlace(b, bridgeYaml("bk-b", 1400));
+  startDaemon();
+  ASSERT_TRUE(linkHas("bk-a", 1400));
+  ASSERT_TRUE(linkHas("bk-b", 1400));
+  const int bIndex = nl_.get("bk-b")->ifindex;
+
+  auto expectUntouched = [&](const char* stage) {
+    SCOPED_TRACE(stage);
+    auto la = nl_.get("bk-a"), lb = nl_.get("bk-b");
+    EXPECT_TRUE(la && la->mtu == 1400) << "bk-a: " << describe(la);
+    EXPECT_TRUE(lb && lb->mtu == 1400 && lb->ifindex == bIndex) << "bk-b: " << describe(lb);
+    EXPECT_FALSE(nl_.get("bk-c")) << "bk-c was created from a broken file";
+    EXPECT_TRUE(running(daemon_)) << logTail();
+  };
+
+  // Not YAML at all.
+  std::size_t mark = logMark();
+  writeInPlace(b, "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: bk-b\nspec: [\n");
+  ASSERT_TRUE(logged(mark, "desired state is invalid", {b.string()}));
+  expectUntouched("invalid YAML");
+
+  // Valid YAML with an unknown field, next to a valid new bridge and a changed MTU: all or
+  // nothing.
+  mark = logMark();
+  writeInPlace(b,
+               bridgeYaml("bk-b", 1300, "  colour: blue\n") + "---\n" + bridgeYaml("bk-c", 1300));
+  ASSERT_TRUE(logged(mark, "desired state is invalid", {b.string(), "colour"}));
+  expectUntouched("unknown field");
+
+  // Drift while the desired state is broken is left alone too: the host stays as it is.
+  mark = logMark();
+  ASSERT_EQ(nl_.setMtu("bk-a", 1500), 0);
+  ASSERT_TRUE(logged(mark, "desired state is invalid"));
+  {
+    auto la = nl_.get("bk-a");
+    EXPECT_TRUE(la && la->mtu == 1500) << "bk-a: " << describe(la);
+  }
+
+  // Fixed: converges (bk-a's MTU back, bk-b's new MTU, bk-c created).
+  writeInPlace(b, bridgeYaml("bk-b", 1300) + "---\n" + bridgeYaml("bk-c", 1300));
+  ASSERT_TRUE(linkHas("bk-b", 1300));
+  ASSERT_TRUE(linkHas("bk-c", 1300));
+  ASSERT_TRUE(linkHas("bk-a", 1400));
+  EXPECT_EQ(nl_.get("bk-b")->ifindex, bIndex) << "bk-b was replaced, not updated";
+}
+
+// 5. Drift repaired by the netlink event alone (resync is an hour away).
+TEST_F(DaemonTest, DriftIsRepairedOnNetlinkEvents) {
+  NODEPLANE_REQUIRE_NETNS();
+  writeInPlace(desired_ / "10-a.yaml",
+               bridgeYaml("dr-a", 1400) + "---\n" + bridgeYaml("dr-b", 1400));
+  startDaemon();
+  ASSERT_TRUE(linkHas("dr-a", 1400));
+  ASSERT_TRUE(linkHas("dr-b", 1400));
+
+  const int before = nl_.get("dr-a")->ifindex;
+  ASSERT_EQ(nl_.remove("dr-a"), 0);
+  std::optional<LinkInfo> now;
+  ASSERT_TRUE(eventually("dr-a recreated (new ifindex) with mtu 1400",
+                         [&] {
+                           now = nl_.get("dr-a");
+                           return now && now->ifindex != before && now->mtu == 1400;
+                         }))
+      << "last seen: " << describe(now);
+
+  ASSERT_EQ(nl_.setMtu("dr-a", 1500), 0);
+  ASSERT_TRUE(linkHas("dr-a", 1400));
+  ASSERT_EQ(nl_.setMtu("dr-b", 1280), 0);
+  ASSERT_TRUE(linkHas("dr-b", 1400));
+}
+
+// 6. A removed file prunes what it owned, and only that.
+TEST_F(DaemonTest, RemovedFileIsPrunedHandMadeLinksStay) {
+  NODEPLANE_REQUIRE_NETNS();
+  ASSERT_EQ(nl_.addBridge("hand0"), 0);
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("pr-a", 1400));
+  writeInPlace(desired_ / "20-b.yaml",
+               bridgeYaml("pr-b", 1400) +
+                   "---\napiVersion: nodeplane.io/v1\nkind: Tap\nmetadata:\n  name: pr-tap\n"
+                   "spec:\n  bridge: pr-b\n  mtu: 1400\n  up: true\n");
+  startDaemon();
+  ASSERT_TRUE(linkHas("pr-a", 1400));
+  ASSERT_TRUE(linkHas("pr-b", 1400));
+  ASSERT_TRUE(linkHas("pr-tap", 1400));
+  ASSERT_EQ(nl_.addBridge("hand1"), 0);
+
+  const std::size_t mark = logMark();
+  fs::remove(desired_ / "20-b.yaml");
+  ASSERT_TRUE(linkGone("pr-tap"));
+  ASSERT_TRUE(linkGone("pr-b"));
+  ASSERT_TRUE(logged(mark, "reconciled:"));  // that pass has finished
+  EXPECT_TRUE(nl_.get("pr-a")) << "pr-a is still desired";
+  EXPECT_TRUE(nl_.get("hand0")) << "hand0 is not nodeplane's";
+  EXPECT_TRUE(nl_.get("hand1")) << "hand1 is not nodeplane's";
+
+  // A file that only mentions a hand-made link's name does not make it nodeplane's either.
+  const std::size_t mark2 = logMark();
+  writeInPlace(desired_ / "30-c.yaml", bridgeYaml("hand1", 1300));
+  ASSERT_TRUE(logged(mark2, "hand1"));
+  // Refused ("not managed"), so the passes fail and retry until the file goes; the first pass
+  // without it has nothing to do and says "in sync" (a failing pass says "reconciled: ...").
+  const std::size_t mark3 = logMark();
+  fs::remove(desired_ / "30-c.yaml");
+  ASSERT_TRUE(logged(mark3, "in sync:"));
+  EXPECT_TRUE(nl_.get("hand1")) << "hand1 was taken over or deleted" << logTail();
+  EXPECT_TRUE(nl_.get("hand0"));
+  EXPECT_TRUE(running(daemon_));
+}
+
+// 7. SIGTERM and SIGINT stop it cleanly and promptly.
+TEST_F(DaemonTest, SigtermExitsZero) {
+  NODEPLANE_REQUIRE_NETNS();
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("sg-a", 1400));
+  startDaemon();
+  ASSERT_TRUE(linkHas("sg-a", 1400));
+  auto r = stopWith(SIGTERM);
+  ASSERT_TRUE(r);
+  std::cout << "[          ] SIGTERM: " << r.message() << "\n";
+}
+
+TEST_F(DaemonTest, SigintExitsZero) {
+  NODEPLANE_REQUIRE_NETNS();
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("sg-a", 1400));
+  startDaemon();
+  ASSERT_TRUE(linkHas("sg-a", 1400));
+  auto r = stopWith(SIGINT);
+  ASSERT_TRUE(r);
+  std::cout << "[          ] SIGINT: " << r.message() << "\n";
+}
+
+// Also while a broken desired state is waiting to be fixed (no pass pending, nothing to retry).
+TEST_F(DaemonTest, SigtermExitsZeroWithBrokenDesiredState) {
+  NODEPLANE_REQUIRE_NETNS();
+  writeInPlace(desired_ / "10-a.yaml", "kind: [\n");
+  const std::size_t mark = logMark();
+  startDaemon();
+  ASSERT_TRUE(logged(mark, "desired state is invalid"));
+  ASSERT_TRUE(stopWith(SIGTERM));
+}
+
+// 8. Converged and idle, it sleeps: no CPU over a 2 s window.
+TEST_F(DaemonTest, IdleDaemonUsesNoCpu) {
+  NODEPLANE_REQUIRE_NETNS();
+  writeInPlace(desired_ / "10-a.yaml",
+               bridgeYaml("id-a", 1400) + "---\n" + bridgeYaml("id-b", 1400));
+  startDaemon();
+  ASSERT_TRUE(linkHas("id-a", 1400));
+  ASSERT_TRUE(linkHas("id-b", 1400));
+  // The first pass's own changes come back as netlink events; the pass they cause finds
+  // nothing to do and says so (debug level). After that nothing should wake it.
+  ASSERT_TRUE(logged(0, "in sync:"));
+
+  auto t0 = cpuTicks(daemon_.pid);
+  ASSERT_TRUE(t0.has_value());
+  const std::size_t mark = logMark();
+  ::poll(nullptr, 0, 2000);  // the measurement window (not a synchronisation)
+  auto t1 = cpuTicks(daemon_.pid);
+  ASSERT_TRUE(t1.has_value());
+  std::cout << "[          ] idle for 2 s: " << (*t1 - *t0) << " CPU tick(s)\n";
+  EXPECT_LE(*t1 - *t0, 1u) << "CPU ticks used while idle (" << sysconf(_SC_CLK_TCK)
+                           << " per second); log during the window:\n"
+                           << logText().substr(mark);
+  EXPECT_TRUE(running(daemon_));
+}
+
+}  // namespace
+}  // namespace nodeplane::testing
