@@ -3,6 +3,9 @@
 #   bench/run-all.sh            uses build-bench/ (set NODEPLANE_BUILD_DIR to use another)
 #   BUILD=1 bench/run-all.sh    configures and builds build-bench/ first (Release)
 #   RUNS=5                      hyperfine repetitions of the whole-command comparisons
+#   N=1000                      Bridges (and as many Vxlans) in the end-to-end scripts
+#   GBENCH_ARGS="..."           extra Google Benchmark flags (e.g. --benchmark_filter=Cold)
+# Takes ~20 min at the defaults on 2 cores: deleting 2000 links costs ~55 s each time (see README).
 # Needs root (network namespaces), hyperfine, jq, strace.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -23,8 +26,10 @@ export BENCH_RESULTS=$RESULTS
 echo "== machine: $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 
 echo "== 1. Google Benchmark: load + validate + diff + plan of 10 000 resources"
+# shellcheck disable=SC2086
 "$BUILD_DIR/bench/nodeplane_bench" --benchmark_repetitions="${GBENCH_REPS:-3}" \
-  --benchmark_report_aggregates_only=true --benchmark_out="$JSON" --benchmark_out_format=json
+  --benchmark_report_aggregates_only=true --benchmark_out="$JSON" --benchmark_out_format=json \
+  ${GBENCH_ARGS:-}
 median_ms() {  # median real_time of a benchmark, in ms
   jq -r --arg n "$1_median" '.benchmarks[] | select(.name == $n) | .real_time' "$JSON"
 }
@@ -36,14 +41,17 @@ mbps=$(jq -r '.benchmarks[] | select(.name == "BM_ParseYamlThroughput/5000_media
   .bytes_per_second / 1048576' "$JSON")
 echo "INFO parseYaml throughput (10k docs, median): $(printf '%.1f' "$mbps") MiB/s"
 
-echo "== 2. nodeplane apply vs ip -batch"
-"$BENCH_DIR/apply_vs_ip_batch.sh" 1000
-echo "== 3. no-op diff vs ip -d -j link show"
-"$BENCH_DIR/noop_diff_vs_ip_show.sh" 1000
-echo "== 4. prune"
-"$BENCH_DIR/prune.sh" 1000
-echo "== 5. idle daemon"
-"$BENCH_DIR/idle_daemon.sh" 1000 10
+N=${N:-1000}
+step() {  # a failing script is reported and the others still run
+  local title=$1
+  shift
+  echo "== $title"
+  "$@" || echo "FAILED (exit $?): $*" | tee -a "$RESULTS"
+}
+step "2. nodeplane apply vs ip -batch" "$BENCH_DIR/apply_vs_ip_batch.sh" "$N"
+step "3. no-op diff vs ip -d -j link show" "$BENCH_DIR/noop_diff_vs_ip_show.sh" "$N"
+step "4. prune" "$BENCH_DIR/prune.sh" "$N"
+step "5. idle daemon" "$BENCH_DIR/idle_daemon.sh" "$N" 10
 
 echo
 echo "== summary ($(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
