@@ -123,7 +123,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 # result NAME VALUE UNIT GOAL_OP GOAL: prints a summary line and appends it to $BENCH_RESULTS.
 result() {
   local name=$1 value=$2 unit=$3 op=$4 goal=$5 verdict
+  [[ -n $value ]] || value="n/a"
   verdict=$(awk -v v="$value" -v g="$goal" -v op="$op" 'BEGIN {
+    if (v !~ /^[0-9.]+$/) { print "NO DATA"; exit }
     ok = (op == "<") ? (v < g) : (op == "<=") ? (v <= g) : (v == g); print ok ? "PASS" : "MISS" }')
   local line
   line=$(printf "%-44s %12s %-6s goal %s %s  %s" "$name" "$value" "$unit" "$op" "$goal" "$verdict")
