@@ -87,6 +87,11 @@ int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune) {
   if (!store) return reportErrors(ctx, {store.error()}, "");
   Observation obs = (*engine)->observe();
   Plan plan = (*engine)->plan(*desired, obs, *store, prune);
+  if (ctx.json()) {
+    std::set<ResourceId> owned;  // what `apply --plan` will check the host against
+    for (const auto& [id, _] : store->owned()) owned.insert(id);
+    plan.fingerprint = obs.fingerprint(owned);
+  }
   if (ctx.json())
     printJson(planToJson(plan));
   else

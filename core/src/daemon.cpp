@@ -84,6 +84,35 @@ std::set<std::filesystem::path> watchDirs(const std::vector<std::filesystem::pat
 // symlink, a directory deleted and made again) the old watch sees nothing of it. Re-adding every
 // path after each batch of events moves the watch to what the path names now (the kernel returns
 // the same descriptor when it is the same inode) and drops watches nobody names any more.
+// Reads every pending netlink notification; true if any may concern what nodeplane manages.
+// The kernel's own chatter about links it just created is not: bridge-port STP state changes
+// (family AF_BRIDGE) and IPv6 link-local addresses (which observe() ignores) would otherwise
+// wake the daemon for a no-op pass seconds after every apply. ENOBUFS (lost events) matters.
+bool netlinkEventsMatter(int fd) {
+  bool matter = false;
+  alignas(nlmsghdr) char buf[32768];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == ENOBUFS) matter = true;
+      if (errno == EINTR || errno == ENOBUFS) continue;
+      return matter;  // EAGAIN: drained
+    }
+    int len = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_type == RTM_NEWLINK || h->nlmsg_type == RTM_DELLINK) {
+        const auto* ifi = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
+        if (ifi->ifi_family != AF_BRIDGE) matter = true;
+      } else if (h->nlmsg_type == RTM_NEWADDR || h->nlmsg_type == RTM_DELADDR) {
+        const auto* ifa = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
+        if (!(ifa->ifa_family == AF_INET6 && ifa->ifa_scope == RT_SCOPE_LINK)) matter = true;
+      } else {
+        matter = true;
+      }
+    }
+  }
+}
+
 class Watches {
  public:
   explicit Watches(int inotifyFd) : fd_(inotifyFd) {}
@@ -272,8 +301,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       schedule = true;
     }
     if (all.size() > 5 && (all[5].revents & (POLLIN | POLLERR))) {
-      drain(nlFd.get());  // ENOBUFS included: we re-read everything anyway
-      schedule = true;
+      if (netlinkEventsMatter(nlFd.get())) schedule = true;
     }
     if (schedule) arm(passTimer.get(), opt.debounce);
     if (all[3].revents & POLLIN) {

@@ -30,11 +30,10 @@ namespace {
 
 // Counts step outcomes into `report`; failed and skipped resources go into `gaveUp`.
 void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>& results,
-           bool countDone, std::set<ResourceId>& gaveUp) {
+           std::set<ResourceId>& gaveUp) {
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
     if (r.outcome == StepOutcome::kOk) {
-      if (!countDone) continue;
       switch (plan.entries[i].change.action) {
         case Action::kCreate:
           ++report.created;
@@ -168,18 +167,20 @@ Desired Engine::prepare(LoadResult loaded) const {
 Observation Engine::observe(const std::set<std::string>& only) {
   Observation obs;
   for (const auto& p : plugins_.plugins()) {
-    for (const auto& ks : p->kinds()) {
-      if (!only.empty() && !only.count(ks.kind)) continue;
-      auto objs = p->observe(ks.kind);
-      if (!objs) {
-        obs.failed[ks.kind] = objs.error();
-        continue;
-      }
-      obs.kinds.insert(ks.kind);
-      for (auto& o : *objs) {
-        if (auto n = p->normalize(o.id.kind, o.spec)) o.spec = std::move(*n);
-        obs.objects[o.id] = std::move(o);
-      }
+    std::vector<std::string> kinds;
+    for (const auto& ks : p->kinds())
+      if (only.empty() || only.count(ks.kind)) kinds.push_back(ks.kind);
+    if (kinds.empty()) continue;
+    auto objs = p->observe(kinds);  // one call per plugin and pass
+    if (!objs) {
+      for (const auto& k : kinds) obs.failed[k] = objs.error();
+      continue;
+    }
+    obs.kinds.insert(kinds.begin(), kinds.end());
+    for (auto& o : *objs) {
+      if (!obs.kinds.count(o.id.kind)) continue;  // a kind that was not asked for
+      if (auto n = p->normalize(o.id.kind, o.spec)) o.spec = std::move(*n);
+      obs.objects[o.id] = std::move(o);
     }
   }
   return obs;
@@ -318,13 +319,12 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
   std::set<ResourceId> gaveUp;  // failed or skipped: not retried in this apply
   constexpr int kRounds = 3;
   for (int round = 0; round < kRounds && plan.hasChanges(); ++round) {
-    tally(report, plan, execute(plan, store, onStep), /*countDone=*/round == 0, gaveUp);
+    tally(report, plan, execute(plan, store, onStep), gaveUp);
     // Verify: observe again; what still differs (and did not fail) gets another round.
     obs = observe();
     Plan next = this->plan(desired, obs, store, prune);
     record(next, store, /*inSyncResults=*/false);  // keep "created" etc. of this apply
     Plan retry;
-    retry.fingerprint = next.fingerprint;
     std::map<std::size_t, std::size_t> remap;
     for (std::size_t i = 0; i < next.entries.size(); ++i)
       if (!gaveUp.count(next.entries[i].change.id)) {
@@ -371,7 +371,7 @@ Result<ApplyReport> Engine::applySaved(const Plan& saved, state::Store& store,
   report.plan = saved;
   record(saved, store, true);
   std::set<ResourceId> gaveUp;
-  tally(report, saved, execute(saved, store, onStep), /*countDone=*/true, gaveUp);
+  tally(report, saved, execute(saved, store, onStep), gaveUp);
   if (auto ok = store.commit(); !ok)
     report.errors.push_back(ok.error());
   else if (auto cleared = store.clearJournal(); !cleared)

@@ -37,6 +37,8 @@ const char* marker(Action a) {
 
 }  // namespace
 
+static const std::vector<FieldSchema> kNoFields;
+
 std::string Observation::fingerprint(const std::set<ResourceId>& owned) const {
   std::uint64_t h = fnv1a("nodeplane-observation-v1");
   for (const auto& [id, o] : objects) {
@@ -55,7 +57,6 @@ std::size_t Plan::count(Action a) const {
 
 Plan makePlan(const PlanInput& in) {
   Plan plan;
-  plan.fingerprint = in.observed.fingerprint(in.owned);
   std::map<ResourceId, std::size_t> entryOf;  // resource -> index in `changes`
   std::vector<PlanEntry> changes;
   std::set<ResourceId> desiredIds;
@@ -91,8 +92,7 @@ Plan makePlan(const PlanInput& in) {
         continue;
       }
       entry.change.observed = obs->second.spec;
-      entry.change.fields =
-          diffSpec(r.spec, obs->second.spec, ks ? ks->spec : std::vector<FieldSchema>{});
+      entry.change.fields = diffSpec(r.spec, obs->second.spec, ks ? ks->spec : kNoFields);
       entry.change.adopt = !owned;
       const bool replace = std::any_of(entry.change.fields.begin(), entry.change.fields.end(),
                                        [](const FieldChange& c) { return c.forcesReplace; });

@@ -38,6 +38,8 @@ struct Plan {
   std::vector<ResourceId> inSync;
   std::vector<ResourceId> claim;   // carry nodeplane's mark but are missing from the state store
   std::vector<ResourceId> forget;  // owned in the state store, gone from the host, not desired
+  // Set by whoever saves the plan (Observation::fingerprint): hashing every observed spec is
+  // too dear for each daemon pass.
   std::string fingerprint;
 
   std::size_t count(Action a) const;

@@ -80,9 +80,9 @@ Result<Json> PluginHandle::normalize(const std::string& kind, const Json& spec) 
   return guarded<Json>(name_, "normalize", [&] { return plugin_->normalize(kind, spec); });
 }
 
-Result<std::vector<ObservedObject>> PluginHandle::observe(const std::string& kind) {
+Result<std::vector<ObservedObject>> PluginHandle::observe(const std::vector<std::string>& kinds) {
   auto out = guarded<Result<std::vector<ObservedObject>>>(name_, "observe",
-                                                          [&] { return plugin_->observe(kind); });
+                                                          [&] { return plugin_->observe(kinds); });
   if (!out) return std::unexpected(out.error());
   return *out;
 }

@@ -33,7 +33,7 @@ class PluginHandle {
   Result<std::vector<Resource>> expand(const Resource& r) const;
   Result<std::vector<std::string>> claims(const Resource& r) const;
   Result<Json> normalize(const std::string& kind, const Json& spec) const;
-  Result<std::vector<ObservedObject>> observe(const std::string& kind);
+  Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds);
   Result<void> apply(const Change& change);
 
  private:

@@ -51,17 +51,18 @@ Json NetPlugin::normalize(const std::string& kind, const Json& spec) const {
   }
 }
 
-Result<std::vector<ObservedObject>> NetPlugin::observe(const std::string& kind) {
-  return guarded("observing " + kind + " links", [&]() -> Result<std::vector<ObservedObject>> {
-    if (!isNetKind(kind)) return std::unexpected(unknownKind(kind).error());
-    auto links = dumpLinks(*nl_);
+Result<std::vector<ObservedObject>> NetPlugin::observe(const std::vector<std::string>& kinds) {
+  return guarded("observing links", [&]() -> Result<std::vector<ObservedObject>> {
+    for (const auto& kind : kinds)
+      if (!isNetKind(kind)) return std::unexpected(unknownKind(kind).error());
+    auto links = dumpLinks(*nl_);  // one link dump + one address dump for every kind
     if (!links) return std::unexpected(netlinkFailure(links.error(), "listing network links"));
     std::vector<ObservedObject> out;
-    for (const LinkState& l : *links) {
-      if (!linkIsKind(l, kind)) continue;
-      out.push_back(ObservedObject{ResourceId{kind, l.name}, observedSpec(kind, l, *links),
-                                   l.alias == kOwnerMark});
-    }
+    for (const LinkState& l : *links)
+      for (const auto& kind : kinds)
+        if (linkIsKind(l, kind))
+          out.push_back(ObservedObject{ResourceId{kind, l.name}, observedSpec(kind, l, *links),
+                                       l.alias == kOwnerMark});
     return out;
   });
 }

@@ -18,7 +18,7 @@ class NetPlugin : public Plugin {
   std::vector<KindSchema> kinds() const override;
   std::vector<Error> validate(const Resource& r) const override;
   Json normalize(const std::string& kind, const Json& spec) const override;
-  Result<std::vector<ObservedObject>> observe(const std::string& kind) override;
+  Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) override;
   Result<void> apply(const Change& change) override;
   // One netlink socket, one request in flight: the executor must not call apply() concurrently.
   unsigned maxParallel() const override { return 1; }

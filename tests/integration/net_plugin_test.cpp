@@ -34,7 +34,7 @@ Change makeChange(Action action, const std::string& kind, const std::string& nam
 }
 
 std::optional<ObservedObject> find(NetPlugin& p, const std::string& kind, const std::string& name) {
-  auto all = p.observe(kind);
+  auto all = p.observe({kind});
   EXPECT_TRUE(all.has_value()) << (all ? "" : all.error().str());
   if (!all) return std::nullopt;
   for (auto& o : *all)
@@ -273,7 +273,7 @@ TEST(NetObserve, NeverMisreportsOtherLinkTypes) {
   NetPlugin p{HostContext{}};
   auto names = [&](const std::string& kind) {
     std::set<std::string> out;
-    auto all = p.observe(kind);
+    auto all = p.observe({kind});
     EXPECT_TRUE(all.has_value());
     if (all)
       for (auto& o : *all) out.insert(o.id.name);
@@ -294,7 +294,7 @@ TEST(NetObserve, NeverMisreportsOtherLinkTypes) {
   auto tap = find(p, "Tap", "tap-hand");
   ASSERT_TRUE(tap);
   EXPECT_FALSE(tap->marked);
-  EXPECT_FALSE(p.observe("Container").has_value());
+  EXPECT_FALSE(p.observe({"Container"}).has_value());
   if (!dummy) GTEST_LOG_(INFO) << "no dummy link type in this kernel; checked the others";
 }
 

@@ -134,7 +134,7 @@ TEST(PluginHost, TurnsAThrowIntoAnErrorOnThatCall) {
   ctx.config["widget"]["throwIn"] = "observe";
   PluginHost host;
   ASSERT_TRUE(host.loadOne(fixture("widget"), ctx));
-  auto r = host.forKind("Widget")->observe("Widget");
+  auto r = host.forKind("Widget")->observe({"Widget"});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message, "plugin widget threw from observe: boom in observe");
 }

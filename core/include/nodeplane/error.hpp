@@ -32,10 +32,14 @@ enum class ErrorKind {
 
 inline const char* toString(ErrorKind k) {
   switch (k) {
-    case ErrorKind::kInvalidInput: return "invalid";
-    case ErrorKind::kRetryable: return "retryable";
-    case ErrorKind::kTerminal: return "error";
-    case ErrorKind::kConflict: return "conflict";
+    case ErrorKind::kInvalidInput:
+      return "invalid";
+    case ErrorKind::kRetryable:
+      return "retryable";
+    case ErrorKind::kTerminal:
+      return "error";
+    case ErrorKind::kConflict:
+      return "conflict";
   }
   return "error";
 }
@@ -46,7 +50,7 @@ struct Error {
   std::string resource;  // "Kind/name", empty when the error is not about one resource
   std::string field;     // field path, e.g. "spec.addresses[1]"
   SourceLocation where;
-  std::string hint;      // what to do about it
+  std::string hint;  // what to do about it
 
   // "file:line:col: Kind/name spec.mtu: message (hint)"
   std::string str() const {

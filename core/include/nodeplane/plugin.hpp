@@ -50,10 +50,14 @@ enum class Action { kCreate, kUpdate, kReplace, kDelete };
 
 inline const char* toString(Action a) {
   switch (a) {
-    case Action::kCreate: return "create";
-    case Action::kUpdate: return "update";
-    case Action::kReplace: return "replace";
-    case Action::kDelete: return "delete";
+    case Action::kCreate:
+      return "create";
+    case Action::kUpdate:
+      return "update";
+    case Action::kReplace:
+      return "replace";
+    case Action::kDelete:
+      return "delete";
   }
   return "?";
 }
@@ -68,8 +72,8 @@ struct FieldChange {
 struct Change {
   Action action = Action::kCreate;
   ResourceId id;
-  Json desired = Json::object();   // the full desired spec (create, update, replace)
-  Json observed = Json::object();  // the observed spec (update, replace, delete)
+  Json desired = Json::object();    // the full desired spec (create, update, replace)
+  Json observed = Json::object();   // the observed spec (update, replace, delete)
   std::vector<FieldChange> fields;  // what differs (update, replace)
   bool adopt = false;               // mark an existing unmanaged object as ours
 };
@@ -98,8 +102,9 @@ class Plugin {
   // (canonical addresses, sorted sets).
   virtual Json normalize(const std::string& /*kind*/, const Json& spec) const { return spec; }
 
-  // Every object of `kind` on the host, managed or not.
-  virtual Result<std::vector<ObservedObject>> observe(const std::string& kind) = 0;
+  // Every object of the given kinds (some of kinds()) on the host, managed or not. Called once
+  // per pass for all of a plugin's kinds, so one host query can serve them all.
+  virtual Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) = 0;
 
   // Make one change. Creates and adoptions must leave the ownership mark on the object.
   virtual Result<void> apply(const Change& change) = 0;
@@ -119,17 +124,17 @@ using PluginFactory = Plugin*(const HostContext& host, std::string& error);
 
 // Use once in a plugin's entry file: NODEPLANE_PLUGIN(nodeplane::net::NetPlugin)
 // The class needs a constructor taking `const nodeplane::HostContext&`.
-#define NODEPLANE_PLUGIN(Type)                                                                 \
-  extern "C" __attribute__((visibility("default")))                                           \
-  const std::uint32_t nodeplane_abi_version = ::nodeplane::kAbiVersion;                        \
+#define NODEPLANE_PLUGIN(Type)                                                                    \
+  extern "C" __attribute__((visibility("default"))) const std::uint32_t nodeplane_abi_version =   \
+      ::nodeplane::kAbiVersion;                                                                   \
   extern "C" __attribute__((visibility("default"))) ::nodeplane::Plugin* nodeplane_create_plugin( \
-      const ::nodeplane::HostContext& host, std::string& error) noexcept {                     \
-    try {                                                                                      \
-      return new Type(host);                                                                   \
-    } catch (const std::exception& e) {                                                        \
-      error = e.what();                                                                        \
-    } catch (...) {                                                                            \
-      error = "unknown exception";                                                             \
-    }                                                                                          \
-    return nullptr;                                                                            \
+      const ::nodeplane::HostContext& host, std::string& error) noexcept {                        \
+    try {                                                                                         \
+      return new Type(host);                                                                      \
+    } catch (const std::exception& e) {                                                           \
+      error = e.what();                                                                           \
+    } catch (...) {                                                                               \
+      error = "unknown exception";                                                                \
+    }                                                                                             \
+    return nullptr;                                                                               \
   }

@@ -1,5 +1,5 @@
-// A desired resource as the core hands it to plugins: kind, name, spec (as JSON, only the fields the
-// file set) and where every field came from.
+// A desired resource as the core hands it to plugins: kind, name, spec (as JSON, only the fields
+// the file set) and where every field came from.
 #pragma once
 
 #include <compare>

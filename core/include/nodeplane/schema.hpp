@@ -31,11 +31,11 @@ struct FieldSchema {
   bool required = false;
   std::optional<std::int64_t> minimum;  // integers: inclusive range
   std::optional<std::int64_t> maximum;
-  std::vector<std::string> allowed;     // strings: the only values accepted, when not empty
-  bool forcesReplace = false;           // a change cannot be made in place
-  bool compared = true;                 // false for directives such as `adopt` (not host state)
-  std::string references;               // kind this string field names (a dependency), or ""
-  std::vector<FieldSchema> fields;      // kObject / kObjectList members
+  std::vector<std::string> allowed;  // strings: the only values accepted, when not empty
+  bool forcesReplace = false;        // a change cannot be made in place
+  bool compared = true;              // false for directives such as `adopt` (not host state)
+  std::string references;            // kind this string field names (a dependency), or ""
+  std::vector<FieldSchema> fields;   // kObject / kObjectList members
 };
 
 struct KindSchema {
@@ -51,16 +51,29 @@ inline Json toJsonSchema(const std::vector<FieldSchema>& fields) {
   for (const auto& f : fields) {
     Json p = Json::object();
     switch (f.type) {
-      case FieldType::kString: p["type"] = "string"; break;
-      case FieldType::kInteger: p["type"] = "integer"; break;
-      case FieldType::kBoolean: p["type"] = "boolean"; break;
-      case FieldType::kStringList: p = {{"type", "array"}, {"items", {{"type", "string"}}}}; break;
+      case FieldType::kString:
+        p["type"] = "string";
+        break;
+      case FieldType::kInteger:
+        p["type"] = "integer";
+        break;
+      case FieldType::kBoolean:
+        p["type"] = "boolean";
+        break;
+      case FieldType::kStringList:
+        p = {{"type", "array"}, {"items", {{"type", "string"}}}};
+        break;
       case FieldType::kStringMap:
         p = {{"type", "object"}, {"additionalProperties", {{"type", "string"}}}};
         break;
-      case FieldType::kObject: p = toJsonSchema(f.fields); break;
-      case FieldType::kObjectList: p = {{"type", "array"}, {"items", toJsonSchema(f.fields)}}; break;
-      case FieldType::kAny: break;
+      case FieldType::kObject:
+        p = toJsonSchema(f.fields);
+        break;
+      case FieldType::kObjectList:
+        p = {{"type", "array"}, {"items", toJsonSchema(f.fields)}};
+        break;
+      case FieldType::kAny:
+        break;
     }
     if (f.minimum) p["minimum"] = *f.minimum;
     if (f.maximum) p["maximum"] = *f.maximum;
