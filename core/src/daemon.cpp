@@ -2,6 +2,7 @@
 
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -246,6 +247,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
 
   auto runPass = [&] {
     bool ok = pass();
+    ::malloc_trim(0);  // give the pass's garbage back: an idle agent should stay small
     drain(passTimer.get());
     if (!ready) {
       sd_notify(0, "READY=1");

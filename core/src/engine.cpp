@@ -119,8 +119,8 @@ Desired Engine::prepare(LoadResult loaded) const {
         if (c.where.empty()) c.where = r.where;
       }
     }
-    out.resources.push_back(r);
-    // Validated when the loop reaches them. (After the copy above: this may reallocate `r`.)
+    out.resources.push_back(std::move(r));
+    // Validated when the loop reaches them. (After the move above: this may reallocate `r`.)
     for (auto& c : children) pending.push_back(std::move(c));
   }
 
