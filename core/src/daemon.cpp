@@ -197,6 +197,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   arm(resyncTimer.get(), opt.resync, opt.resync);
 
   SourceCache cache;
+  std::optional<Desired> desiredCache;  // validated desired state, while no file changes
   bool ready = false;
   auto backoff = std::chrono::milliseconds(0);
 
@@ -216,7 +217,9 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       spdlog::warn("a previous apply was interrupted; finishing it from the journal");
       if (auto r = engine.recover(*store); !r) spdlog::error("recovery: {}", r.error().str());
     }
-    Desired desired = engine.prepare(cache.load(opt.sources));
+    const LoadResult& loaded = cache.load(opt.sources);
+    if (!desiredCache || cache.changedLastTime()) desiredCache = engine.prepare(loaded);
+    const Desired& desired = *desiredCache;
     if (!desired.ok()) {
       for (const auto& e : desired.errors) spdlog::error("{}", e.str());
       spdlog::error("desired state is invalid ({} error(s)): nothing applied, nothing pruned",

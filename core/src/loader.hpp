@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,8 +38,12 @@ LoadResult loadSources(const std::vector<std::filesystem::path>& paths);
 // The daemon's loader: re-parses only files whose content hash changed since the last call.
 class SourceCache {
  public:
-  LoadResult load(const std::vector<std::filesystem::path>& paths);
+  // The merged result, rebuilt only when a file changed, appeared or went away.
+  const LoadResult& load(const std::vector<std::filesystem::path>& paths);
   std::size_t parsedLastTime() const { return parsedLastTime_; }  // files actually re-parsed
+  // False when the last load() found every file as it was: the caller may reuse what it made of
+  // the previous result (the daemon keeps its validated desired state).
+  bool changedLastTime() const { return changedLastTime_; }
 
  private:
   struct Entry {
@@ -46,7 +51,9 @@ class SourceCache {
     LoadResult result;
   };
   std::map<std::filesystem::path, Entry> entries_;
+  std::optional<LoadResult> merged_;
   std::size_t parsedLastTime_ = 0;
+  bool changedLastTime_ = true;
 };
 
 }  // namespace nodeplane

@@ -151,10 +151,11 @@ LoadResult loadSources(const std::vector<fs::path>& paths) {
   });
 }
 
-LoadResult SourceCache::load(const std::vector<fs::path>& paths) {
+const LoadResult& SourceCache::load(const std::vector<fs::path>& paths) {
   parsedLastTime_ = 0;
   std::map<fs::path, Entry> next;
-  LoadResult all = loadWith(paths, [&](const fs::path& file, const std::string& text) {
+  // Read and hash every file, re-parse only the changed ones; merge only if anything changed.
+  LoadResult probe = loadWith(paths, [&](const fs::path& file, const std::string& text) {
     std::uint64_t hash = std::hash<std::string_view>{}(text);
     auto it = entries_.find(file);
     if (it == entries_.end() || it->second.hash != hash) {
@@ -163,10 +164,20 @@ LoadResult SourceCache::load(const std::vector<fs::path>& paths) {
     } else {
       next[file] = std::move(it->second);
     }
-    return next[file].result;
+    return LoadResult{};
   });
   entries_ = std::move(next);  // files that are gone drop out
-  return all;
+  changedLastTime_ = !merged_ || parsedLastTime_ > 0 || !probe.errors.empty() ||
+                     !merged_->errors.empty() || probe.files != merged_->files;
+  if (changedLastTime_) {
+    LoadResult all;
+    all.errors = std::move(probe.errors);
+    all.files = std::move(probe.files);
+    std::map<ResourceId, SourceLocation> firstSeen;
+    for (const auto& f : all.files) merge(all, entries_.at(f).result, firstSeen);
+    merged_ = std::move(all);
+  }
+  return *merged_;
 }
 
 }  // namespace nodeplane

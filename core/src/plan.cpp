@@ -74,11 +74,6 @@ Plan makePlan(const PlanInput& in) {
     }
     const KindSchema* ks = in.schema(r.id.kind);
     PlanEntry entry;
-    entry.plugin = in.pluginOf(r.id.kind);
-    entry.source = r.where.str();
-    entry.owner = r.owner;
-    entry.change.id = r.id;
-    entry.change.desired = r.spec;
     auto obs = in.observed.objects.find(r.id);
     if (obs == in.observed.objects.end()) {
       entry.change.action = Action::kCreate;
@@ -91,7 +86,6 @@ Plan makePlan(const PlanInput& in) {
             "set `adopt: true` in its spec to let nodeplane take it over, or pick another name"));
         continue;
       }
-      entry.change.observed = obs->second.spec;
       entry.change.fields = diffSpec(r.spec, obs->second.spec, ks ? ks->spec : kNoFields);
       entry.change.adopt = !owned;
       const bool replace = std::any_of(entry.change.fields.begin(), entry.change.fields.end(),
@@ -100,12 +94,18 @@ Plan makePlan(const PlanInput& in) {
         entry.change.action = Action::kReplace;
       } else if (!entry.change.fields.empty() || entry.change.adopt) {
         entry.change.action = Action::kUpdate;
-      } else {
+      } else {  // in sync: the common case of a daemon pass, so nothing is copied
         plan.inSync.push_back(r.id);
         if (obs->second.marked && in.owned.count(r.id) == 0) plan.claim.push_back(r.id);
         continue;
       }
+      entry.change.observed = obs->second.spec;
     }
+    entry.plugin = in.pluginOf(r.id.kind);
+    entry.source = r.where.str();
+    entry.owner = r.owner;
+    entry.change.id = r.id;
+    entry.change.desired = r.spec;
     for (std::size_t d : in.graph.deps[i])
       if (auto it = entryOf.find(in.desired[d].id); it != entryOf.end())
         entry.after.push_back(it->second);
