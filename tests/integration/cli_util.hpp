@@ -16,41 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "../support/files.hpp"
+
 namespace nodeplane::testing {
 
 struct CliResult {
   int code = -1;    // exit code, or 128 + signal
   std::string out;  // stdout
   std::string err;  // stderr
-};
-
-inline std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A temporary directory removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/nodeplane-it-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path operator/(const std::string& s) const { return path_ / s; }
-  void write(const std::string& name, const std::string& text) const {
-    std::filesystem::create_directories((path_ / name).parent_path());
-    std::ofstream(path_ / name) << text;
-  }
-
- private:
-  std::filesystem::path path_;
 };
 
 // Starts `argv` (argv[0] a path) with the current environment plus `env`, stdout to `out` and

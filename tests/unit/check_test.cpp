@@ -9,6 +9,8 @@
 #include <sstream>
 #include <string>
 
+#include "../support/files.hpp"
+
 namespace nodeplane {
 namespace {
 namespace fs = std::filesystem;
@@ -17,22 +19,8 @@ fs::path fixture(const std::string& name) {
   return fs::path(NODEPLANE_SOURCE_DIR) / "tests/fixtures/sysfs" / name;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::path(::testing::TempDir()) / "check-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-void writeFile(const fs::path& path, const std::string& text) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path) << text;
-}
+using ::nodeplane::testing::TempDir;
+using ::nodeplane::testing::writeFile;
 
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
@@ -70,36 +58,36 @@ TEST(CheckProbes, CpuinfoParser) {
 
 TEST(CheckProbes, CpuVirtualizationReadsProcRoot) {
   TempDir proc;
-  auto missing = probeCpuVirtualization(proc.path);
+  auto missing = probeCpuVirtualization(proc.path());
   EXPECT_FALSE(missing.ok);
-  EXPECT_TRUE(contains(missing.detail, (proc.path / "cpuinfo").string())) << missing.detail;
+  EXPECT_TRUE(contains(missing.detail, (proc.path() / "cpuinfo").string())) << missing.detail;
 
-  writeFile(proc.path / "cpuinfo", kAmdCpuinfo);
-  auto amd = probeCpuVirtualization(proc.path);
+  writeFile(proc.path() / "cpuinfo", kAmdCpuinfo);
+  auto amd = probeCpuVirtualization(proc.path());
   EXPECT_TRUE(amd.ok);
   EXPECT_TRUE(contains(amd.detail, "svm")) << amd.detail;
 
-  writeFile(proc.path / "cpuinfo", kNoVirtCpuinfo);
-  auto none = probeCpuVirtualization(proc.path);
+  writeFile(proc.path() / "cpuinfo", kNoVirtCpuinfo);
+  auto none = probeCpuVirtualization(proc.path());
   EXPECT_FALSE(none.ok);
   EXPECT_FALSE(none.required);
 }
 
 TEST(CheckProbes, KvmMustBeACharacterDevice) {
   TempDir dev;
-  auto missing = probeKvm(dev.path);
+  auto missing = probeKvm(dev.path());
   EXPECT_FALSE(missing.ok);
   EXPECT_TRUE(contains(missing.detail, "not found")) << missing.detail;
 
-  writeFile(dev.path / "kvm", "");
-  auto regular = probeKvm(dev.path);
+  writeFile(dev.path() / "kvm", "");
+  auto regular = probeKvm(dev.path());
   EXPECT_FALSE(regular.ok);
   EXPECT_TRUE(contains(regular.detail, "not a character device")) << regular.detail;
 
   // A link to a real character device stands in for /dev/kvm without root.
-  fs::remove(dev.path / "kvm");
-  fs::create_symlink("/dev/null", dev.path / "kvm");
-  auto chr = probeKvm(dev.path);
+  fs::remove(dev.path() / "kvm");
+  fs::create_symlink("/dev/null", dev.path() / "kvm");
+  auto chr = probeKvm(dev.path());
   EXPECT_TRUE(chr.ok) << chr.detail;
 }
 
@@ -138,7 +126,7 @@ TEST(CheckProbes, Netlink) {
 
 TEST(CheckProbes, SystemdBusFailuresAreReported) {
   TempDir tmp;
-  auto noSocket = probeSystemdBus("unix:path=" + (tmp.path / "bus").string());
+  auto noSocket = probeSystemdBus("unix:path=" + (tmp.path() / "bus").string());
   EXPECT_FALSE(noSocket.ok);
   EXPECT_FALSE(noSocket.required);
   EXPECT_TRUE(contains(noSocket.detail, "cannot read the systemd manager version"))
@@ -155,12 +143,12 @@ struct FixtureHost {
   TempDir dev, proc;
   HostContext host;
   FixtureHost() {
-    fs::create_symlink("/dev/null", dev.path / "kvm");
-    writeFile(proc.path / "cpuinfo", kAmdCpuinfo);
+    fs::create_symlink("/dev/null", dev.path() / "kvm");
+    writeFile(proc.path() / "cpuinfo", kAmdCpuinfo);
     host.sysfsRoot = fixture("d-vfio");
-    host.devRoot = dev.path;
-    host.procRoot = proc.path;
-    host.systemdBus = "unix:path=" + (proc.path / "no-bus").string();
+    host.devRoot = dev.path();
+    host.procRoot = proc.path();
+    host.systemdBus = "unix:path=" + (proc.path() / "no-bus").string();
   }
 };
 
@@ -183,7 +171,7 @@ TEST(Check, RunChecksOverFixtures) {
 
 TEST(Check, GpuErrorWhenSysfsIsMissing) {
   FixtureHost fx;
-  fx.host.sysfsRoot = fx.proc.path / "no-sysfs";
+  fx.host.sysfsRoot = fx.proc.path() / "no-sysfs";
   CheckReport report = runChecks(fx.host);
   EXPECT_TRUE(contains(report.gpuError, "no-sysfs/bus/pci/devices")) << report.gpuError;
   EXPECT_TRUE(report.gpus.empty());

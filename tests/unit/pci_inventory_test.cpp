@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/files.hpp"
 #include "host/sysfs_parse.hpp"
 #include "nodeplane/host/pci.hpp"
 
@@ -20,22 +21,8 @@ fs::path fixture(const std::string& name) {
 }
 
 // A fresh directory under the test temp dir, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::path(::testing::TempDir()) / "pci-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-void writeFile(const fs::path& path, const std::string& text) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path) << text;
-}
+using ::nodeplane::testing::TempDir;
+using ::nodeplane::testing::writeFile;
 
 std::vector<std::string> addressesOf(const std::vector<PciFunction>& functions) {
   std::vector<std::string> out;
@@ -191,14 +178,14 @@ TEST(PciInventory, GpuBoundToVfio) {
 
 TEST(PciInventory, MissingDevicesDirectoryNamesThePath) {
   TempDir tmp;
-  auto functions = readPciFunctions(tmp.path);
+  auto functions = readPciFunctions(tmp.path());
   ASSERT_FALSE(functions);
-  EXPECT_NE(functions.error().message.find((tmp.path / "bus/pci/devices").string()),
+  EXPECT_NE(functions.error().message.find((tmp.path() / "bus/pci/devices").string()),
             std::string::npos)
       << functions.error().str();
   EXPECT_FALSE(functions.error().hint.empty());
 
-  auto gpus = readGpuInventory(tmp.path / "nonexistent");
+  auto gpus = readGpuInventory(tmp.path() / "nonexistent");
   ASSERT_FALSE(gpus);
   EXPECT_NE(gpus.error().str().find("nonexistent/bus/pci/devices"), std::string::npos);
 }
@@ -206,8 +193,8 @@ TEST(PciInventory, MissingDevicesDirectoryNamesThePath) {
 TEST(PciInventory, MissingFilesGiveDefaults) {
   TempDir tmp;
   // A device directory holding only its class: no vendor, device, numa_node or links.
-  writeFile(tmp.path / "bus/pci/devices/0000:02:00.0/class", "0x030000\n");
-  auto f = readPciFunction(tmp.path, "0000:02:00.0");
+  writeFile(tmp.path() / "bus/pci/devices/0000:02:00.0/class", "0x030000\n");
+  auto f = readPciFunction(tmp.path(), "0000:02:00.0");
   ASSERT_TRUE(f) << f.error().str();
   EXPECT_EQ(f->vendor, "");
   EXPECT_EQ(f->device, "");
@@ -215,21 +202,21 @@ TEST(PciInventory, MissingFilesGiveDefaults) {
   EXPECT_EQ(f->numaNode, -1);
   EXPECT_EQ(f->iommuGroup, std::nullopt);
 
-  auto gpus = readGpuInventory(tmp.path);
+  auto gpus = readGpuInventory(tmp.path());
   ASSERT_TRUE(gpus) << gpus.error().str();
   ASSERT_EQ(gpus->size(), 1u);
 
   // Entries that are not PCI addresses are not devices.
-  fs::create_directories(tmp.path / "bus/pci/devices/README");
-  auto all = readPciFunctions(tmp.path);
+  fs::create_directories(tmp.path() / "bus/pci/devices/README");
+  auto all = readPciFunctions(tmp.path());
   ASSERT_TRUE(all);
   EXPECT_EQ(addressesOf(*all), (Addresses{"0000:02:00.0"}));
 }
 
 TEST(PciInventory, MalformedAttributeIsAnErrorNamingTheFile) {
   TempDir tmp;
-  writeFile(tmp.path / "bus/pci/devices/0000:02:00.0/vendor", "nvidia\n");
-  auto f = readPciFunction(tmp.path, "0000:02:00.0");
+  writeFile(tmp.path() / "bus/pci/devices/0000:02:00.0/vendor", "nvidia\n");
+  auto f = readPciFunction(tmp.path(), "0000:02:00.0");
   ASSERT_FALSE(f);
   EXPECT_NE(f.error().message.find("0000:02:00.0/vendor"), std::string::npos) << f.error().str();
 }
