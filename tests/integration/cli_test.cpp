@@ -213,7 +213,20 @@ INSTANTIATE_TEST_SUITE_P(
                 "bad.yaml:4"},
         BadCase{"WrongApiVersion", "apiVersion: v2\nkind: Bridge\nmetadata: {name: x}\n",
                 "bad.yaml:1"},
-        BadCase{"NotAMapping", "- just\n- a list\n", "bad.yaml:1"}),
+        BadCase{"NotAMapping", "- just\n- a list\n", "bad.yaml:1"},
+        BadCase{"BinaryGarbage", "\x7f\x45\x4c\x46\x02\x01\xfe\xff\x01\x02garbage\n", "bad.yaml:1"},
+        BadCase{"AliasBomb",
+                "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, "
+                "*c, *c]\n"
+                "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, "
+                "*e, *e]\n"
+                "g: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n",
+                "alias expansion limit"},
+        BadCase{"DuplicateResource",
+                "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: x}\n---\n"
+                "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: x}\n",
+                "bad.yaml:7"}),
     [](const ::testing::TestParamInfo<BadCase>& i) { return std::string(i.param.name); });
 
 TEST_F(Cli, RefusesAnUnmanagedLinkUntilAdopted) {

@@ -14,7 +14,6 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-std::string widgets(const std::string& body) { return body; }
 
 class EngineTest : public ::testing::Test {
  protected:
