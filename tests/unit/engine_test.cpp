@@ -14,7 +14,6 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
