@@ -30,20 +30,6 @@ std::optional<Desired> prepared(Context& ctx, Engine& engine, const std::vector<
   return d;
 }
 
-const char* pastTense(Action a) {
-  switch (a) {
-    case Action::kCreate:
-      return "created";
-    case Action::kUpdate:
-      return "updated";
-    case Action::kReplace:
-      return "replaced";
-    case Action::kDelete:
-      return "deleted";
-  }
-  return "?";
-}
-
 Result<state::Lock> takeLock(Context& ctx) {
   auto quick = state::Lock::acquire(ctx.stateDir(), std::nullopt);
   if (quick) return quick;

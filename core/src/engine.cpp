@@ -270,9 +270,7 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
           o.since = at;
           store.setOwned(std::move(o));
         }
-        const char* outcome = e.change.action == Action::kCreate    ? "created"
-                              : e.change.action == Action::kReplace ? "replaced"
-                                                                    : "updated";
+        const char* outcome = pastTense(e.change.action);
         store.setResult({e.change.id, outcome, describeFields(e.change.fields), at});
       }
     } else {

@@ -22,6 +22,13 @@ inline void writeFile(const std::filesystem::path& path, const std::string& text
   std::ofstream(path) << text;
 }
 
+#ifdef NODEPLANE_SOURCE_DIR
+// A sysfs fixture tree under tests/fixtures/sysfs/.
+inline std::filesystem::path sysfsFixture(const std::string& name) {
+  return std::filesystem::path(NODEPLANE_SOURCE_DIR) / "tests/fixtures/sysfs" / name;
+}
+#endif
+
 // A fresh directory under /tmp, removed with everything in it at the end of the test.
 class TempDir {
  public:

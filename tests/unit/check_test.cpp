@@ -15,9 +15,7 @@ namespace nodeplane {
 namespace {
 namespace fs = std::filesystem;
 
-fs::path fixture(const std::string& name) {
-  return fs::path(NODEPLANE_SOURCE_DIR) / "tests/fixtures/sysfs" / name;
-}
+using ::nodeplane::testing::sysfsFixture;
 
 using ::nodeplane::testing::TempDir;
 using ::nodeplane::testing::writeFile;
@@ -92,11 +90,11 @@ TEST(CheckProbes, KvmMustBeACharacterDevice) {
 }
 
 TEST(CheckProbes, IommuCountsGroups) {
-  auto a = probeIommu(fixture("a-workstation"));
+  auto a = probeIommu(sysfsFixture("a-workstation"));
   EXPECT_TRUE(a.ok);
   EXPECT_EQ(a.detail, "3 IOMMU groups");
 
-  auto c = probeIommu(fixture("c-no-iommu"));
+  auto c = probeIommu(sysfsFixture("c-no-iommu"));
   EXPECT_FALSE(c.ok);
   EXPECT_TRUE(contains(c.detail, "intel_iommu=on")) << c.detail;
   EXPECT_TRUE(contains(c.detail, "amd_iommu=on")) << c.detail;
@@ -104,15 +102,15 @@ TEST(CheckProbes, IommuCountsGroups) {
 }
 
 TEST(CheckProbes, Vfio) {
-  auto driver = probeVfio(fixture("d-vfio"));
+  auto driver = probeVfio(sysfsFixture("d-vfio"));
   EXPECT_TRUE(driver.ok);
   EXPECT_TRUE(contains(driver.detail, "driver registered")) << driver.detail;
 
-  auto module = probeVfio(fixture("b-server"));  // module loaded, no device bound yet
+  auto module = probeVfio(sysfsFixture("b-server"));  // module loaded, no device bound yet
   EXPECT_TRUE(module.ok);
   EXPECT_TRUE(contains(module.detail, "module loaded")) << module.detail;
 
-  auto none = probeVfio(fixture("a-workstation"));
+  auto none = probeVfio(sysfsFixture("a-workstation"));
   EXPECT_FALSE(none.ok);
   EXPECT_TRUE(contains(none.detail, "modprobe vfio-pci")) << none.detail;
 }
@@ -145,7 +143,7 @@ struct FixtureHost {
   FixtureHost() {
     fs::create_symlink("/dev/null", dev.path() / "kvm");
     writeFile(proc.path() / "cpuinfo", kAmdCpuinfo);
-    host.sysfsRoot = fixture("d-vfio");
+    host.sysfsRoot = sysfsFixture("d-vfio");
     host.devRoot = dev.path();
     host.procRoot = proc.path();
     host.systemdBus = "unix:path=" + (proc.path() / "no-bus").string();
@@ -192,7 +190,7 @@ CheckReport serverReport() {
   report.items = {{"netlink", false, true, "cannot open"},
                   {"kvm", false, false, "/dev/kvm not found"},
                   {"iommu", true, false, "81 IOMMU groups"}};
-  auto gpus = host::readGpuInventory(fixture("b-server"));
+  auto gpus = host::readGpuInventory(sysfsFixture("b-server"));
   EXPECT_TRUE(gpus) << gpus.error().str();
   if (gpus) report.gpus = *gpus;
   return report;
@@ -230,7 +228,7 @@ TEST(Check, TextReport) {
 
 TEST(Check, TextReportNoIommuAndNoGpus) {
   CheckReport report;
-  auto gpus = host::readGpuInventory(fixture("c-no-iommu"));
+  auto gpus = host::readGpuInventory(sysfsFixture("c-no-iommu"));
   ASSERT_TRUE(gpus);
   report.gpus = *gpus;
   std::string text = renderCheckText(report);
@@ -259,13 +257,13 @@ TEST(Check, JsonShape) {
     "groupPeers": ["0000:5f:00.0", "0000:5f:00.1"]})"));
 
   CheckReport workstation;
-  workstation.gpus = *host::readGpuInventory(fixture("a-workstation"));
+  workstation.gpus = *host::readGpuInventory(sysfsFixture("a-workstation"));
   Json w = checkToJson(workstation);
   EXPECT_EQ(w["ok"], true);
   EXPECT_EQ(w["gpus"][0]["companions"], Json::array({"0000:01:00.1"}));
 
   CheckReport noIommu;
-  noIommu.gpus = *host::readGpuInventory(fixture("c-no-iommu"));
+  noIommu.gpus = *host::readGpuInventory(sysfsFixture("c-no-iommu"));
   Json n = checkToJson(noIommu);
   EXPECT_TRUE(n["gpus"][1]["iommuGroup"].is_null());
   EXPECT_EQ(n["gpus"][1]["numaNode"], -1);

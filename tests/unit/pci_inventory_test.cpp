@@ -16,11 +16,8 @@ namespace nodeplane::host {
 namespace {
 namespace fs = std::filesystem;
 
-fs::path fixture(const std::string& name) {
-  return fs::path(NODEPLANE_SOURCE_DIR) / "tests/fixtures/sysfs" / name;
-}
+using ::nodeplane::testing::sysfsFixture;
 
-// A fresh directory under the test temp dir, removed at the end of the test.
 using ::nodeplane::testing::TempDir;
 using ::nodeplane::testing::writeFile;
 
@@ -74,16 +71,16 @@ TEST(PciParse, IsPciAddress) {
 }
 
 TEST(PciInventory, WorkstationGpuWithAudioAndRootPort) {
-  auto functions = readPciFunctions(fixture("a-workstation"));
+  auto functions = readPciFunctions(sysfsFixture("a-workstation"));
   ASSERT_TRUE(functions) << functions.error().str();
   EXPECT_EQ(addressesOf(*functions), (Addresses{"0000:00:00.0", "0000:00:01.0", "0000:00:14.0",
                                                 "0000:00:14.2", "0000:01:00.0", "0000:01:00.1"}));
 
-  auto group = readIommuGroup(fixture("a-workstation"), 1);
+  auto group = readIommuGroup(sysfsFixture("a-workstation"), 1);
   ASSERT_TRUE(group) << group.error().str();
   EXPECT_EQ(*group, (Addresses{"0000:00:01.0", "0000:01:00.0", "0000:01:00.1"}));
 
-  auto gpus = readGpuInventory(fixture("a-workstation"));
+  auto gpus = readGpuInventory(sysfsFixture("a-workstation"));
   ASSERT_TRUE(gpus) << gpus.error().str();
   ASSERT_EQ(gpus->size(), 1u);
   const Gpu& gpu = gpus->front();
@@ -102,7 +99,7 @@ TEST(PciInventory, WorkstationGpuWithAudioAndRootPort) {
 }
 
 TEST(PciInventory, ServerGroupsAndPeers) {
-  auto gpus = readGpuInventory(fixture("b-server"));
+  auto gpus = readGpuInventory(sysfsFixture("b-server"));
   ASSERT_TRUE(gpus) << gpus.error().str();
   std::vector<std::string> found;
   for (const auto& g : *gpus) found.push_back(g.function.address);
@@ -137,7 +134,7 @@ TEST(PciInventory, ServerGroupsAndPeers) {
 }
 
 TEST(PciInventory, NoIommu) {
-  const fs::path root = fixture("c-no-iommu");
+  const fs::path root = sysfsFixture("c-no-iommu");
   auto gpus = readGpuInventory(root);
   ASSERT_TRUE(gpus) << gpus.error().str();
   ASSERT_EQ(gpus->size(), 2u);
@@ -163,7 +160,7 @@ TEST(PciInventory, NoIommu) {
 }
 
 TEST(PciInventory, GpuBoundToVfio) {
-  auto gpus = readGpuInventory(fixture("d-vfio"));
+  auto gpus = readGpuInventory(sysfsFixture("d-vfio"));
   ASSERT_TRUE(gpus) << gpus.error().str();
   ASSERT_EQ(gpus->size(), 1u);
   const auto& f = gpus->front().function;
@@ -222,11 +219,11 @@ TEST(PciInventory, MalformedAttributeIsAnErrorNamingTheFile) {
 }
 
 TEST(PciInventory, RejectsBadAddressAndMissingDevice) {
-  auto bad = readPciFunction(fixture("a-workstation"), "../../etc");
+  auto bad = readPciFunction(sysfsFixture("a-workstation"), "../../etc");
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().kind, ErrorKind::kInvalidInput);
 
-  auto missing = readPciFunction(fixture("a-workstation"), "0000:09:00.0");
+  auto missing = readPciFunction(sysfsFixture("a-workstation"), "0000:09:00.0");
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.error().message.find("0000:09:00.0"), std::string::npos);
 }

@@ -62,6 +62,22 @@ inline const char* toString(Action a) {
   return "?";
 }
 
+// What a finished step did: "created", "updated", "replaced", "deleted" (also the outcome the
+// state store records and `status` shows).
+inline const char* pastTense(Action a) {
+  switch (a) {
+    case Action::kCreate:
+      return "created";
+    case Action::kUpdate:
+      return "updated";
+    case Action::kReplace:
+      return "replaced";
+    case Action::kDelete:
+      return "deleted";
+  }
+  return "?";
+}
+
 struct FieldChange {
   std::string path;  // relative to spec: "mtu", "cloudInit.hostname"
   Json from;         // observed (null when absent)
