@@ -21,6 +21,8 @@
 
 #include "check.hpp"
 #include "netns.hpp"
+#include "support/files.hpp"
+#include "support/process.hpp"
 
 namespace nodeplane {
 namespace {
@@ -28,17 +30,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::path(::testing::TempDir()) / "np-check-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using ::nodeplane::testing::TempDir;
 
 std::optional<fs::path> findBinary(const std::string& name) {
   for (const char* dir : {"/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/lib/systemd"}) {
@@ -72,33 +64,19 @@ class Child {
   Child& operator=(const Child&) = delete;
   ~Child() { stop(); }
 
-  void adopt(pid_t pid) { pid_ = pid; }
-  pid_t pid() const { return pid_; }
+  void adopt(pid_t pid) { child_ = ::nodeplane::testing::adoptChild(pid); }
+  pid_t pid() const { return child_.pid; }
 
   void stop() {
-    if (pid_ <= 0) return;
-    std::vector<pid_t> below = descendants(pid_);
-    ::kill(pid_, SIGTERM);
-    if (!waitFor(5s)) {
-      ::kill(pid_, SIGKILL);
-      waitFor(5s);
-    }
+    if (!child_) return;
+    std::vector<pid_t> below = descendants(child_.pid);
+    ::nodeplane::testing::sendSignal(child_, SIGTERM);
+    if (!::nodeplane::testing::waitExit(child_, 5s)) ::nodeplane::testing::killAndReap(child_);
     for (pid_t d : below) ::kill(d, SIGKILL);  // only the ones it left behind still exist
-    pid_ = -1;
   }
 
  private:
-  bool waitFor(std::chrono::milliseconds limit) {
-    const auto deadline = Clock::now() + limit;
-    while (Clock::now() < deadline) {
-      int status = 0;
-      pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_ || (r < 0 && errno == ECHILD)) return true;
-      ::poll(nullptr, 0, 20);
-    }
-    return false;
-  }
-  pid_t pid_ = -1;
+  ::nodeplane::testing::Spawned child_;
 };
 
 // Reads what a child writes to `fd` until it closes the pipe or the deadline passes.
@@ -141,8 +119,8 @@ TEST(CheckSystemdBus, PrivateBusWithoutSystemdIsAClearFailure) {
   auto daemon = findBinary("dbus-daemon");
   if (!daemon) GTEST_SKIP() << "dbus-daemon not installed (apt-get install dbus)";
   TempDir tmp;
-  const fs::path socket = tmp.path / "bus";
-  writeBusConfig(tmp.path / "bus.conf", socket);
+  const fs::path socket = tmp.path() / "bus";
+  writeBusConfig(tmp.path() / "bus.conf", socket);
 
   int pipeFds[2];
   ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
@@ -151,7 +129,7 @@ TEST(CheckSystemdBus, PrivateBusWithoutSystemdIsAClearFailure) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::dup2(pipeFds[1], 3);  // dup2 clears O_CLOEXEC on the copy
-    std::string config = "--config-file=" + (tmp.path / "bus.conf").string();
+    std::string config = "--config-file=" + (tmp.path() / "bus.conf").string();
     ::execl(daemon->c_str(), "dbus-daemon", config.c_str(), "--nofork", "--print-address=3",
             static_cast<char*>(nullptr));
     ::_exit(127);
@@ -232,7 +210,7 @@ TEST(CheckSystemdBus, ReadsTheVersionOfARealUserManager) {
                     "/run/systemd/system (CI runs as root)";
   }
   TempDir tmp;
-  const fs::path runtimeDir = tmp.path / "runtime";
+  const fs::path runtimeDir = tmp.path() / "runtime";
   fs::create_directory(runtimeDir);
   fs::permissions(runtimeDir, fs::perms::owner_all, fs::perm_options::replace);
 

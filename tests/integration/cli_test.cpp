@@ -331,7 +331,7 @@ TEST_F(Cli, SecondApplyWaitsForTheLockThenGivesUpClearly) {
 TEST_F(Cli, CorruptStateIsReportedNotIgnored) {
   desired_.write("a.yaml", bridge("br-c", 1500));
   ASSERT_EQ(np({"apply", "-f", desired_.path()}).code, 0);
-  std::ofstream(state_ / "state" / "state.json") << "{\"version\": 1, \"owned\": [";
+  writeFile(state_ / "state" / "state.json", "{\"version\": 1, \"owned\": [");
   fs::remove(desired_ / "a.yaml");
   desired_.write("empty.yaml", "# nothing\n");
   auto a = np({"apply", "-f", desired_.path()});

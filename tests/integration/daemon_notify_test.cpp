@@ -47,11 +47,11 @@ TEST(DaemonNotify, SpeaksTheSystemdProtocol) {
   std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sockPath.c_str());
   ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
 
-  pid_t pid =
+  Spawned daemon =
       spawn({NODEPLANE_BINARY, "--state-dir", (dir / "state").string(), "--config",
              (dir / "agent.yaml").string(), "run", "-f", (dir / "desired").string()},
             {"NOTIFY_SOCKET=" + sockPath.string(), "WATCHDOG_USEC=400000"}, dir / "daemon.log");
-  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(daemon) << daemon.error;
 
   std::string got = receiveUntil(fd, "READY=1", std::chrono::seconds(20));
   EXPECT_THAT(got, HasSubstr("READY=1"));
@@ -60,10 +60,10 @@ TEST(DaemonNotify, SpeaksTheSystemdProtocol) {
   got = receiveUntil(fd, "WATCHDOG=1", std::chrono::seconds(5));
   EXPECT_THAT(got, HasSubstr("WATCHDOG=1"));
 
-  ::kill(pid, SIGTERM);
+  sendSignal(daemon, SIGTERM);
   got = receiveUntil(fd, "STOPPING=1", std::chrono::seconds(10));
   EXPECT_THAT(got, HasSubstr("STOPPING=1"));
-  EXPECT_EQ(waitExit(pid, std::chrono::seconds(10)), 0) << slurp(dir / "daemon.log");
+  EXPECT_EQ(waitExitCode(daemon, std::chrono::seconds(10)), 0) << slurp(dir / "daemon.log");
   ::close(fd);
 }
 

@@ -13,11 +13,14 @@
 #include <netlink/netlink.h>
 #include <netlink/route/link.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -27,7 +30,8 @@
 #include <vector>
 
 #include "netns.hpp"
-#include "proc_util.hpp"
+#include "support/files.hpp"
+#include "support/process.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -150,13 +154,6 @@ std::string bridgeYaml(const std::string& name, unsigned mtu, const std::string&
          "\nspec:\n  mtu: " + std::to_string(mtu) + "\n  up: true\n" + extra;
 }
 
-std::string readAll(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Editor style: truncate and rewrite the same inode (inotify: IN_CLOSE_WRITE).
 void writeInPlace(const fs::path& p, const std::string& text) {
   int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -175,7 +172,7 @@ void writeAtomic(const fs::path& p, const std::string& text) {
 
 // utime + stime of a process, in clock ticks.
 std::optional<unsigned long long> cpuTicks(pid_t pid) {
-  std::string stat = readAll("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
   auto paren = stat.rfind(')');
   if (paren == std::string::npos) return std::nullopt;
   std::istringstream in(stat.substr(paren + 1));
@@ -191,9 +188,6 @@ std::optional<unsigned long long> cpuTicks(pid_t pid) {
 class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/nodeplane-daemon-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr) << std::strerror(errno);
-    root_ = tmpl;
     desired_ = root_ / "desired";
     fs::create_directory(desired_);
     fs::create_directory(root_ / "state");
@@ -214,12 +208,10 @@ class DaemonTest : public ::testing::Test {
   void TearDown() override {
     if (daemon_) killAndReap(daemon_);
     if (inPrivateNetns()) Netlink().removeAllButLoopback();
-    std::error_code ec;
-    if (!root_.empty()) fs::remove_all(root_, ec);
   }
 
   fs::path log() const { return root_ / "daemon.log"; }
-  std::string logText() const { return readAll(log()); }
+  std::string logText() const { return slurp(log()); }
   std::size_t logMark() const { return logText().size(); }
 
   std::string logTail(std::size_t maxChars = 6000) const {
@@ -328,7 +320,8 @@ class DaemonTest : public ::testing::Test {
     return ::testing::AssertionSuccess() << "exited 0 in " << took.count() << " ms";
   }
 
-  fs::path root_, desired_;
+  TempDir root_;
+  fs::path desired_;
   Spawned daemon_;
   Netlink nl_;
 };

@@ -1,45 +1,29 @@
-// Temporary directories and small file helpers shared by the unit and integration tests.
+// Temporary directories and small file helpers shared by every test tier.
 #pragma once
 
-#include <stdlib.h>
-
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 namespace nodeplane::testing {
 
-inline std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+// The whole file, or "" when it cannot be read.
+std::string slurp(const std::filesystem::path& p);
 
-inline void writeFile(const std::filesystem::path& path, const std::string& text) {
-  std::filesystem::create_directories(path.parent_path());
-  std::ofstream(path) << text;
-}
+// Replaces `path` with `text`, making its parent directories first.
+void writeFile(const std::filesystem::path& path, const std::string& text);
 
-#ifdef NODEPLANE_SOURCE_DIR
+// Appends `text` to `path` (created when absent).
+void appendFile(const std::filesystem::path& path, const std::string& text);
+
 // A sysfs fixture tree under tests/fixtures/sysfs/.
-inline std::filesystem::path sysfsFixture(const std::string& name) {
-  return std::filesystem::path(NODEPLANE_SOURCE_DIR) / "tests/fixtures/sysfs" / name;
-}
-#endif
+std::filesystem::path sysfsFixture(const std::string& name);
 
-// A fresh directory under /tmp, removed with everything in it at the end of the test.
+// A fresh directory under /tmp, removed with everything in it at the end of the test. Throws
+// (failing the test with the reason) when it cannot be made.
 class TempDir {
  public:
-  TempDir() {
-    std::string tmpl = "/tmp/nodeplane-test-XXXXXX";
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
+  TempDir();
+  ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   const std::filesystem::path& path() const { return path_; }

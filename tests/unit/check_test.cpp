@@ -9,7 +9,7 @@
 #include <sstream>
 #include <string>
 
-#include "../support/files.hpp"
+#include "support/files.hpp"
 
 namespace nodeplane {
 namespace {

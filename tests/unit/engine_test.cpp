@@ -8,6 +8,8 @@
 
 #include <filesystem>
 
+#include "support/files.hpp"
+
 namespace nodeplane {
 namespace {
 
@@ -16,11 +18,7 @@ using ::testing::HasSubstr;
 
 class EngineTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/nodeplane-engine-XXXXXX";
-    stateDir_ = ::mkdtemp(tmpl);
-  }
-  void TearDown() override { fs::remove_all(stateDir_); }
+  void SetUp() override { stateDir_ = tmp_.path(); }
 
   // Loads the widget plugin with `config` as HostContext.config["widget"].
   Engine& engine(Json config = Json::object()) {
@@ -46,6 +44,7 @@ class EngineTest : public ::testing::Test {
     return std::move(*s);
   }
 
+  ::nodeplane::testing::TempDir tmp_;
   fs::path stateDir_;
   std::optional<PluginHost> host_;
   std::optional<Engine> engine_;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "engine.hpp"
+#include "support/files.hpp"
 
 namespace nodeplane {
 namespace {
@@ -18,12 +19,8 @@ namespace fs = std::filesystem;
 
 const fs::path kGolden = fs::path(NODEPLANE_SOURCE_DIR) / "tests/fixtures/golden";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ::nodeplane::testing::slurp;
+using ::nodeplane::testing::TempDir;
 
 std::vector<std::string> cases() {
   std::vector<std::string> out;
@@ -54,9 +51,8 @@ TEST_P(GoldenPlan, MatchesTheExpectedPlan) {
   }
   for (const auto& k : plugins->kindNames()) obs.kinds.insert(k);
 
-  char tmpl[] = "/tmp/nodeplane-golden-XXXXXX";
-  const fs::path stateDir = ::mkdtemp(tmpl);
-  auto store = state::Store::open(stateDir);
+  TempDir stateDir;
+  auto store = state::Store::open(stateDir.path());
   ASSERT_TRUE(store);
   std::istringstream owned(fs::exists(dir / "owned.txt") ? slurp(dir / "owned.txt") : "");
   for (std::string line; std::getline(owned, line);) {
@@ -68,7 +64,6 @@ TEST_P(GoldenPlan, MatchesTheExpectedPlan) {
     store->setOwned(o);
   }
   Plan plan = engine.plan(desired, obs, *store, /*prune=*/true);
-  fs::remove_all(stateDir);
   EXPECT_EQ(renderPlanText(plan), slurp(dir / "plan.txt")) << "case " << GetParam();
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "loader.hpp"
+#include "support/files.hpp"
 
 namespace fs = std::filesystem;
 
@@ -24,19 +25,9 @@ std::string bridge(const std::string& name, int mtu = 1500) {
 
 class LoadSources : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("nodeplane-loader-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   fs::path write(const fs::path& rel, const std::string& text) {
     fs::path p = dir_ / rel;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
+    ::nodeplane::testing::writeFile(p, text);
     return p;
   }
 
@@ -51,7 +42,8 @@ class LoadSources : public ::testing::Test {
     return s;
   }
 
-  fs::path dir_;
+  ::nodeplane::testing::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
 };
 
 TEST(IsIgnoredName, Rules) {

@@ -10,17 +10,16 @@
 #include <sstream>
 #include <string>
 
+#include "support/files.hpp"
+
 namespace nodeplane {
 namespace {
 
 using ::testing::HasSubstr;
 
 std::string fixture(const std::string& name) {
-  std::ifstream in(std::string(NODEPLANE_SOURCE_DIR) + "/tests/fixtures/yaml/" + name,
-                   std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return ::nodeplane::testing::slurp(std::string(NODEPLANE_SOURCE_DIR) + "/tests/fixtures/yaml/" +
+                                     name);
 }
 
 // The only error of `r`, failing the test when there are none or several.

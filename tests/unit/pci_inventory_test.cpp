@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "../support/files.hpp"
 #include "host/sysfs_parse.hpp"
 #include "nodeplane/host/pci.hpp"
+#include "support/files.hpp"
 
 namespace nodeplane::host {
 namespace {

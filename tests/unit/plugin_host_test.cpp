@@ -9,6 +9,8 @@
 
 #include <filesystem>
 
+#include "support/files.hpp"
+
 namespace nodeplane {
 namespace {
 
@@ -22,11 +24,7 @@ fs::path fixture(const std::string& name) {
 // A private copy of a fixture library, so tests can change its mode or owner.
 class TempPluginDir {
  public:
-  TempPluginDir() {
-    char tmpl[] = "/tmp/nodeplane-plugins-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-  }
-  ~TempPluginDir() { fs::remove_all(dir_); }
+  TempPluginDir() : dir_(tmp_.path()) {}
   fs::path add(const std::string& name) {
     auto to = dir_ / fixture(name).filename();
     fs::copy_file(fixture(name), to);
@@ -36,6 +34,7 @@ class TempPluginDir {
   const fs::path& path() const { return dir_; }
 
  private:
+  ::nodeplane::testing::TempDir tmp_;
   fs::path dir_;
 };
 

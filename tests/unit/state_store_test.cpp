@@ -1,4 +1,4 @@
-// The state store on a real filesystem: each test works in its own mkdtemp directory.
+// The state store on a real filesystem: each test works in its own temporary directory.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "store.hpp"
+#include "support/files.hpp"
 
 namespace nodeplane::state {
 namespace {
@@ -20,22 +21,10 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string readText(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void writeText(const fs::path& p, const std::string& text) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << text;
-}
-
-void appendText(const fs::path& p, const std::string& text) {
-  std::ofstream out(p, std::ios::binary | std::ios::app);
-  out << text;
-}
+using ::nodeplane::testing::appendFile;
+using ::nodeplane::testing::slurp;
+using ::nodeplane::testing::TempDir;
+using ::nodeplane::testing::writeFile;
 
 unsigned modeOf(const fs::path& p) {
   struct stat st {};
@@ -52,12 +41,9 @@ std::set<std::string> namesIn(const fs::path& dir) {
 class StateStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "nodeplane-state-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    base_ = tmpl;
+    base_ = tmp_.path();
     dir_ = base_ / "state";  // absent: open() must create it
   }
-  void TearDown() override { fs::remove_all(base_); }
 
   Store openOk() {
     auto s = Store::open(dir_);
@@ -71,11 +57,11 @@ class StateStoreTest : public ::testing::Test {
     s.setOwned({{"Vxlan", "vx100"}, "net", std::nullopt, Json{{"mtu", 1500}}, ""});
     s.setResult({{"Vxlan", "vx100"}, "created", "", ""});
     EXPECT_TRUE(s.commit().has_value());
-    return readText(dir_ / "state.json");
+    return slurp(dir_ / "state.json");
   }
 
   void expectCorrupt(const std::string& text, const std::string& what) {
-    writeText(dir_ / "state.json", text);
+    writeFile(dir_ / "state.json", text);
     auto s = Store::open(dir_);
     ASSERT_FALSE(s.has_value());
     const std::string msg = s.error().str();
@@ -85,6 +71,7 @@ class StateStoreTest : public ::testing::Test {
     EXPECT_NE(msg.find("state.json.bak"), std::string::npos) << msg;
   }
 
+  TempDir tmp_;
   fs::path base_;
   fs::path dir_;
 };
@@ -150,7 +137,7 @@ TEST_F(StateStoreTest, FileIsVersionedJson0600) {
   validStateText();
   EXPECT_EQ(modeOf(dir_ / "state.json"), 0600u);
   EXPECT_EQ(modeOf(dir_), 0700u);
-  auto j = Json::parse(readText(dir_ / "state.json"));
+  auto j = Json::parse(slurp(dir_ / "state.json"));
   EXPECT_EQ(j["version"], 1);
   ASSERT_TRUE(j["owned"].is_array());
   EXPECT_EQ(j["owned"][0]["kind"], "Vxlan");
@@ -165,9 +152,9 @@ TEST_F(StateStoreTest, CommitLeavesNoTempFilesAndKeepsThePreviousFileAsBackup) {
   s.forget({"Vxlan", "vx100"});
   ASSERT_TRUE(s.commit().has_value());
   EXPECT_EQ(namesIn(dir_), (std::set<std::string>{"state.json", "state.json.bak"}));
-  EXPECT_EQ(readText(dir_ / "state.json.bak"), first);
+  EXPECT_EQ(slurp(dir_ / "state.json.bak"), first);
   EXPECT_EQ(modeOf(dir_ / "state.json.bak"), 0600u);
-  EXPECT_TRUE(Json::parse(readText(dir_ / "state.json"))["owned"].empty());
+  EXPECT_TRUE(Json::parse(slurp(dir_ / "state.json"))["owned"].empty());
 }
 
 TEST_F(StateStoreTest, CommitWithoutChangesDoesNotRewrite) {
@@ -222,7 +209,7 @@ TEST_F(StateStoreTest, WrongFieldTypesAreErrorsWithTheirPath) {
 }
 
 TEST_F(StateStoreTest, StateDirectoryThatIsAFileIsAnError) {
-  writeText(base_ / "file", "x");
+  writeFile(base_ / "file", "x");
   auto s = Store::open(base_ / "file");
   ASSERT_FALSE(s.has_value());
   EXPECT_NE(s.error().message.find("is not a directory"), std::string::npos) << s.error().str();
@@ -263,7 +250,7 @@ TEST_F(StateStoreTest, JournalRecordsAreOneJsonObjectPerLine) {
   auto a = entry(s, "adopt", "vx1");
   ASSERT_TRUE(s.journalIntent({a}).has_value());
   ASSERT_TRUE(s.journalDone(a.seq).has_value());
-  std::istringstream lines(readText(dir_ / "journal.jsonl"));
+  std::istringstream lines(slurp(dir_ / "journal.jsonl"));
   std::string line;
   ASSERT_TRUE(std::getline(lines, line));
   EXPECT_EQ(Json::parse(line), (Json{{"seq", 1},
@@ -282,8 +269,8 @@ TEST_F(StateStoreTest, TruncatedLastJournalLineIsIgnoredAndCutBeforeTheNextAppen
     auto s = openOk();
     ASSERT_TRUE(s.journalIntent({entry(s, "delete", "vx1"), entry(s, "delete", "vx2")}));
   }
-  const std::string good = readText(dir_ / "journal.jsonl");
-  appendText(dir_ / "journal.jsonl", good.substr(0, good.find('\n') / 2));  // crash mid-append
+  const std::string good = slurp(dir_ / "journal.jsonl");
+  appendFile(dir_ / "journal.jsonl", good.substr(0, good.find('\n') / 2));  // crash mid-append
   {
     auto s = openOk();
     ASSERT_EQ(s.pending().size(), 2u);
@@ -300,7 +287,7 @@ TEST_F(StateStoreTest, ZeroFilledLastJournalLineIsIgnored) {
     auto s = openOk();
     ASSERT_TRUE(s.journalIntent({entry(s, "delete", "vx1")}));
   }
-  appendText(dir_ / "journal.jsonl", std::string(40, '\0'));
+  appendFile(dir_ / "journal.jsonl", std::string(40, '\0'));
   auto s = openOk();
   EXPECT_EQ(s.pending().size(), 1u);
 }
@@ -310,7 +297,7 @@ TEST_F(StateStoreTest, CompleteLastJournalLineWithoutNewlineCounts) {
     auto s = openOk();
     ASSERT_TRUE(s.journalIntent({entry(s, "delete", "vx1")}));
   }
-  appendText(dir_ / "journal.jsonl", R"({"done":1})");
+  appendFile(dir_ / "journal.jsonl", R"({"done":1})");
   {
     auto s = openOk();
     ASSERT_EQ(s.pending().size(), 1u);
@@ -327,7 +314,7 @@ TEST_F(StateStoreTest, GarbageBeforeTheLastJournalLineIsAnError) {
     auto s = openOk();
     ASSERT_TRUE(s.journalIntent({entry(s, "delete", "vx1")}));
   }
-  appendText(dir_ / "journal.jsonl", "{\"seq\":2,\"act\n{\"done\":1}\n");
+  appendFile(dir_ / "journal.jsonl", "{\"seq\":2,\"act\n{\"done\":1}\n");
   auto s = Store::open(dir_);
   ASSERT_FALSE(s.has_value());
   const std::string msg = s.error().str();
@@ -338,7 +325,7 @@ TEST_F(StateStoreTest, GarbageBeforeTheLastJournalLineIsAnError) {
 
 TEST_F(StateStoreTest, JournalRecordWithWrongFieldsBeforeTheLastLineIsAnError) {
   ASSERT_TRUE(fs::create_directories(dir_));
-  writeText(dir_ / "journal.jsonl",
+  writeFile(dir_ / "journal.jsonl",
             "{\"seq\":\"1\",\"action\":\"delete\",\"kind\":\"A\",\"name\":\"a\",\"plugin\":\"p\"}\n"
             "{\"done\":1}\n");
   auto s = Store::open(dir_);
@@ -390,7 +377,7 @@ TEST_F(StateStoreTest, SecondLockFailsAtOnceNamingTheHolder) {
   auto first = Lock::acquire(dir_, std::nullopt);
   ASSERT_TRUE(first.has_value()) << first.error().str();
   EXPECT_EQ(modeOf(dir_ / "lock"), 0600u);
-  EXPECT_EQ(readText(dir_ / "lock"), std::to_string(::getpid()) + "\n");
+  EXPECT_EQ(slurp(dir_ / "lock"), std::to_string(::getpid()) + "\n");
   auto second = Lock::acquire(dir_, std::nullopt);
   ASSERT_FALSE(second.has_value());
   EXPECT_EQ(second.error().kind, ErrorKind::kRetryable);
@@ -433,7 +420,7 @@ TEST_F(StateStoreTest, LockWaitSucceedsOnceTheHolderIsReleasedByAnotherThread) {
   releaser.join();
   ASSERT_TRUE(second.has_value()) << second.error().str();
   EXPECT_EQ(seenPid, ::getpid());
-  EXPECT_EQ(readText(dir_ / "lock"), std::to_string(::getpid()) + "\n");
+  EXPECT_EQ(slurp(dir_ / "lock"), std::to_string(::getpid()) + "\n");
 }
 
 TEST_F(StateStoreTest, LockIsReleasedByItsDestructor) {
@@ -441,7 +428,7 @@ TEST_F(StateStoreTest, LockIsReleasedByItsDestructor) {
     auto first = Lock::acquire(dir_, std::nullopt);
     ASSERT_TRUE(first.has_value());
   }
-  EXPECT_EQ(readText(dir_ / "lock"), "");
+  EXPECT_EQ(slurp(dir_ / "lock"), "");
   EXPECT_TRUE(Lock::acquire(dir_, std::nullopt).has_value());
 }
 
