@@ -43,6 +43,10 @@ std::vector<Error> NetPlugin::validate(const Resource& r) const {
   }
 }
 
+std::vector<std::string> NetPlugin::claims(const Resource& r) const {
+  return {interfaceClaim(r.id.name)};
+}
+
 Json NetPlugin::normalize(const std::string& kind, const Json& spec) const {
   try {
     return normalizeNet(kind, spec);
@@ -71,6 +75,16 @@ Result<void> NetPlugin::apply(const Change& change) {
   const ResourceId& id = change.id;
   return guarded(std::string(toString(change.action)) + " " + id.str(), [&]() -> Result<void> {
     if (!isNetKind(id.kind)) return unknownKind(id.kind);
+    if (change.action != Action::kDelete) {
+      // The last check before the kernel sees a name: a saved or edited plan skips validate, and
+      // a name like "br%d" would make the kernel create br0, br1, ... that nothing owns.
+      Resource r;
+      r.id = id;
+      r.spec = change.desired;
+      if (auto errs = validateNet(r); !errs.empty())
+        return fail(ErrorKind::kInvalidInput, std::string(toString(change.action)) + " refused: " +
+                                                  errs.front().field + ": " + errs.front().message);
+    }
     const Json desired = normalizeNet(id.kind, change.desired);
     switch (change.action) {
       case Action::kCreate:
