@@ -2,6 +2,7 @@
 
 #include <exception>
 
+#include "addr_text.hpp"
 #include "link_apply.hpp"
 #include "link_state.hpp"
 #include "net_schema.hpp"
@@ -78,12 +79,14 @@ Result<void> NetPlugin::apply(const Change& change) {
     if (change.action != Action::kDelete) {
       // The last check before the kernel sees a name: a saved or edited plan skips validate, and
       // a name like "br%d" would make the kernel create br0, br1, ... that nothing owns.
-      Resource r;
-      r.id = id;
-      r.spec = change.desired;
-      if (auto errs = validateNet(r); !errs.empty())
-        return fail(ErrorKind::kInvalidInput, std::string(toString(change.action)) + " refused: " +
-                                                  errs.front().field + ": " + errs.front().message);
+      std::vector<std::pair<std::string, std::string>> names = {{"metadata.name", id.name}};
+      for (const char* key : {"bridge", "device"})
+        if (auto it = change.desired.find(key); it != change.desired.end() && it->is_string())
+          names.emplace_back(std::string("spec.") + key, it->get<std::string>());
+      for (const auto& [field, name] : names)
+        if (auto problem = ifNameProblem(name))
+          return fail(ErrorKind::kInvalidInput, std::string(toString(change.action)) +
+                                                    " refused: " + field + ": " + *problem);
     }
     const Json desired = normalizeNet(id.kind, change.desired);
     switch (change.action) {
