@@ -410,6 +410,19 @@ spec: {vni: 100, local: 10.0.0.1, remote: 10.0.0.2, bridge: br-a}
   EXPECT_FALSE(nlohmann::json::parse(ej.out, nullptr, false).is_discarded()) << ej.out;
 }
 
+// Log lines and listings escape what comes from the host too: here a file name in the plugin
+// directory (a log line through spdlog, and the `plugins` table).
+TEST_F(Cli, LogLinesAndListingsShowHostTextEscaped) {
+  TempDir plugins;
+  plugins.write("libnodeplane-a\x1b[2J.so", "not a library");
+  auto p = np({"--plugin-dir", plugins.path().string(), "plugins"});
+  EXPECT_EQ(p.code, 1);
+  const std::string shown = plugins.path().string() + "/libnodeplane-a\\x1b[2J.so";
+  EXPECT_THAT(p.err, HasSubstr("warning: plugin " + shown + " refused: "));
+  EXPECT_THAT(p.out, HasSubstr("REFUSED    " + shown + ": "));
+  EXPECT_EQ((p.out + p.err).find('\x1b'), std::string::npos) << "a raw escape reached the terminal";
+}
+
 // The CLI's contract is 0/1/2: a usage error is an error (1) with its message, not the argument
 // parser's own codes (105-109); --help and --version stay 0.
 TEST_F(Cli, UsageErrorsExitOneWithTheMessage) {
