@@ -99,7 +99,9 @@ int runCommand(int argc, char** argv) {
   auto* status =
       app.add_subcommand("status", "Last reconcile result per resource, from the state store.");
   auto* exportCmd = app.add_subcommand(
-      "export", "Observed state as desired-state YAML that `apply` accepts unchanged.");
+      "export",
+      "Observed state as desired-state YAML that `apply` accepts unchanged; an object it cannot "
+      "write so is named on stderr and the exit code is 1.");
   exportCmd->add_option("--kind", kind, "only this kind (e.g. Bridge)");
   auto* plugins = app.add_subcommand("plugins", "Loaded plugins and the kinds they serve.");
 
