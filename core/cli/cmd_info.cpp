@@ -2,9 +2,11 @@
 #include <fmt/format.h>
 
 #include <iostream>
+#include <set>
 
 #include "check.hpp"
 #include "context.hpp"
+#include "nodeplane/text.hpp"
 
 namespace nodeplane::cli {
 
@@ -13,7 +15,7 @@ int cmdCheck(Context& ctx) {
   if (ctx.json())
     printJson(checkToJson(report));
   else
-    std::cout << renderCheckText(report);
+    std::cout << printableLines(renderCheckText(report));
   return report.ok() ? kOk : kError;
 }
 
@@ -36,16 +38,16 @@ int cmdStatus(Context& ctx) {
     return kOk;
   }
   if (store->results().empty() && store->owned().empty()) {
-    std::cout << "No reconcile recorded in " << ctx.stateDir().string() << ".\n";
+    std::cout << "No reconcile recorded in " << printable(ctx.stateDir().string()) << ".\n";
     return kOk;
   }
   std::size_t w = 8;
-  for (const auto& [id, _] : store->results()) w = std::max(w, id.str().size());
+  for (const auto& [id, _] : store->results()) w = std::max(w, printable(id.str()).size());
   std::cout << fmt::format("{:<{}}  {:<11}  {:<20}  {}\n", "RESOURCE", w, "RESULT", "AT",
                            "MESSAGE");
   for (const auto& [id, r] : store->results())
-    std::cout << fmt::format("{:<{}}  {:<11}  {:<20}  {}\n", id.str(), w, r.outcome, r.at,
-                             r.message);
+    std::cout << fmt::format("{:<{}}  {:<11}  {:<20}  {}\n", printable(id.str()), w,
+                             printable(r.outcome), printable(r.at), printable(r.message));
   if (!store->pending().empty())
     std::cout << "An apply was interrupted; the next apply or run finishes it.\n";
   return kOk;
@@ -64,16 +66,47 @@ int cmdExport(Context& ctx, const std::string& kind) {
   for (const auto& [k, e] : obs.failed) errors.push_back(e);
   if (!errors.empty()) return reportErrors(ctx, errors, "could not observe every kind");
   std::vector<Json> docs;
+  std::vector<Error> refused;  // objects the output could not carry: reported, never half-written
+  auto refuse = [&](const std::string& resource, const std::string& why) {
+    refused.push_back(fail(ErrorKind::kInvalidInput, "not exported: " + why).error());
+    refused.back().resource = resource;
+  };
   for (const auto& [id, o] : obs.objects) {
     Json spec = Json::object();
     for (const auto& [k, v] : o.spec.items())
       if (!v.is_null()) spec[k] = v;
     const bool owned = o.marked || store->owns(id);
     if (!owned) spec["adopt"] = true;  // applying the export must not be refused
-    docs.push_back({{"apiVersion", std::string(kApiVersion)},
-                    {"kind", id.kind},
-                    {"metadata", {{"name", id.name}}},
-                    {"spec", spec}});
+    Json doc = {{"apiVersion", std::string(kApiVersion)},
+                {"kind", id.kind},
+                {"metadata", {{"name", id.name}}},
+                {"spec", spec}};
+    if (auto problem = exportProblem(doc))
+      refuse(id.str(), *problem);
+    else
+      docs.push_back(std::move(doc));
+  }
+  // What export writes must validate as a whole (names the kernel allows but nodeplane refuses,
+  // references to an object refused above): drop what does not, until the rest does.
+  for (;;) {
+    LoadResult back;
+    for (const auto& d : docs) {
+      auto one = parseYaml(emitYamlDocuments({d}), "export");
+      back.resources.insert(back.resources.end(), one.resources.begin(), one.resources.end());
+    }
+    Desired desired = (*engine)->prepare(std::move(back));
+    std::set<std::string> bad;
+    for (const auto& e : desired.errors)
+      if (!e.resource.empty() && bad.insert(e.resource).second)
+        refuse(e.resource, (e.field.empty() ? "" : e.field + ": ") + e.message);
+    if (bad.empty()) {  // nothing left to drop: what remains is not about one object
+      refused.insert(refused.end(), desired.errors.begin(), desired.errors.end());
+      break;
+    }
+    std::erase_if(docs, [&](const Json& d) {
+      return bad.count(d["kind"].get<std::string>() + "/" +
+                       d["metadata"]["name"].get<std::string>()) != 0;
+    });
   }
   if (ctx.json())
     printJson(docs);
@@ -82,7 +115,9 @@ int cmdExport(Context& ctx, const std::string& kind) {
     if (!yaml.empty() && yaml.back() != '\n') yaml += '\n';
     std::cout << yaml;
   }
-  return kOk;
+  if (refused.empty()) return kOk;
+  for (const auto& e : refused) std::cerr << "error: " << printable(e.str()) << "\n";
+  return kError;
 }
 
 int cmdPlugins(Context& ctx) {
@@ -105,15 +140,17 @@ int cmdPlugins(Context& ctx) {
                {"plugins", loaded},
                {"refused", bad}});
   } else {
-    std::cout << "plugin directory: " << ctx.pluginDir().string() << " (ABI " << kAbiVersion
-              << ")\n";
+    std::cout << "plugin directory: " << printable(ctx.pluginDir().string()) << " (ABI "
+              << kAbiVersion << ")\n";
     for (const auto& p : plugins) {
       std::string kinds;
       for (const auto& k : p->kinds()) kinds += (kinds.empty() ? "" : ", ") + k.kind;
-      std::cout << fmt::format("  {:<10} {}  [{}]\n", p->name(), kinds, p->file().string());
+      std::cout << fmt::format("  {:<10} {}  [{}]\n", printable(p->name()), printable(kinds),
+                               printable(p->file().string()));
     }
     for (const auto& r : refused)
-      std::cout << fmt::format("  REFUSED    {}: {}\n", r.file.string(), r.reason);
+      std::cout << fmt::format("  REFUSED    {}: {}\n", printable(r.file.string()),
+                               printable(r.reason));
   }
   return refused.empty() ? kOk : kError;
 }

@@ -8,6 +8,7 @@
 
 #include "context.hpp"
 #include "daemon.hpp"
+#include "nodeplane/text.hpp"
 
 namespace nodeplane::cli {
 namespace {
@@ -34,8 +35,8 @@ Result<state::Lock> takeLock(Context& ctx) {
   auto quick = state::Lock::acquire(ctx.stateDir(), std::nullopt);
   if (quick) return quick;
   if (!ctx.json())
-    std::cerr << quick.error().message << "; waiting up to " << ctx.config().lockTimeout.count()
-              << " s\n";
+    std::cerr << printable(quick.error().message) << "; waiting up to "
+              << ctx.config().lockTimeout.count() << " s\n";
   return state::Lock::acquire(ctx.stateDir(), std::chrono::duration_cast<std::chrono::milliseconds>(
                                                   ctx.config().lockTimeout));
 }
@@ -105,9 +106,9 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
   StepCallback print = [&](const PlanEntry& e, const StepResult& r) {
     if (ctx.json()) return;
     if (r.outcome == StepOutcome::kOk)
-      std::cout << e.change.id.str() << " " << pastTense(e.change.action) << "\n";
+      std::cout << printable(e.change.id.str()) << " " << pastTense(e.change.action) << "\n";
     else
-      std::cout << "! " << r.error.str() << "\n";
+      std::cout << "! " << printable(r.error.str()) << "\n";
     printed.insert(r.error.str());
     std::cout.flush();
   };
@@ -151,7 +152,7 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
                {"errors", errs}});
   } else {
     for (const auto& e : report.plan.errors) {
-      std::cout << "! " << e.str() << "\n";
+      std::cout << "! " << printable(e.str()) << "\n";
       printed.insert(e.str());
     }
     std::cout << fmt::format(
@@ -160,7 +161,7 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
         report.ok() ? "complete" : "incomplete", report.created, report.updated, report.replaced,
         report.deleted, report.failed, report.skipped, report.plan.inSync.size());
     for (const auto& e : report.errors)  // what the step lines above did not say
-      if (!printed.count(e.str())) std::cout << "! " << e.str() << "\n";
+      if (!printed.count(e.str())) std::cout << "! " << printable(e.str()) << "\n";
   }
   return report.ok() ? kOk : kError;
 }

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include "nodeplane/text.hpp"
+
 namespace nodeplane::cli {
 
 Result<Context> Context::make(const GlobalOptions& g) {
@@ -54,7 +56,7 @@ Result<Engine*> Context::engine() {
   return &*engine_;
 }
 
-void printJson(const Json& j) { std::cout << j.dump(2) << "\n"; }
+void printJson(const Json& j) { std::cout << jsonText(j, 2) << "\n"; }
 
 int reportErrors(const Context& ctx, const std::vector<Error>& errors, const std::string& what) {
   if (ctx.json()) {
@@ -62,8 +64,8 @@ int reportErrors(const Context& ctx, const std::vector<Error>& errors, const std
     for (const auto& e : errors) arr.push_back(errorToJson(e));
     printJson({{"ok", false}, {"message", what}, {"errors", arr}});
   } else {
-    for (const auto& e : errors) std::cerr << "error: " << e.str() << "\n";
-    if (!what.empty()) std::cerr << what << "\n";
+    for (const auto& e : errors) std::cerr << "error: " << printable(e.str()) << "\n";
+    if (!what.empty()) std::cerr << printable(what) << "\n";
   }
   return kError;
 }

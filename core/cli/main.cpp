@@ -1,15 +1,50 @@
 // nodeplane: converge a GPU host to the desired state in YAML files.
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
+#include <new>
+#include <stdexcept>
 
 #include "context.hpp"
+#include "nodeplane/text.hpp"
 
 using namespace nodeplane;
 
-int main(int argc, char** argv) {
+namespace {
+
+// For the CLI tests of the barrier below: a throw from inside a command, on request.
+void throwIfAskedByATest() {
+  const char* what = std::getenv("NODEPLANE_TEST_THROW");
+  if (!what) return;
+  if (std::string_view(what) == "bad_alloc") throw std::bad_alloc();
+  throw std::runtime_error(what);
+}
+
+// %* in a log pattern: the message with control characters escaped, so a name or value from a
+// file or the host cannot forge a log line or drive the terminal.
+class EscapedMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    const std::string text = printable(std::string_view(msg.payload.data(), msg.payload.size()));
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<EscapedMessage>();
+  }
+};
+
+void setLogPattern(const std::string& pattern) {
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<EscapedMessage>('*').set_pattern(pattern);
+  spdlog::set_formatter(std::move(formatter));
+}
+
+int runCommand(int argc, char** argv) {
   CLI::App app{
       "nodeplane: converge a GPU host (bridges, VXLANs, taps, containers, VMs, vGPUs) to the\n"
       "desired state written in YAML files.",
@@ -64,19 +99,29 @@ int main(int argc, char** argv) {
   auto* status =
       app.add_subcommand("status", "Last reconcile result per resource, from the state store.");
   auto* exportCmd = app.add_subcommand(
-      "export", "Observed state as desired-state YAML that `apply` accepts unchanged.");
+      "export",
+      "Observed state as desired-state YAML that `apply` accepts unchanged; an object it cannot "
+      "write so is named on stderr and the exit code is 1.");
   exportCmd->add_option("--kind", kind, "only this kind (e.g. Bridge)");
   auto* plugins = app.add_subcommand("plugins", "Loaded plugins and the kinds they serve.");
 
-  CLI11_PARSE(app, argc, argv);
+  // Usage errors are errors (exit 1), not CLI11's own codes 105-109; --help and --version are 0.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return "error: " + printable(e.what()) + "\nRun with --help for more information.\n";
+  });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == static_cast<int>(CLI::ExitCodes::Success) ? cli::kOk : cli::kError;
+  }
 
   auto logger = spdlog::stderr_color_mt("nodeplane");
   spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%^%l%$: %v");
   spdlog::set_level(spdlog::level::from_str(
       (run->parsed() && app.get_option("--log-level")->count() == 0) ? "info" : g.logLevel));
-  if (run->parsed()) spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  setLogPattern(run->parsed() ? "%Y-%m-%dT%H:%M:%S.%e %^%l%$ %*" : "%^%l%$: %*");
 
+  throwIfAskedByATest();
   auto ctx = cli::Context::make(g);
   if (!ctx) {
     std::cerr << "error: " << ctx.error().str() << "\n";
@@ -96,5 +141,20 @@ int main(int argc, char** argv) {
   if (status->parsed()) return cli::cmdStatus(*ctx);
   if (exportCmd->parsed()) return cli::cmdExport(*ctx, kind);
   if (plugins->parsed()) return cli::cmdPlugins(*ctx);
+  return cli::kError;
+}
+
+}  // namespace
+
+// The barrier: whatever a command throws (a bad_alloc, a library's exception) is an error message
+// and exit 1, never std::terminate.
+int main(int argc, char** argv) {
+  try {
+    return runCommand(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << printable(e.what()) << "\n";
+  } catch (...) {
+    std::cerr << "error: unknown exception\n";
+  }
   return cli::kError;
 }

@@ -63,4 +63,7 @@ namespace nodeplane {
 // ({apiVersion, kind, metadata, spec}). Strings that would read back as another type are quoted,
 // so parseYaml() of the output yields the same values.
 std::string emitYamlDocuments(const std::vector<Json>& documents);
+// Why `document` would not read back through emitYamlDocuments() and parseYaml() as the same
+// kind, name and spec (text that is not UTF-8, anything the loader refuses), or nullopt.
+std::optional<std::string> exportProblem(const Json& document);
 }  // namespace nodeplane

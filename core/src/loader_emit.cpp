@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -16,11 +17,17 @@ namespace nodeplane {
 namespace {
 
 void emitString(YAML::Emitter& out, const std::string& s) {
-  if (yaml::isSafePlainString(s)) {
+  // yaml-cpp escapes C0 and C1 controls in double quotes but writes DEL as it is (plain or
+  // quoted), and the loader refuses raw control characters: for such a string escape all that is
+  // not ASCII (\x7F, \xE9 read back the same).
+  const bool del = s.find('\x7f') != std::string::npos;
+  if (!del && yaml::isSafePlainString(s)) {
     out << s;
-  } else {
-    out << YAML::DoubleQuoted << s;
+    return;
   }
+  if (del) out << YAML::EscapeNonAscii;
+  out << YAML::DoubleQuoted << s;
+  if (del) out << YAML::EmitNonAscii;
 }
 
 // The shortest text that reads back as the same double, and as a float (never as an integer).
@@ -112,6 +119,25 @@ std::string emitYamlDocuments(const std::vector<Json>& documents) {
     text += "\n";
   }
   return text;
+}
+
+std::optional<std::string> exportProblem(const Json& document) {
+  try {
+    (void)document.dump();  // strict: throws on a string that is not UTF-8
+  } catch (const Json::type_error&) {
+    return "it holds text that is not UTF-8, which a desired-state file cannot carry";
+  }
+  LoadResult back = parseYaml(emitYamlDocuments({document}), "export");
+  if (!back.errors.empty())
+    return "the YAML written for it does not load: " + back.errors[0].message;
+  if (back.resources.size() != 1) return "the YAML written for it is not one resource";
+  const Resource& r = back.resources[0];
+  const Json metadata = document.value("metadata", Json::object());
+  if (Json(r.id.kind) != document.value("kind", Json()) ||
+      Json(r.id.name) != metadata.value("name", Json()) ||
+      r.spec != document.value("spec", Json::object()))
+    return "the YAML written for it reads back as something else";
+  return std::nullopt;
 }
 
 }  // namespace nodeplane

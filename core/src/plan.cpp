@@ -4,13 +4,15 @@
 
 #include <algorithm>
 
+#include "nodeplane/text.hpp"
+
 namespace nodeplane {
 namespace {
 
 std::string valueText(const Json& v) {
   if (v.is_null()) return "(unset)";
   if (v.is_string()) return v.get<std::string>();
-  return v.dump();
+  return jsonText(v);
 }
 
 std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 1469598103934665603ull) {
@@ -44,7 +46,7 @@ std::string Observation::fingerprint(const std::set<ResourceId>& owned) const {
   for (const auto& [id, o] : objects) {
     h = fnv1a(id.str(), h);
     h = fnv1a(o.marked ? "1" : "0", h);
-    h = fnv1a(o.spec.dump(), h);
+    h = fnv1a(jsonText(o.spec), h);
   }
   for (const auto& id : owned) h = fnv1a("owned:" + id.str(), h);
   return fmt::format("{:016x}", h);
@@ -178,16 +180,16 @@ std::string renderPlanText(const Plan& plan) {
   std::string out;
   for (const auto& e : plan.entries) {
     const auto& c = e.change;
-    out += fmt::format("{} {} {}", marker(c.action), c.id.str(), toString(c.action));
-    if (c.adopt) out += " (adopt)";
+    std::string line = fmt::format("{} {} {}", marker(c.action), c.id.str(), toString(c.action));
+    if (c.adopt) line += " (adopt)";
     std::vector<FieldChange> shown = c.fields;
     if (c.action == Action::kReplace)  // lead with what forces the replace
       std::stable_partition(shown.begin(), shown.end(),
                             [](const FieldChange& f) { return f.forcesReplace; });
-    if (!shown.empty()) out += " " + describeFields(shown);
-    out += "\n";
+    if (!shown.empty()) line += " " + describeFields(shown);
+    out += printable(line) + "\n";  // names and values come from files and the host
   }
-  for (const auto& err : plan.errors) out += "! " + err.str() + "\n";
+  for (const auto& err : plan.errors) out += "! " + printable(err.str()) + "\n";
   if (plan.entries.empty() && plan.errors.empty()) {
     out += fmt::format("No changes: the host matches the desired state ({} resources).\n",
                        plan.inSync.size());

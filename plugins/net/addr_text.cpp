@@ -7,12 +7,21 @@
 #include <charconv>
 #include <cstring>
 
+#include "nodeplane/text.hpp"
+
 namespace nodeplane::net {
 namespace {
 
 constexpr std::size_t kIfNameMax = 15;  // IFNAMSIZ - 1
 
 std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+// Unicode's White_Space property (PropList.txt).
+bool isUnicodeSpace(char32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0d) || cp == 0x20 || cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f ||
+         cp == 0x205f || cp == 0x3000;
+}
 
 }  // namespace
 
@@ -76,16 +85,42 @@ std::optional<Cidr> parseCidr(std::string_view text) {
 
 std::optional<std::string> ifNameProblem(std::string_view name) {
   if (name.empty()) return "interface name must not be empty";
+  // Shown escaped: the message must not carry a control character to a terminal or log.
+  const std::string shown = "\"" + printable(name) + "\"";
+  if (!isValidUtf8(name))
+    return "interface name " + shown +
+           " is not valid UTF-8 (nodeplane records names in JSON state and prints them)";
   if (name.size() > kIfNameMax)
-    return "interface name " + quoted(name) + " is " + std::to_string(name.size()) +
-           " characters long; Linux allows at most 15";
-  if (name == "." || name == "..") return "interface name " + quoted(name) + " is reserved";
-  for (char c : name) {
-    if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) || c == '\0') {
-      std::string shown = c == '/' || c == ':' ? std::string("'") + c + "'" : "whitespace";
-      return "interface name " + quoted(name) + " contains " + shown +
-             "; names may not contain '/', ':' or whitespace";
-    }
+    return "interface name " + shown + " is too long: at most 15 bytes, got " +
+           std::to_string(name.size());
+  if (name == "." || name == "..")
+    return "interface name " + shown + " is reserved (a directory entry in /sys/class/net)";
+  if (name == "all" || name == "default")
+    return "interface name " + shown +
+           " is reserved (/proc/sys/net/ipv4/conf/ uses it for settings of every interface)";
+  if (name == "bonding_masters")
+    return "interface name " + shown +
+           " is reserved (/sys/class/net/bonding_masters is the bonding driver's control file)";
+  constexpr const char* kRule =
+      "; names may not contain '/', ':', '%', whitespace or control characters";
+  for (std::size_t i = 0; i < name.size();) {
+    const std::size_t len = utf8SequenceLength(name, i);
+    const char32_t cp = utf8CodePoint(name, i, len);
+    std::string what;
+    if (cp == '/' || cp == ':')
+      what = std::string("'") + static_cast<char>(cp) + "'";
+    else if (cp == '%')
+      what = "'%' (the kernel would read it as a template: \"br%d\" creates br0, br1, ...)";
+    else if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
+      what = "a control character";
+    else if (isUnicodeSpace(cp))
+      what = "whitespace";
+    else if (name.substr(i, len).find('\xa0') != std::string_view::npos)
+      // The kernel's isspace() is Latin-1: it refuses the byte 0xa0 wherever it appears.
+      what = "the byte 0xa0 (in \"" + std::string(name.substr(i, len)) +
+             "\"), which the kernel treats as whitespace";
+    if (!what.empty()) return "interface name " + shown + " contains " + what + kRule;
+    i += len;
   }
   return std::nullopt;
 }

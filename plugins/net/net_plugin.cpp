@@ -2,6 +2,7 @@
 
 #include <exception>
 
+#include "addr_text.hpp"
 #include "link_apply.hpp"
 #include "link_state.hpp"
 #include "net_schema.hpp"
@@ -43,6 +44,10 @@ std::vector<Error> NetPlugin::validate(const Resource& r) const {
   }
 }
 
+std::vector<std::string> NetPlugin::claims(const Resource& r) const {
+  return {interfaceClaim(r.id.name)};
+}
+
 Json NetPlugin::normalize(const std::string& kind, const Json& spec) const {
   try {
     return normalizeNet(kind, spec);
@@ -71,6 +76,18 @@ Result<void> NetPlugin::apply(const Change& change) {
   const ResourceId& id = change.id;
   return guarded(std::string(toString(change.action)) + " " + id.str(), [&]() -> Result<void> {
     if (!isNetKind(id.kind)) return unknownKind(id.kind);
+    if (change.action != Action::kDelete) {
+      // The last check before the kernel sees a name: a saved or edited plan skips validate, and
+      // a name like "br%d" would make the kernel create br0, br1, ... that nothing owns.
+      std::vector<std::pair<std::string, std::string>> names = {{"metadata.name", id.name}};
+      for (const char* key : {"bridge", "device"})
+        if (auto it = change.desired.find(key); it != change.desired.end() && it->is_string())
+          names.emplace_back(std::string("spec.") + key, it->get<std::string>());
+      for (const auto& [field, name] : names)
+        if (auto problem = ifNameProblem(name))
+          return fail(ErrorKind::kInvalidInput, std::string(toString(change.action)) +
+                                                    " refused: " + field + ": " + *problem);
+    }
     const Json desired = normalizeNet(id.kind, change.desired);
     switch (change.action) {
       case Action::kCreate:

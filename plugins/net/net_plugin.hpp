@@ -17,6 +17,9 @@ class NetPlugin : public Plugin {
   std::string name() const override { return "net"; }
   std::vector<KindSchema> kinds() const override;
   std::vector<Error> validate(const Resource& r) const override;
+  // Every kind names one kernel interface: Bridge/x, Vxlan/x and Tap/x (or another plugin's
+  // object that claims the same interface name) cannot all be x.
+  std::vector<std::string> claims(const Resource& r) const override;
   Json normalize(const std::string& kind, const Json& spec) const override;
   Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) override;
   Result<void> apply(const Change& change) override;

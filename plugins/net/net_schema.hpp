@@ -21,6 +21,12 @@ inline constexpr const char* kOwnerMark = "nodeplane";
 inline constexpr int kDefaultVxlanPort = 4789;  // IANA; the kernel's own default varies
 
 std::vector<KindSchema> netKinds();
+
+// What a resource claims (Plugin::claims) for the kernel interface it is: one name space for every
+// kind of every plugin that makes interfaces.
+inline std::string interfaceClaim(const std::string& name) {
+  return "network interface \"" + name + "\"";
+}
 bool isNetKind(const std::string& kind);
 
 std::vector<Error> validateNet(const Resource& r);

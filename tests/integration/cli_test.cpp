@@ -192,6 +192,21 @@ INSTANTIATE_TEST_SUITE_P(
             "BadInterfaceName",
             "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: a-name-far-too-long}\n",
             "bad.yaml:3"},
+        // The kernel reads '%' as a template: every attempt would create br0, br1, ...
+        BadCase{"TemplateName",
+                "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: \"br%d\"}\n",
+                "bad.yaml:3:12: Bridge/br%d metadata.name: interface name \"br%d\" contains '%' "
+                "(the kernel would read it as a template"},
+        BadCase{"TemplateBridgeReference",
+                "apiVersion: nodeplane.io/v1\nkind: Tap\nmetadata: {name: t0}\nspec:\n"
+                "  bridge: \"br%d\"\n",
+                "bad.yaml:5:3: Tap/t0 spec.bridge: interface name \"br%d\" contains '%'"},
+        BadCase{"ReservedName",
+                "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: all}\n",
+                "Bridge/all metadata.name: interface name \"all\" is reserved"},
+        BadCase{"ControlCharacterName",
+                "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: \"br\\e[2J\"}\n",
+                "metadata.name: interface name \"br\\x1b[2J\" contains a control character"},
         BadCase{"BadCidr",
                 "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: x}\nspec:\n"
                 "  addresses: [10.0.0.1/24, 10.0.0.1/33]\n",
@@ -338,6 +353,110 @@ TEST_F(Cli, CorruptStateIsReportedNotIgnored) {
   EXPECT_EQ(a.code, 1);
   EXPECT_THAT(a.err, HasSubstr("state.json"));
   EXPECT_TRUE(linkExists("br-c"));
+}
+
+// Names the kernel accepts but a desired-state file cannot carry (not UTF-8, control
+// characters), made by hand on the host: text output shows them escaped, JSON output never
+// aborts, and export writes only what loads back, refusing the rest by name.
+TEST_F(Cli, OddHostNamesNeverAbortAndPrintEscaped) {
+  desired_.write("a.yaml", bridge("br-a", 1500) + "---\n" + R"(apiVersion: nodeplane.io/v1
+kind: Vxlan
+metadata: {name: vx-a}
+spec: {vni: 100, local: 10.0.0.1, remote: 10.0.0.2, bridge: br-a}
+)");
+  ASSERT_EQ(np({"apply", "-f", desired_.path()}).code, 0);
+  const std::string notUtf8 = "br\xff", escape = "br\x1b[2J";
+  ASSERT_EQ(sh("ip link add \"$(printf 'br\\377')\" type bridge && "
+               "ip link add \"$(printf 'br\\033[2J')\" type bridge && "
+               "ip link add vx-odd type vxlan id 5 remote 10.0.0.3 dstport 4789 && "
+               "ip link set vx-odd master \"$(printf 'br\\377')\" && "
+               "ip link set vx-a master \"$(printf 'br\\033[2J')\"")
+                .code,
+            0);
+  ASSERT_TRUE(linkExists(notUtf8));
+  ASSERT_TRUE(linkExists(escape));
+
+  auto d = np({"diff", "-f", desired_.path()});
+  EXPECT_EQ(d.code, 2) << d.out << d.err;
+  EXPECT_THAT(d.out, HasSubstr("~ Vxlan/vx-a update bridge: br\\x1b[2J -> br-a\n"));
+  EXPECT_EQ(d.out.find('\x1b'), std::string::npos) << "a raw escape reached the terminal";
+
+  auto j = np({"--output", "json", "diff", "-f", desired_.path()});
+  EXPECT_EQ(j.code, 2) << j.err;  // it aborted here (nlohmann type_error 316)
+  auto plan = nlohmann::json::parse(j.out, nullptr, false);
+  ASSERT_FALSE(plan.is_discarded()) << j.out;
+  EXPECT_EQ(plan["changes"][0]["observed"]["bridge"], escape);
+
+  auto e = np({"export"});
+  EXPECT_EQ(e.code, 1) << e.out << e.err;
+  EXPECT_THAT(e.err, HasSubstr("error: Bridge/br\\xff: not exported: it holds text that is not "
+                               "UTF-8, which a desired-state file cannot carry\n"));
+  EXPECT_THAT(e.err, HasSubstr("error: Vxlan/vx-odd: not exported: it holds text that is not "
+                               "UTF-8"));
+  EXPECT_THAT(e.err, HasSubstr("error: Bridge/br\\x1b[2J: not exported: metadata.name: interface "
+                               "name \"br\\x1b[2J\" contains a control character"));
+  EXPECT_THAT(e.err, HasSubstr("error: Vxlan/vx-a: not exported: spec.bridge: interface name "
+                               "\"br\\x1b[2J\" contains a control character"));
+  EXPECT_EQ(e.err.find('\x1b'), std::string::npos);
+  EXPECT_THAT(e.out, HasSubstr("name: br-a\n"));
+  // What it did write loads back and validates.
+  desired_.write("exported.yaml", e.out);
+  auto v = np({"validate", "-f", (desired_ / "exported.yaml").string()});
+  EXPECT_EQ(v.code, 0) << v.err;
+  EXPECT_THAT(v.out, HasSubstr("valid: 1 resource(s)"));
+
+  auto ej = np({"--output", "json", "export"});
+  EXPECT_EQ(ej.code, 1);
+  EXPECT_FALSE(nlohmann::json::parse(ej.out, nullptr, false).is_discarded()) << ej.out;
+}
+
+// Log lines and listings escape what comes from the host too: here a file name in the plugin
+// directory (a log line through spdlog, and the `plugins` table).
+TEST_F(Cli, LogLinesAndListingsShowHostTextEscaped) {
+  TempDir plugins;
+  plugins.write("libnodeplane-a\x1b[2J.so", "not a library");
+  auto p = np({"--plugin-dir", plugins.path().string(), "plugins"});
+  EXPECT_EQ(p.code, 1);
+  const std::string shown = plugins.path().string() + "/libnodeplane-a\\x1b[2J.so";
+  EXPECT_THAT(p.err, HasSubstr("warning: plugin " + shown + " refused: "));
+  EXPECT_THAT(p.out, HasSubstr("REFUSED    " + shown + ": "));
+  EXPECT_EQ((p.out + p.err).find('\x1b'), std::string::npos) << "a raw escape reached the terminal";
+}
+
+// The CLI's contract is 0/1/2: a usage error is an error (1) with its message, not the argument
+// parser's own codes (105-109); --help and --version stay 0.
+TEST_F(Cli, UsageErrorsExitOneWithTheMessage) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{}, "error: A subcommand is required\n"},
+      {{"frobnicate"}, "error: A subcommand is required\n"},
+      {{"validate"}, "error: --filename is required\n"},
+      {{"--output", "yaml", "status"}, "error: --output: yaml not in {text,json}\n"},
+      {{"apply", "--plan", "p.json", "-f", "x"}, "error: --filename excludes --plan\n"},
+  };
+  for (const auto& c : cases) {
+    auto r = np(c.args);
+    EXPECT_EQ(r.code, 1) << c.message << r.err;
+    EXPECT_EQ(r.err, c.message + "Run with --help for more information.\n");
+  }
+  auto help = np({"--help"});
+  EXPECT_EQ(help.code, 0);
+  EXPECT_THAT(help.out, HasSubstr("Usage:"));
+  EXPECT_EQ(np({"diff", "--help"}).code, 0);
+  EXPECT_EQ(run({NODEPLANE_BINARY, "--version"}).code, 0);
+}
+
+// Whatever a command throws becomes "error: ..." and exit 1, never std::terminate (SIGABRT).
+TEST_F(Cli, AnExceptionIsAnErrorNotAnAbort) {
+  auto oom = np({"status"}, {"NODEPLANE_TEST_THROW=bad_alloc"});
+  EXPECT_EQ(oom.code, 1);
+  EXPECT_EQ(oom.err, "error: std::bad_alloc\n");
+  auto other = np({"validate", "-f", "x"}, {"NODEPLANE_TEST_THROW=boom\x1b[2J"});
+  EXPECT_EQ(other.code, 1);
+  EXPECT_EQ(other.err, "error: boom\\x1b[2J\n");
 }
 
 TEST_F(Cli, CheckAndPlugins) {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <set>
 
+#include "link_apply.hpp"
 #include "link_state.hpp"
 #include "netlink_socket.hpp"
 #include "netns.hpp"
@@ -238,6 +239,60 @@ TEST(NetTap, CreateEnslavedPersistentDelete) {
   applyOk(p, makeChange(Action::kDelete, "Tap", "tap-vm0", Json::object()));
   EXPECT_FALSE(find(p, "Tap", "tap-vm0").has_value());
   EXPECT_FALSE(raw("tap-vm0").has_value());
+}
+
+// The tun driver attaches to an existing tap of the name unless told IFF_TUN_EXCL: a tap made
+// outside nodeplane (what `ip tuntap add` does) must never be taken over, even by createTap alone
+// (the plugin's own existence check before it leaves a window).
+TEST(NetTap, NeverAttachesToATapItDidNotMake) {
+  NODEPLANE_REQUIRE_NETNS();
+  ASSERT_TRUE(HandMade::tun("tap-other", IFF_TAP));
+  auto r = createTap(HostContext{}, "tap-other");
+  ASSERT_FALSE(r.has_value()) << "attached to someone else's tap";
+  EXPECT_EQ(r.error().kind, ErrorKind::kConflict);
+  EXPECT_EQ(r.error().message,
+            "creating tap tap-other: an interface named tap-other already exists (TUNSETIFF with "
+            "IFF_TUN_EXCL: Device or resource busy)");
+  auto l = raw("tap-other");
+  ASSERT_TRUE(l) << "the other tap is left alone";
+  EXPECT_NE(l->alias, "nodeplane");
+
+  // The same for a link of another type with the name.
+  HandMade hand;
+  ASSERT_EQ(hand.add("br-not-tap", "bridge"), 0);
+  auto b = createTap(HostContext{}, "br-not-tap");
+  ASSERT_FALSE(b.has_value());
+  EXPECT_EQ(b.error().kind, ErrorKind::kConflict);
+}
+
+// A kernel name template ("br%d") makes the kernel pick br0, br1, ... on every create: the
+// plugin refuses it even when validate() was skipped (a saved or edited plan).
+TEST(NetNames, TemplateNamesCreateNothing) {
+  NODEPLANE_REQUIRE_NETNS();
+  NetPlugin p{HostContext{}};
+  auto before = p.observe({"Bridge", "Vxlan", "Tap"});
+  ASSERT_TRUE(before);
+  const std::vector<std::pair<std::string, Json>> cases = {
+      {"Bridge", Json::object()},
+      {"Tap", Json::object()},
+      {"Vxlan", {{"vni", 7}, {"remote", "10.0.0.2"}}}};
+  for (const auto& [kind, spec] : cases) {
+    auto r = p.apply(makeChange(Action::kCreate, kind, "np%d", spec));
+    ASSERT_FALSE(r.has_value()) << kind;
+    EXPECT_EQ(r.error().kind, ErrorKind::kInvalidInput);
+    EXPECT_EQ(r.error().message.rfind("create refused: metadata.name: interface name \"np%d\" "
+                                      "contains '%'",
+                                      0),
+              0u)
+        << r.error().message;
+  }
+  auto bridged = p.apply(makeChange(Action::kCreate, "Tap", "tap-t", {{"bridge", "br%d"}}));
+  ASSERT_FALSE(bridged.has_value());
+  EXPECT_EQ(bridged.error().message.rfind("create refused: spec.bridge: ", 0), 0u);
+  for (const char* made : {"np0", "np1", "br0", "tap-t"}) EXPECT_FALSE(raw(made)) << made;
+  auto after = p.observe({"Bridge", "Vxlan", "Tap"});
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->size(), before->size());
 }
 
 TEST(NetMark, HandMadeLinkIsUnmarkedUntilAdopted) {

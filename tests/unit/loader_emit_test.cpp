@@ -91,5 +91,24 @@ TEST(EmitYaml, RoundTrip) {
   EXPECT_TRUE(back[0]["spec"]["floats"][2].is_number_float()) << text;  // 3.0 stays a float
 }
 
+// export asks exportProblem() about every object: what the loader would refuse or read back as
+// something else is refused by name instead of written.
+TEST(EmitYaml, ExportProblemFindsWhatWouldNotReadBack) {
+  auto doc = [](const std::string& name, Json spec) {
+    return Json{{"apiVersion", kApiVersion},
+                {"kind", "Bridge"},
+                {"metadata", {{"name", name}}},
+                {"spec", std::move(spec)}};
+  };
+  EXPECT_EQ(exportProblem(doc("br0", {{"mtu", 1500}, {"adopt", true}})), std::nullopt);
+  // Strings that look like other types, and control characters: quoted and escaped, read back.
+  EXPECT_EQ(exportProblem(doc("yes", {{"x", "1e3"}, {"y", "~"}, {"z", " a\tb\x1b\x7f"}})),
+            std::nullopt);
+  EXPECT_EQ(exportProblem(doc("br\xff", Json::object())),
+            "it holds text that is not UTF-8, which a desired-state file cannot carry");
+  EXPECT_EQ(exportProblem(doc("br0", {{"bridge", "a\xc3"}})),
+            "it holds text that is not UTF-8, which a desired-state file cannot carry");
+}
+
 }  // namespace
 }  // namespace nodeplane

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "engine.hpp"
 #include "net_plugin.hpp"
 
 namespace nodeplane::net {
@@ -120,24 +121,81 @@ TEST(NetValidate, InterfaceNames) {
   EXPECT_EQ(name("br0"), "");
   EXPECT_EQ(name("a23456789012345"), "");
   EXPECT_EQ(name("a234567890123456"),
-            "metadata.name: interface name \"a234567890123456\" is 16 characters long; Linux "
-            "allows at most 15");
+            "metadata.name: interface name \"a234567890123456\" is too long: at most 15 bytes, got "
+            "16");
+  // The limit is IFNAMSIZ bytes, not characters: 8 characters of 2 bytes each are too many.
+  EXPECT_EQ(
+      name("\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"),
+      "metadata.name: interface name \"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\" is too "
+      "long: at most 15 bytes, got 16");
+  EXPECT_EQ(name("br-\u00e9t\u00e9"), "");
   EXPECT_EQ(name(""), "metadata.name: interface name must not be empty");
-  EXPECT_EQ(name("."), "metadata.name: interface name \".\" is reserved");
-  EXPECT_EQ(name(".."), "metadata.name: interface name \"..\" is reserved");
-  EXPECT_EQ(name("a/b"),
-            "metadata.name: interface name \"a/b\" contains '/'; names may not contain '/', ':' "
-            "or whitespace");
-  EXPECT_EQ(name("a:b"),
-            "metadata.name: interface name \"a:b\" contains ':'; names may not contain '/', ':' "
-            "or whitespace");
-  EXPECT_EQ(name("a b"),
-            "metadata.name: interface name \"a b\" contains whitespace; names may not contain "
-            "'/', ':' or whitespace");
+  EXPECT_EQ(
+      name("."),
+      "metadata.name: interface name \".\" is reserved (a directory entry in /sys/class/net)");
+  EXPECT_EQ(name(".."),
+            "metadata.name: interface name \"..\" is reserved (a directory entry in "
+            "/sys/class/net)");
+  EXPECT_EQ(name("all"),
+            "metadata.name: interface name \"all\" is reserved (/proc/sys/net/ipv4/conf/ uses it "
+            "for settings of every interface)");
+  EXPECT_EQ(name("default"),
+            "metadata.name: interface name \"default\" is reserved (/proc/sys/net/ipv4/conf/ uses "
+            "it for settings of every interface)");
+  EXPECT_EQ(name("bonding_masters"),
+            "metadata.name: interface name \"bonding_masters\" is reserved "
+            "(/sys/class/net/bonding_masters is the bonding driver's control file)");
+  EXPECT_EQ(name("All"), "") << "the reserved names are case-sensitive, as in the kernel";
+  const std::string rule =
+      "; names may not contain '/', ':', '%', whitespace or control characters";
+  EXPECT_EQ(name("a/b"), "metadata.name: interface name \"a/b\" contains '/'" + rule);
+  EXPECT_EQ(name("a:b"), "metadata.name: interface name \"a:b\" contains ':'" + rule);
+  EXPECT_EQ(name("a b"), "metadata.name: interface name \"a b\" contains whitespace" + rule);
+  EXPECT_EQ(name("br%d"),
+            "metadata.name: interface name \"br%d\" contains '%' (the kernel would read it as a "
+            "template: \"br%d\" creates br0, br1, ...)" +
+                rule);
+  EXPECT_NE(name("100%"), "");
+  // Control characters are refused, and shown escaped in the message itself.
+  EXPECT_EQ(name("br\x1b[2J"),
+            "metadata.name: interface name \"br\\x1b[2J\" contains a control character" + rule);
+  EXPECT_EQ(name("a\nb"),
+            "metadata.name: interface name \"a\\nb\" contains a control character" + rule);
+  EXPECT_EQ(name("a\x7f"),
+            "metadata.name: interface name \"a\\x7f\" contains a control character" + rule);
+  EXPECT_EQ(name("a\u0085b"),
+            "metadata.name: interface name \"a\\u0085b\" contains a control character" + rule);
+  // Non-ASCII whitespace.
+  EXPECT_EQ(name("a\u00a0b"),
+            "metadata.name: interface name \"a\u00a0b\" contains whitespace" + rule);
+  EXPECT_EQ(name("a\u2003b"),
+            "metadata.name: interface name \"a\u2003b\" contains whitespace" + rule);
+  EXPECT_EQ(name("a\u3000b"),
+            "metadata.name: interface name \"a\u3000b\" contains whitespace" + rule);
+  // The kernel's isspace() is Latin-1: the byte 0xa0 inside "\u00e0" (c3 a0) makes it refuse.
+  EXPECT_EQ(name("voil\u00e0"),
+            "metadata.name: interface name \"voil\u00e0\" contains the byte 0xa0 (in \"\u00e0\"), "
+            "which the kernel treats as whitespace" +
+                rule);
+  EXPECT_EQ(name("br\xff"),
+            "metadata.name: interface name \"br\\xff\" is not valid UTF-8 (nodeplane records "
+            "names in JSON state and prints them)");
+  EXPECT_NE(name("\xc0\xae"), "") << "an overlong '.'";
 
   auto dev = check("Vxlan", "vx0", {{"vni", 1}, {"remote", "10.0.0.2"}, {"device", "eth/0"}});
   ASSERT_EQ(dev.size(), 1u);
   EXPECT_EQ(dev[0].field, "spec.device");
+
+  // Names in spec fields reach the kernel too (IFLA_MASTER, IFLA_VXLAN_LINK lookups).
+  auto tmpl = check("Vxlan", "vx0", {{"vni", 1}, {"remote", "10.0.0.2"}, {"device", "eth%d"}});
+  ASSERT_EQ(tmpl.size(), 1u);
+  EXPECT_EQ(tmpl[0].field, "spec.device");
+  auto bridge = check("Tap", "tap0", {{"bridge", "all"}});
+  ASSERT_EQ(bridge.size(), 1u);
+  EXPECT_EQ(bridge[0].field, "spec.bridge");
+  EXPECT_EQ(bridge[0].message,
+            "interface name \"all\" is reserved (/proc/sys/net/ipv4/conf/ uses it for settings of "
+            "every interface)");
 }
 
 TEST(NetValidate, VxlanEndpoints) {
@@ -190,6 +248,32 @@ TEST(NetValidate, ReportsEveryProblem) {
   for (const auto& e : errors) fields.push_back(e.field);
   EXPECT_EQ(fields, (std::vector<std::string>{"metadata.name", "spec.addresses[0]",
                                               "spec.addresses[2]", "spec.group", "spec.group"}));
+}
+
+// Bridge/x, Tap/x and Vxlan/x would all be the kernel interface x: each one after the first is an
+// error naming both, with file:line, through the core's claim check (no net special case there).
+TEST(NetValidate, TwoKindsCannotBeTheSameInterface) {
+  NetPlugin p{HostContext{}};
+  EXPECT_EQ(p.claims(resource("Tap", "x", Json::object())),
+            std::vector<std::string>{"network interface \"x\""});
+
+  auto plugins = PluginHost::load(NODEPLANE_BUILD_PLUGIN_DIR, {});
+  ASSERT_TRUE(plugins) << plugins.error().str();
+  Engine engine(*plugins, {});
+  const std::string head = "apiVersion: nodeplane.io/v1\n";
+  Desired d = engine.prepare(parseYaml(head + "kind: Bridge\nmetadata: {name: x}\n---\n" + head +
+                                           "kind: Tap\nmetadata: {name: x}\n---\n" + head +
+                                           "kind: Vxlan\nmetadata: {name: x}\n"
+                                           "spec: {vni: 1, remote: 10.0.0.2}\n---\n" +
+                                           head + "kind: Tap\nmetadata: {name: y}\n",
+                                       "net.yaml"));
+  std::vector<std::string> errors;
+  for (const auto& e : d.errors) errors.push_back(e.str());
+  EXPECT_EQ(errors, (std::vector<std::string>{
+                        "net.yaml:6:1: Tap/x: claims network interface \"x\", already claimed by "
+                        "Bridge/x at net.yaml:2:1",
+                        "net.yaml:10:1: Vxlan/x: claims network interface \"x\", already claimed "
+                        "by Bridge/x at net.yaml:2:1"}));
 }
 
 TEST(NetNormalize, CanonicalSortedAddressesAndIps) {

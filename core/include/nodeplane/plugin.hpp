@@ -111,7 +111,8 @@ class Plugin {
     return std::vector<Resource>{};
   }
 
-  // Host devices (PCI addresses) the resource uses; two resources may not claim the same one.
+  // Host objects the resource uses exclusively (PCI addresses, `network interface "br0"`: two
+  // kinds that would be the same kernel object); two resources may not claim the same one.
   virtual std::vector<std::string> claims(const Resource&) const { return {}; }
 
   // Canonical form of a spec, applied to desired and observed before they are compared
