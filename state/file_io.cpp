@@ -19,6 +19,17 @@ Error sysError(std::string_view what, const fs::path& path, int err) {
   return e;
 }
 
+Error writeError(std::string_view what, const fs::path& path, const fs::path& stateDir, int err) {
+  if (err != EROFS && err != EACCES && err != EPERM) return sysError(what, path, err);
+  Error e;
+  e.kind = ErrorKind::kTerminal;
+  e.message = "state dir " + stateDir.string() +
+              " is not writable: " + std::error_code(err, std::generic_category()).message();
+  e.hint = err == EROFS ? "mount it read-write or pass --state-dir DIR"
+                        : "run as root (or the owner of the state dir) or pass --state-dir DIR";
+  return e;
+}
+
 UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
   if (this != &o) {
     if (fd_ >= 0) ::close(fd_);
@@ -112,10 +123,11 @@ Result<void> ensureDir(const fs::path& dir) {
   if (dir.has_parent_path() && dir.parent_path() != dir) {
     std::error_code ec;
     fs::create_directories(dir.parent_path(), ec);
-    if (ec) return std::unexpected(sysError("create directory", dir.parent_path(), ec.value()));
+    if (ec)
+      return std::unexpected(writeError("create directory", dir.parent_path(), dir, ec.value()));
   }
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return std::unexpected(sysError("create directory", dir, errno));
+    return std::unexpected(writeError("create directory", dir, dir, errno));
   }
   // mkdir's mode is masked by the umask; the store wants exactly 0700.
   if (::chmod(dir.c_str(), 0700) != 0) return std::unexpected(sysError("chmod", dir, errno));

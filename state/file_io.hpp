@@ -34,6 +34,11 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+// "state dir <dir> is not writable: <strerror(err)>" for EROFS, EACCES and EPERM (nothing a wait
+// or a retry can fix); sysError(what, path, err) for any other err.
+Error writeError(std::string_view what, const std::filesystem::path& path,
+                 const std::filesystem::path& stateDir, int err);
+
 // Opens with O_CLOEXEC added; mode is used only with O_CREAT.
 Result<UniqueFd> openFile(const std::filesystem::path& path, int flags, unsigned mode = 0600);
 

@@ -48,12 +48,55 @@ Result<void> keepBackup(const fs::path& dir) {
   return detail::replaceFile(dir, kBackupFile, **bytes);
 }
 
+// state.json absent while state.json.bak is there. A commit never leaves that pair (the backup is
+// a hard link or copy made while state.json still exists, and the new file is renamed over it), so
+// the file was lost. The backup is one commit older and may list objects released since, so it is
+// not taken silently either: a person decides.
+Error lostStateFile(const fs::path& dir) {
+  const fs::path statePath = dir / kStateFile;
+  const fs::path bak = dir / kBackupFile;
+  Error e;
+  e.kind = ErrorKind::kTerminal;
+  e.message =
+      "state file " + statePath.string() + " is missing but its backup " + bak.string() +
+      " exists; it was not treated as empty, since nodeplane would then forget what it owns";
+  e.hint =
+      "if state.json was lost, restore the backup (one commit older: review `nodeplane "
+      "status` and `nodeplane diff` before the next apply): cp -p " +
+      bak.string() + " " + statePath.string() + "; to start over on purpose, remove " +
+      bak.string() +
+      ", knowing that nodeplane will then recognise its objects only by the marks on them";
+  return e;
+}
+
 }  // namespace
 
 Result<Store> Store::open(const fs::path& stateDir) {
   if (auto d = detail::ensureDir(stateDir); !d) return std::unexpected(d.error());
+  return load(stateDir, false);
+}
+
+Result<Store> Store::openReadOnly(const fs::path& stateDir) {
+  struct stat st;
+  if (::stat(stateDir.c_str(), &st) != 0) {
+    if (errno != ENOENT) return std::unexpected(sysError("stat", stateDir, errno));
+    Store s;  // nothing recorded yet
+    s.dir_ = stateDir;
+    s.readOnly_ = true;
+    return s;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    Error e;
+    e.message = "state directory " + stateDir.string() + " exists and is not a directory";
+    return std::unexpected(e);
+  }
+  return load(stateDir, true);
+}
+
+Result<Store> Store::load(const fs::path& stateDir, bool readOnly) {
   Store s;
   s.dir_ = stateDir;
+  s.readOnly_ = readOnly;
 
   const fs::path statePath = stateDir / kStateFile;
   auto text = detail::readFile(statePath);
@@ -64,6 +107,11 @@ Result<Store> Store::open(const fs::path& stateDir) {
     s.owned_ = std::move(data->owned);
     s.results_ = std::move(data->results);
     s.lastWritten_ = std::move(**text);
+  } else {
+    struct stat st;
+    if (::lstat((stateDir / kBackupFile).c_str(), &st) == 0)
+      return std::unexpected(lostStateFile(stateDir));
+    if (errno != ENOENT) return std::unexpected(sysError("stat", stateDir / kBackupFile, errno));
   }
 
   const fs::path journalPath = stateDir / kJournalFile;
@@ -78,6 +126,12 @@ Result<Store> Store::open(const fs::path& stateDir) {
   return s;
 }
 
+Result<void> Store::writable() const {
+  if (!readOnly_) return {};
+  return fail(ErrorKind::kTerminal,
+              "the state store " + dir_.string() + " was opened read-only; nothing was written");
+}
+
 void Store::setOwned(OwnedObject o) {
   auto it = owned_.find(o.id);
   if (o.since.empty()) o.since = it != owned_.end() ? it->second.since : nowRfc3339();
@@ -89,6 +143,9 @@ void Store::setOwned(OwnedObject o) {
 void Store::forget(const ResourceId& id) { owned_.erase(id); }
 
 void Store::setResult(ResourceResult r) {
+  auto it = results_.find(r.id);
+  if (it != results_.end() && it->second.outcome == r.outcome && it->second.message == r.message)
+    r.at = it->second.at;  // the same result again: when it first became this is what counts
   if (r.at.empty()) r.at = nowRfc3339();
   auto id = r.id;
   results_.insert_or_assign(std::move(id), std::move(r));
@@ -97,6 +154,7 @@ void Store::setResult(ResourceResult r) {
 void Store::clearResult(const ResourceId& id) { results_.erase(id); }
 
 Result<void> Store::commit() {
+  if (auto w = writable(); !w) return w;
   auto text = detail::encodeState(owned_, results_);
   if (!text) return std::unexpected(text.error());
   if (lastWritten_ && *lastWritten_ == *text) return {};
@@ -110,6 +168,7 @@ Result<void> Store::commit() {
 }
 
 Result<void> Store::prepareJournalAppend() {
+  if (auto w = writable(); !w) return w;
   if (journalChecked_) return {};
   const fs::path path = dir_ / kJournalFile;
   auto text = detail::readFile(path);
@@ -178,16 +237,21 @@ Result<void> Store::journalDone(std::uint64_t seq) {
 }
 
 Result<void> Store::clearJournal() {
+  if (auto w = writable(); !w) return w;
   const fs::path path = dir_ / kJournalFile;
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) return std::unexpected(sysError("stat", path, errno));
     pending_.clear();
     return {};
   }
   auto fd = detail::openFile(path, O_WRONLY | O_NOFOLLOW);
   if (!fd) return std::unexpected(fd.error());
-  if (::ftruncate(fd->get(), 0) != 0) return std::unexpected(sysError("truncate", path, errno));
-  if (::fsync(fd->get()) != 0) return std::unexpected(sysError("fsync", path, errno));
+  if (::fstat(fd->get(), &st) != 0) return std::unexpected(sysError("stat", path, errno));
+  if (st.st_size != 0) {  // an empty journal is left alone: no write, no sync on a quiet pass
+    if (::ftruncate(fd->get(), 0) != 0) return std::unexpected(sysError("truncate", path, errno));
+    if (::fsync(fd->get()) != 0) return std::unexpected(sysError("fsync", path, errno));
+  }
   if (auto c = fd->close(path); !c) return c;
   pending_.clear();
   journalChecked_ = true;

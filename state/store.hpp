@@ -4,7 +4,8 @@
 // Files under the state directory (mode 0700 dir, 0600 files):
 //   state.json    ownership + results; written atomically (temp, fsync, rename, fsync dir)
 //   journal.jsonl intent records of the apply in progress; empty or absent when none is
-//   lock          flock(2) target; held for the whole of an apply / a daemon's life
+//   lock          flock(2) target; held for the whole of an `apply` and for each pass of the
+//                 daemon (see Lock)
 #pragma once
 
 #include <chrono>
@@ -45,8 +46,11 @@ struct JournalEntry {
   Json undo = Json::object();
 };
 
-// An exclusive flock on DIR/lock (the directory is created 0700 if missing). Movable; released
-// by the destructor.
+// An exclusive flock on DIR/lock (the directory is created 0700 if missing), held from acquire()
+// to the destructor. Only one holder at a time: after flock succeeds the path is checked to
+// still name the locked file (someone may have removed or replaced it while this process waited);
+// if it does not, the lock is taken again on the file now there. The holder's pid is written into
+// the file (and cleared on release) so a waiter can say who holds it. Movable.
 class Lock {
  public:
   // Called once, before waiting, when the lock is found held: the holder's pid (0 if unknown),
@@ -55,6 +59,8 @@ class Lock {
 
   // wait == nullopt: fail at once if held; else wait at most that long. The error
   // (ErrorKind::kRetryable) says who holds it (the pid written into the lock file) and what to do.
+  // A state directory that cannot be written (read-only filesystem, no permission) is
+  // ErrorKind::kTerminal at once, "state dir DIR is not writable: <reason>": waiting cannot help.
   static Result<Lock> acquire(const std::filesystem::path& stateDir,
                               std::optional<std::chrono::milliseconds> wait,
                               const OnBusy& onBusy = {});
@@ -73,8 +79,17 @@ class Store {
  public:
   // Reads DIR/state.json (absent = empty store; the directory is created 0700 if missing) and
   // DIR/journal.jsonl. A corrupt or truncated state.json is an error naming the file and what is
-  // wrong; it is never treated as "owns nothing".
+  // wrong; it is never treated as "owns nothing". Neither is a missing state.json beside a
+  // state.json.bak: commits never leave that pair, so the file was lost and the store refuses to
+  // open until a person restores it (the backup is one commit old and may list objects that were
+  // released since, so it is not taken silently).
   static Result<Store> open(const std::filesystem::path& stateDir);
+
+  // The same reading for commands that only look (status, diff, export): the directory is never
+  // created (absent = nothing recorded) and no write permission is needed. commit() and the
+  // journal writers refuse on a store opened this way.
+  static Result<Store> openReadOnly(const std::filesystem::path& stateDir);
+  bool readOnly() const { return readOnly_; }
 
   const std::map<ResourceId, OwnedObject>& owned() const { return owned_; }
   bool owns(const ResourceId& id) const { return owned_.count(id) != 0; }
@@ -86,7 +101,9 @@ class Store {
   void clearResult(const ResourceId& id);
 
   // setOwned() keeps the `since` of an object already owned when o.since is empty, and stamps
-  // nowRfc3339() on a new one; setResult() stamps `at` when empty.
+  // nowRfc3339() on a new one; setResult() stamps `at` when empty. A result with the outcome and
+  // message already recorded keeps the recorded `at` (the time it first became that outcome), so
+  // a pass that changes nothing leaves state.json as it is.
 
   // Writes state.json atomically; the file it replaces is kept as state.json.bak. Does nothing
   // when the content is what was last read or written.
@@ -107,13 +124,16 @@ class Store {
     bool done = false;
   };
   const std::vector<Pending>& pending() const { return pending_; }
-  // Empties the journal (after the state that reflects it has been committed).
+  // Empties the journal (after the state that reflects it has been committed); does not touch a
+  // journal that is absent or already empty.
   Result<void> clearJournal();
 
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
   Store() = default;
+  static Result<Store> load(const std::filesystem::path& stateDir, bool readOnly);
+  Result<void> writable() const;
   Result<void> prepareJournalAppend();
   Result<void> appendJournal(const std::string& lines, bool sync);
 
@@ -124,6 +144,7 @@ class Store {
   std::uint64_t nextSeq_ = 1;
   std::optional<std::string> lastWritten_;  // state.json bytes as last read or written
   bool journalChecked_ = false;             // torn tail cut off, ready to append
+  bool readOnly_ = false;
 };
 
 // The current time, UTC, as "2026-11-21T01:02:03Z".

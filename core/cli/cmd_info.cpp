@@ -1,8 +1,12 @@
 // check, status, export, plugins: the commands that only look.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
 #include <iostream>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "check.hpp"
 #include "context.hpp"
@@ -20,8 +24,10 @@ int cmdCheck(Context& ctx) {
 }
 
 int cmdStatus(Context& ctx) {
-  auto store = state::Store::open(ctx.stateDir());
+  // Only reads: an absent state dir is "nothing recorded", and none is created.
+  auto store = state::Store::openReadOnly(ctx.stateDir());
   if (!store) return reportErrors(ctx, {store.error()}, "");
+  const auto& pending = store->pending();
   if (ctx.json()) {
     Json items = Json::array();
     for (const auto& [id, r] : store->results()) {
@@ -33,23 +39,54 @@ int cmdStatus(Context& ctx) {
     for (const auto& [id, o] : store->owned())
       owned.push_back(
           {{"kind", id.kind}, {"name", id.name}, {"plugin", o.plugin}, {"since", o.since}});
-    printJson(
-        {{"resources", items}, {"owned", owned}, {"interruptedApply", !store->pending().empty()}});
+    Json journal = Json::array();
+    for (const auto& p : pending)
+      journal.push_back({{"seq", p.entry.seq},
+                         {"action", p.entry.action},
+                         {"kind", p.entry.id.kind},
+                         {"name", p.entry.id.name},
+                         {"plugin", p.entry.plugin},
+                         {"done", p.done}});
+    printJson({{"resources", items},
+               {"owned", owned},
+               {"interruptedApply", !pending.empty()},
+               {"interrupted", journal}});
     return kOk;
   }
-  if (store->results().empty() && store->owned().empty()) {
+  if (store->results().empty() && store->owned().empty() && pending.empty()) {
     std::cout << "No reconcile recorded in " << printable(ctx.stateDir().string()) << ".\n";
     return kOk;
   }
-  std::size_t w = 8;
-  for (const auto& [id, _] : store->results()) w = std::max(w, printable(id.str()).size());
-  std::cout << fmt::format("{:<{}}  {:<11}  {:<20}  {}\n", "RESOURCE", w, "RESULT", "AT",
-                           "MESSAGE");
+  // One row per result, and one per owned object that has none (recorded by an adopt or a
+  // recovery that could not tell the outcome).
+  std::vector<std::array<std::string, 4>> rows;
   for (const auto& [id, r] : store->results())
-    std::cout << fmt::format("{:<{}}  {:<11}  {:<20}  {}\n", printable(id.str()), w,
-                             printable(r.outcome), printable(r.at), printable(r.message));
-  if (!store->pending().empty())
-    std::cout << "An apply was interrupted; the next apply or run finishes it.\n";
+    rows.push_back(
+        {printable(id.str()), printable(r.outcome), printable(r.at), printable(r.message)});
+  for (const auto& [id, o] : store->owned())
+    if (!store->results().count(id))
+      rows.push_back({printable(id.str()), "owned", printable(o.since), "no result recorded"});
+  std::sort(rows.begin(), rows.end());
+  std::size_t w = 8;
+  for (const auto& r : rows) w = std::max(w, r[0].size());
+  if (!rows.empty()) {
+    std::cout << fmt::format("{:<{}}  {:<11}  {:<20}  {}\n", "RESOURCE", w, "RESULT", "AT",
+                             "MESSAGE");
+    for (const auto& r : rows)
+      std::cout << fmt::format("{:<{}}  {:<11}  {:<20}  {}\n", r[0], w, r[1], r[2], r[3]);
+  }
+  if (!pending.empty()) {
+    if (!rows.empty()) std::cout << "\n";
+    std::cout << "An apply was interrupted; the next apply or run finishes it. Its journal ("
+              << printable((ctx.stateDir() / "journal.jsonl").string()) << "):\n";
+    std::size_t iw = 8;
+    for (const auto& p : pending) iw = std::max(iw, printable(p.entry.id.str()).size());
+    std::cout << fmt::format("  {:<7}  {:<{}}  {}\n", "STEP", "RESOURCE", iw, "STATE");
+    for (const auto& p : pending)
+      std::cout << fmt::format("  {:<7}  {:<{}}  {}\n", printable(p.entry.action),
+                               printable(p.entry.id.str()), iw, p.done ? "done" : "not done");
+    if (rows.empty()) std::cout << "Nothing else was recorded before it stopped.\n";
+  }
   return kOk;
 }
 
@@ -59,7 +96,7 @@ int cmdExport(Context& ctx, const std::string& kind) {
   if (!kind.empty() && !(*engine)->plugins().forKind(kind))
     return reportErrors(
         ctx, {fail(ErrorKind::kInvalidInput, "unknown kind \"" + kind + "\"").error()}, "");
-  auto store = state::Store::open(ctx.stateDir());
+  auto store = state::Store::openReadOnly(ctx.stateDir());
   if (!store) return reportErrors(ctx, {store.error()}, "");
   Observation obs = kind.empty() ? (*engine)->observe() : (*engine)->observe({kind});
   std::vector<Error> errors;

@@ -33,7 +33,8 @@ std::optional<Desired> prepared(Context& ctx, Engine& engine, const std::vector<
 
 Result<state::Lock> takeLock(Context& ctx) {
   auto quick = state::Lock::acquire(ctx.stateDir(), std::nullopt);
-  if (quick) return quick;
+  // Only a lock held by another process is worth waiting for; an unwritable state dir is not.
+  if (quick || quick.error().kind != ErrorKind::kRetryable) return quick;
   if (!ctx.json())
     std::cerr << printable(quick.error().message) << "; waiting up to "
               << ctx.config().lockTimeout.count() << " s\n";
@@ -70,7 +71,7 @@ int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune) {
   int code = kOk;
   auto desired = prepared(ctx, **engine, paths, code);
   if (!desired) return code;
-  auto store = state::Store::open(ctx.stateDir());
+  auto store = state::Store::openReadOnly(ctx.stateDir());  // diff only reads: creates nothing
   if (!store) return reportErrors(ctx, {store.error()}, "");
   Observation obs = (*engine)->observe();
   Plan plan = (*engine)->plan(*desired, obs, *store, prune);

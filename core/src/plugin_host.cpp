@@ -1,12 +1,18 @@
 #include "plugin_host.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/dll/runtime_symbol_info.hpp>
+#include <cerrno>
 #include <cstring>
 #include <exception>
+#include <mutex>
+#include <set>
+#include <utility>
 
 namespace nodeplane {
 namespace {
@@ -23,20 +29,86 @@ Result<T> guarded(const std::string& plugin, const char* what, Fn&& fn) {
   }
 }
 
-// File checks before dlopen: a plugin runs as the agent (root), so only root may have written it.
-Result<void> checkFile(const std::filesystem::path& file) {
-  struct stat st {};
-  if (::stat(file.c_str(), &st) != 0)
-    return fail(ErrorKind::kTerminal, std::string("cannot stat: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return fail(ErrorKind::kTerminal, "not a regular file");
+// Owns a file descriptor.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    return *this;
+  }
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+// A plugin runs as the agent (root), so only root may have written it or its directory. The
+// checks run on the opened descriptor, the same file that is then loaded.
+Result<void> checkOwnerAndMode(const struct stat& st, const std::string& what,
+                               const std::filesystem::path& path) {
   if (st.st_mode & (S_IWGRP | S_IWOTH))
-    return fail(ErrorKind::kTerminal, "file is group- or world-writable", {},
-                "chmod go-w " + file.string());
+    return fail(ErrorKind::kTerminal, what + " is group- or world-writable", {},
+                "chmod go-w " + path.string());
   if (::geteuid() == 0 && st.st_uid != 0)
     return fail(ErrorKind::kTerminal,
-                "file is owned by uid " + std::to_string(st.st_uid) + ", not root", {},
-                "chown root " + file.string());
+                what + " is owned by uid " + std::to_string(st.st_uid) + ", not root", {},
+                "chown root " + path.string());
   return {};
+}
+
+Result<void> checkDir(int dirFd, const std::filesystem::path& dir) {
+  struct stat st {};
+  if (::fstat(dirFd, &st) != 0)
+    return fail(ErrorKind::kTerminal,
+                "cannot stat plugin directory " + dir.string() + ": " + std::strerror(errno));
+  return checkOwnerAndMode(st, "plugin directory " + dir.string(), dir);
+}
+
+// Opens `name` in the directory `dirFd` without following a symlink (a link swapped in for a
+// checked file would otherwise be what gets loaded) and checks what was opened.
+Result<Fd> openPluginFile(int dirFd, const std::string& name, const std::filesystem::path& file) {
+  Fd fd(::openat(dirFd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  if (fd.get() < 0) {
+    if (errno == ELOOP)
+      return fail(ErrorKind::kTerminal,
+                  "is a symbolic link; plugins are loaded only from regular files in the plugin "
+                  "directory",
+                  {}, "replace it with the file it points to");
+    return fail(ErrorKind::kTerminal, std::string("cannot open: ") + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0)
+    return fail(ErrorKind::kTerminal, std::string("cannot stat: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return fail(ErrorKind::kTerminal, "not a regular file");
+  if (auto ok = checkOwnerAndMode(st, "file", file); !ok) return std::unexpected(ok.error());
+  return fd;
+}
+
+// The dynamic loader reuses an object already loaded under the same name without opening
+// anything, so every /proc/self/fd/N path handed to dlopen must be new to this process: a
+// descriptor number once used is never used again for a load.
+std::mutex usedFdsMutex;
+std::set<int> usedFds;
+
+Result<Fd> withFreshNumber(Fd fd) {
+  std::lock_guard lock(usedFdsMutex);
+  int from = fd.get();
+  while (usedFds.count(from)) {
+    int copy = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, from + 1);  // the lowest free number above
+    if (copy < 0)
+      return fail(ErrorKind::kTerminal,
+                  std::string("cannot duplicate the descriptor: ") + std::strerror(errno));
+    fd = Fd(copy);  // the previous number is closed
+    from = copy;
+  }
+  usedFds.insert(from);
+  return fd;
 }
 
 }  // namespace
@@ -94,30 +166,66 @@ Result<void> PluginHandle::apply(const Change& change) {
 }
 
 Result<PluginHost> PluginHost::load(const std::filesystem::path& dir, const HostContext& host) {
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec))
-    return fail(ErrorKind::kTerminal, "plugin directory " + dir.string() + " does not exist", {},
-                "pass --plugin-dir DIR");
-  std::vector<std::filesystem::path> files;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    const auto name = entry.path().filename().string();
-    if (name.starts_with("libnodeplane-") && name.ends_with(".so")) files.push_back(entry.path());
+  Fd dirFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dirFd.get() < 0) {
+    if (errno == ENOENT || errno == ENOTDIR)
+      return fail(ErrorKind::kTerminal, "plugin directory " + dir.string() + " does not exist", {},
+                  "pass --plugin-dir DIR");
+    return fail(ErrorKind::kTerminal,
+                "cannot open plugin directory " + dir.string() + ": " + std::strerror(errno));
   }
-  if (ec) return fail(ErrorKind::kTerminal, "reading " + dir.string() + ": " + ec.message());
-  std::sort(files.begin(), files.end());
+  // Listed through the same descriptor, so the names are those of the directory checked below.
+  std::vector<std::string> names;
+  {
+    Fd listFd(::fcntl(dirFd.get(), F_DUPFD_CLOEXEC, 0));  // closedir() closes its own
+    DIR* d = listFd.get() < 0 ? nullptr : ::fdopendir(listFd.get());
+    if (d == nullptr)
+      return fail(ErrorKind::kTerminal, "reading " + dir.string() + ": " + std::strerror(errno));
+    (void)listFd.release();
+    errno = 0;
+    while (const dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name.starts_with("libnodeplane-") && name.ends_with(".so")) names.push_back(name);
+    }
+    const int err = errno;
+    ::closedir(d);
+    if (err != 0)
+      return fail(ErrorKind::kTerminal, "reading " + dir.string() + ": " + std::strerror(err));
+  }
+  std::sort(names.begin(), names.end());
+  const auto dirOk = checkDir(dirFd.get(), dir);
   PluginHost out;
-  for (const auto& f : files) {
-    if (auto ok = out.loadOne(f, host); !ok) out.refused_.push_back({f, ok.error().str()});
+  for (const auto& name : names) {
+    const auto file = dir / name;
+    auto ok = dirOk ? out.loadAt(dirFd.get(), name, file, host) : dirOk;
+    if (!ok) out.refused_.push_back({file, ok.error().str()});
   }
   return out;
 }
 
 Result<void> PluginHost::loadOne(const std::filesystem::path& file, const HostContext& host) {
-  if (auto ok = checkFile(file); !ok) return ok;
+  const auto dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+  Fd dirFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dirFd.get() < 0)
+    return fail(ErrorKind::kTerminal,
+                "cannot open plugin directory " + dir.string() + ": " + std::strerror(errno));
+  if (auto ok = checkDir(dirFd.get(), dir); !ok) return ok;
+  return loadAt(dirFd.get(), file.filename().string(), file, host);
+}
+
+Result<void> PluginHost::loadAt(int dirFd, const std::string& fileName,
+                                const std::filesystem::path& file, const HostContext& host) {
+  auto opened = openPluginFile(dirFd, fileName, file);
+  if (!opened) return std::unexpected(opened.error());
+  auto fd = withFreshNumber(std::move(*opened));
+  if (!fd) return std::unexpected(fd.error());
+  // Loaded through the descriptor that was checked: renaming another file over the name now
+  // changes nothing.
+  const std::string viaFd = "/proc/self/fd/" + std::to_string(fd->get());
   boost::dll::shared_library lib;
   boost::dll::fs::error_code ec;
-  lib.load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
-  if (ec) return fail(ErrorKind::kTerminal, "cannot load: " + ec.message());
+  lib.load(viaFd, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+  if (ec) return fail(ErrorKind::kTerminal, "cannot load (through " + viaFd + "): " + ec.message());
   if (!lib.has(kAbiSymbol))
     return fail(ErrorKind::kTerminal,
                 std::string("not a nodeplane plugin: no ") + kAbiSymbol + " symbol");

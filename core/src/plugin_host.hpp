@@ -54,10 +54,15 @@ struct RefusedPlugin {
 class PluginHost {
  public:
   // Loads every libnodeplane-*.so in `dir` (sorted by name). A library that fails a check is
-  // refused (see refused()) and the others still load.
+  // refused (see refused()) and the others still load. When the directory itself is group- or
+  // world-writable, or not owned by root while running as root, every library in it is refused
+  // with that reason.
   static Result<PluginHost> load(const std::filesystem::path& dir, const HostContext& host);
 
-  // Loads one library; the error says why it was refused.
+  // Loads one library; the error says why it was refused. The file is opened once (a symlink is
+  // refused), its owner and mode are checked on that descriptor, and the library is loaded
+  // through it (/proc/self/fd/N), so a file swapped in after the check is never what runs. Its
+  // directory is checked like load()'s.
   Result<void> loadOne(const std::filesystem::path& file, const HostContext& host);
 
   PluginHandle* forKind(const std::string& kind) const;
@@ -67,6 +72,9 @@ class PluginHost {
   std::vector<std::string> kindNames() const;  // sorted
 
  private:
+  Result<void> loadAt(int dirFd, const std::string& fileName, const std::filesystem::path& file,
+                      const HostContext& host);
+
   std::vector<std::unique_ptr<PluginHandle>> plugins_;
   std::map<std::string, PluginHandle*> byKind_;
   std::vector<RefusedPlugin> refused_;

@@ -16,6 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 fs::path fixture(const std::string& name) {
   return fs::path(NODEPLANE_TEST_PLUGIN_DIR) / name / ("libnodeplane-" + name + ".so");
@@ -113,6 +114,82 @@ TEST(PluginHost, RefusesAFileNotOwnedByRootWhenRoot) {
   auto r = host.loadOne(lib, {});
   ASSERT_FALSE(r);
   EXPECT_THAT(r.error().message, HasSubstr("owned by uid 65534, not root"));
+}
+
+TEST(PluginHost, RefusesASymlinkEvenToAGoodLibrary) {
+  TempPluginDir dir;
+  const auto link = dir.path() / "libnodeplane-widget.so";
+  fs::create_symlink(fixture("widget"), link);
+  PluginHost one;
+  auto r = one.loadOne(link, {});
+  ASSERT_FALSE(r) << "a symlink was followed to whatever it names now";
+  EXPECT_THAT(r.error().message, HasSubstr("is a symbolic link"));
+  auto host = PluginHost::load(dir.path(), {});
+  ASSERT_TRUE(host);
+  EXPECT_TRUE(host->plugins().empty());
+  ASSERT_EQ(host->refused().size(), 1u);
+  EXPECT_EQ(host->refused()[0].file, link);
+  EXPECT_THAT(host->refused()[0].reason, HasSubstr("is a symbolic link"));
+}
+
+TEST(PluginHost, RefusesEveryLibraryInAWorldWritableDirectory) {
+  TempPluginDir dir;
+  const auto lib = dir.add("widget");
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0777), 0);
+  auto host = PluginHost::load(dir.path(), {});
+  ASSERT_TRUE(host);
+  EXPECT_TRUE(host->plugins().empty());
+  ASSERT_EQ(host->refused().size(), 1u);
+  EXPECT_EQ(host->refused()[0].file, lib);
+  EXPECT_EQ(host->refused()[0].reason, "plugin directory " + dir.path().string() +
+                                           " is group- or world-writable (chmod go-w " +
+                                           dir.path().string() + ")");
+  PluginHost one;
+  auto r = one.loadOne(lib, {});
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, HasSubstr("plugin directory " + dir.path().string()));
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0775), 0);
+  EXPECT_FALSE(PluginHost().loadOne(lib, {})) << "group-writable is refused too";
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  EXPECT_TRUE(PluginHost().loadOne(lib, {}));
+}
+
+TEST(PluginHost, RefusesADirectoryNotOwnedByRootWhenRoot) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown";
+  TempPluginDir dir;
+  const auto lib = dir.add("widget");
+  ASSERT_EQ(::chown(dir.path().c_str(), 65534, 65534), 0);
+  auto host = PluginHost::load(dir.path(), {});
+  ASSERT_TRUE(host);
+  EXPECT_TRUE(host->plugins().empty());
+  ASSERT_EQ(host->refused().size(), 1u);
+  EXPECT_THAT(host->refused()[0].reason,
+              HasSubstr("plugin directory " + dir.path().string() +
+                        " is owned by uid 65534, not root (chown root "));
+}
+
+TEST(PluginHost, RefusesAFifoWithoutBlocking) {
+  TempPluginDir dir;
+  const auto fifo = dir.path() / "libnodeplane-fifo.so";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  auto r = PluginHost().loadOne(fifo, {});
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, HasSubstr("not a regular file"));
+}
+
+// Each library is loaded through /proc/self/fd/N; the loader takes a name it has seen as the object
+// already loaded under it, so two libraries opened one after the other must not share a path.
+TEST(PluginHost, LibrariesLoadedOneAfterAnotherAreEachTheirOwn) {
+  PluginHost host;
+  ASSERT_TRUE(host.loadOne(fixture("widget"), {}));
+  for (const char* name : {"wrong_abi", "missing_factory", "wrong_abi"}) {
+    auto r = host.loadOne(fixture(name), {});
+    ASSERT_FALSE(r) << name;
+    EXPECT_THAT(r.error().message, Not(HasSubstr("already served"))) << name;
+  }
+  auto r = host.loadOne(fixture("wrong_abi"), {});
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, HasSubstr("built for plugin ABI 2"));
 }
 
 TEST(PluginHost, LoadsADirectoryAndListsTheRefused) {

@@ -1,5 +1,6 @@
 // The state store on a real filesystem: each test works in its own temporary directory.
 #include <gtest/gtest.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +37,10 @@ std::set<std::string> namesIn(const fs::path& dir) {
   std::set<std::string> out;
   for (const auto& e : fs::directory_iterator(dir)) out.insert(e.path().filename().string());
   return out;
+}
+
+JournalEntry entry(Store& s, std::string action, std::string name, Json undo = Json::object()) {
+  return {s.nextSeq(), std::move(action), {"Vxlan", std::move(name)}, "net", std::move(undo)};
 }
 
 class StateStoreTest : public ::testing::Test {
@@ -169,6 +174,112 @@ TEST_F(StateStoreTest, CommitWithoutChangesDoesNotRewrite) {
   EXPECT_FALSE(fs::exists(dir_ / "state.json.bak"));
 }
 
+TEST_F(StateStoreTest, TheSameResultAgainKeepsItsTimeAndDoesNotRewrite) {
+  {
+    auto s = openOk();
+    s.setResult({{"Vxlan", "vx100"}, "in-sync", "", "2026-01-01T00:00:00Z"});
+    ASSERT_TRUE(s.commit().has_value());
+  }
+  struct stat before {
+  }, after{};
+  ASSERT_EQ(::stat((dir_ / "state.json").c_str(), &before), 0);
+  {
+    auto s = openOk();  // the next pass: nothing changed but the clock
+    s.setResult({{"Vxlan", "vx100"}, "in-sync", "", "2026-01-01T00:01:00Z"});
+    EXPECT_EQ(s.results().at({"Vxlan", "vx100"}).at, "2026-01-01T00:00:00Z");
+    ASSERT_TRUE(s.commit().has_value());
+  }
+  ASSERT_EQ(::stat((dir_ / "state.json").c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino)
+      << "state.json was rewritten by a pass that changed nothing";
+  EXPECT_FALSE(fs::exists(dir_ / "state.json.bak"));
+
+  // Another outcome or message is a new result, with its own time.
+  auto s = openOk();
+  s.setResult({{"Vxlan", "vx100"}, "failed", "EBUSY", "2026-01-01T00:02:00Z"});
+  EXPECT_EQ(s.results().at({"Vxlan", "vx100"}).at, "2026-01-01T00:02:00Z");
+  s.setResult({{"Vxlan", "vx100"}, "failed", "ENOMEM", "2026-01-01T00:03:00Z"});
+  EXPECT_EQ(s.results().at({"Vxlan", "vx100"}).at, "2026-01-01T00:03:00Z");
+}
+
+TEST_F(StateStoreTest, ClearingAnEmptyJournalWritesNothing) {
+  {
+    auto s = openOk();
+    ASSERT_TRUE(s.journalIntent({entry(s, "delete", "vx1")}));
+    ASSERT_TRUE(s.clearJournal().has_value());
+  }
+  ASSERT_EQ(fs::file_size(dir_ / "journal.jsonl"), 0u);
+  const int in = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(::inotify_add_watch(in, (dir_ / "journal.jsonl").c_str(), IN_MODIFY | IN_ATTRIB), 0);
+  auto s = openOk();
+  ASSERT_TRUE(s.clearJournal().has_value());
+  char buf[4096];
+  // inotify events are queued by the syscall that causes them: none now means none at all.
+  const ssize_t n = ::read(in, buf, sizeof buf);
+  const int err = errno;
+  ::close(in);
+  EXPECT_EQ(n, -1) << "the empty journal was truncated or synced again";
+  EXPECT_EQ(err, EAGAIN);
+}
+
+TEST_F(StateStoreTest, MissingStateFileBesideItsBackupIsAnErrorNotAnEmptyStore) {
+  validStateText();
+  {
+    auto s = openOk();
+    s.setOwned({{"Bridge", "br0"}, "net", std::nullopt, Json::object(), ""});
+    ASSERT_TRUE(s.commit().has_value());
+  }
+  ASSERT_TRUE(fs::exists(dir_ / "state.json.bak"));
+  fs::remove(dir_ / "state.json");
+  for (auto open : {&Store::open, &Store::openReadOnly}) {
+    auto s = open(dir_);
+    ASSERT_FALSE(s.has_value()) << "a lost state.json was read as \"owns nothing\"";
+    const std::string msg = s.error().str();
+    EXPECT_NE(
+        msg.find("state file " + (dir_ / "state.json").string() + " is missing but its backup " +
+                 (dir_ / "state.json.bak").string() + " exists; it was not treated as empty"),
+        std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("cp -p " + (dir_ / "state.json.bak").string() + " " +
+                       (dir_ / "state.json").string()),
+              std::string::npos)
+        << msg;
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "state.json")) << "nothing is restored behind the user's back";
+}
+
+TEST_F(StateStoreTest, ReadOnlyOpenCreatesNothingAndWritesNothing) {
+  {
+    auto s = Store::openReadOnly(dir_);
+    ASSERT_TRUE(s.has_value()) << s.error().str();
+    EXPECT_TRUE(s->readOnly());
+    EXPECT_TRUE(s->owned().empty());
+    EXPECT_TRUE(s->results().empty());
+    EXPECT_FALSE(fs::exists(dir_)) << "a command that only reads created the state dir";
+    s->setResult({{"Vxlan", "vx1"}, "created", "", ""});
+    auto c = s->commit();
+    ASSERT_FALSE(c.has_value());
+    EXPECT_EQ(c.error().message,
+              "the state store " + dir_.string() + " was opened read-only; nothing was written");
+    EXPECT_FALSE(s->journalIntent({entry(*s, "create", "vx1")}).has_value());
+    EXPECT_FALSE(s->clearJournal().has_value());
+    EXPECT_FALSE(fs::exists(dir_));
+  }
+  const std::string text = validStateText();
+  auto s = Store::openReadOnly(dir_);
+  ASSERT_TRUE(s.has_value()) << s.error().str();
+  EXPECT_TRUE(s->owns({"Vxlan", "vx100"}));
+  s->forget({"Vxlan", "vx100"});
+  EXPECT_FALSE(s->commit().has_value());
+  EXPECT_EQ(readText(dir_ / "state.json"), text);
+
+  writeText(base_ / "file", "x");
+  auto f = Store::openReadOnly(base_ / "file");
+  ASSERT_FALSE(f.has_value());
+  EXPECT_NE(f.error().message.find("is not a directory"), std::string::npos) << f.error().str();
+}
+
 TEST_F(StateStoreTest, CorruptFileIsAnErrorNotAnEmptyStore) {
   validStateText();
   expectCorrupt("this is not json {", "not valid JSON");
@@ -213,10 +324,6 @@ TEST_F(StateStoreTest, StateDirectoryThatIsAFileIsAnError) {
   auto s = Store::open(base_ / "file");
   ASSERT_FALSE(s.has_value());
   EXPECT_NE(s.error().message.find("is not a directory"), std::string::npos) << s.error().str();
-}
-
-JournalEntry entry(Store& s, std::string action, std::string name, Json undo = Json::object()) {
-  return {s.nextSeq(), std::move(action), {"Vxlan", std::move(name)}, "net", std::move(undo)};
 }
 
 TEST_F(StateStoreTest, JournalIntentAndDoneAreReadBackAsPending) {
@@ -421,6 +528,31 @@ TEST_F(StateStoreTest, LockWaitSucceedsOnceTheHolderIsReleasedByAnotherThread) {
   ASSERT_TRUE(second.has_value()) << second.error().str();
   EXPECT_EQ(seenPid, ::getpid());
   EXPECT_EQ(slurp(dir_ / "lock"), std::to_string(::getpid()) + "\n");
+}
+
+// Someone removes or replaces DIR/lock while a process waits on it: the waiter's flock then lands
+// on a file nobody else can open, and a third process would lock the new file at the same time.
+TEST_F(StateStoreTest, ALockFileRemovedWhileWaitingIsLockedAgainWhereItNowIs) {
+  for (const bool replace : {false, true}) {
+    SCOPED_TRACE(replace ? "replaced" : "removed");
+    auto first = Lock::acquire(dir_, std::nullopt);
+    ASSERT_TRUE(first.has_value()) << first.error().str();
+    std::optional<Lock> holder(std::move(*first));
+    auto second = Lock::acquire(dir_, 60s, [&](long) {
+      // Called once the waiter holds its descriptor and found the lock busy.
+      if (replace) {
+        writeText(base_ / "new-lock", "");
+        ASSERT_EQ(::rename((base_ / "new-lock").c_str(), (dir_ / "lock").c_str()), 0);
+      } else {
+        ASSERT_EQ(::unlink((dir_ / "lock").c_str()), 0);
+      }
+      holder.reset();
+    });
+    ASSERT_TRUE(second.has_value()) << second.error().str();
+    auto third = Lock::acquire(dir_, std::nullopt);
+    EXPECT_FALSE(third.has_value()) << "two processes hold the state lock at once";
+    EXPECT_EQ(readText(dir_ / "lock"), std::to_string(::getpid()) + "\n");
+  }
 }
 
 TEST_F(StateStoreTest, LockIsReleasedByItsDestructor) {
