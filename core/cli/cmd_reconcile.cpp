@@ -79,7 +79,7 @@ int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune) {
     plan.fingerprint = obs.fingerprint(owned);
   }
   if (ctx.json())
-    printJson(planToJson(plan));
+    printJson(savedPlanJson(plan));
   else
     std::cout << renderPlanText(plan);
   if (!plan.errors.empty()) return kError;

@@ -331,6 +331,11 @@ Json planToJson(const Plan& plan) {
               {"inSync", inSync},
               {"claim", claim},
               {"forget", forget}};
+  return out;
+}
+
+Json savedPlanJson(const Plan& plan) {
+  Json out = planToJson(plan);
   out["digest"] = planDigest(out);
   return out;
 }

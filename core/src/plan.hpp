@@ -62,10 +62,12 @@ Plan makePlan(const PlanInput& in);
 
 // `+ Bridge/br0 create`, `~ Bridge/br0 update mtu: 1500 -> 1400`, ... and a summary line.
 std::string renderPlanText(const Plan& plan);
-// Carries "digest", a hash over everything else in it: planFromJson refuses a plan whose content
-// was edited. (It detects edits; whoever recomputes it is stopped by the executor's ownership
-// check, not by the digest.)
 Json planToJson(const Plan& plan);
+// planToJson() plus "digest", a hash over everything else in it: what `--output json diff`
+// prints and `apply --plan` reads back. planFromJson refuses a plan whose content does not match
+// its digest. (It detects edits; whoever recomputes it is stopped by the executor's ownership
+// check, not by the digest.)
+Json savedPlanJson(const Plan& plan);
 std::string planDigest(const Json& plan);
 // {kind, message, text, resource?, field?, file?, line?, column?, hint?}
 Json errorToJson(const Error& e);

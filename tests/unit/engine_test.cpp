@@ -266,7 +266,7 @@ TEST_F(EngineTest, SavedPlanRoundTripsAndIsRefusedWhenTheHostChanged) {
   Observation obs = e.observe();
   Plan p = e.plan(d, obs, s, true);
   p.fingerprint = obs.fingerprint({});
-  auto back = planFromJson(Json::parse(planToJson(p).dump()));
+  auto back = planFromJson(Json::parse(savedPlanJson(p).dump()));
   ASSERT_TRUE(back) << back.error().str();
   EXPECT_EQ(renderPlanText(*back), renderPlanText(p));
 
@@ -341,7 +341,7 @@ TEST_F(EngineTest, AnEditedSavedPlanIsRefused) {
   Observation obs = e.observe();
   Plan p = e.plan(d, obs, s, true);
   p.fingerprint = obs.fingerprint({});
-  Json j = planToJson(p);
+  Json j = savedPlanJson(p);
   ASSERT_TRUE(planFromJson(j));
 
   // Any edit of a step is detected by the digest.
