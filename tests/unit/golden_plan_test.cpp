@@ -1,8 +1,7 @@
 // Golden plan cases: tests/fixtures/golden/<case>/{desired.yaml, observed.json, owned.txt?,
-// plan.txt}. An observed entry with kind "" is a name taken by something of no managed kind.
-// Desired state goes through the real net plugin's schema, validation and normalisation; the
-// observation is read from the file (normalised the same way), so the whole diff/plan path is
-// checked without a kernel. To add a case, add a directory.
+// plan.txt}. Desired state goes through the real net plugin's schema, validation and
+// normalisation; the observation is read from the file (normalised the same way), so the whole
+// diff/plan path is checked without a kernel. To add a case, add a directory.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -46,7 +45,8 @@ TEST_P(GoldenPlan, MatchesTheExpectedPlan) {
 
   Observation obs;
   for (const auto& o : Json::parse(slurp(dir / "observed.json"))) {
-    if (o.at("kind") == "") {  // a name taken by an interface of no managed kind (lo, a veth)
+    // An entry of kind "" is a name taken by an interface of no managed kind (lo, a veth).
+    if (o.at("kind") == "") {
       obs.taken["net"][o.at("name")] = o.at("spec").at("type");
       continue;
     }
