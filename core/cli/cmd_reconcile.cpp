@@ -81,7 +81,7 @@ int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune) {
     plan.fingerprint = obs.fingerprint(owned);
   }
   if (ctx.json())
-    printJson(planToJson(plan));
+    printJson(savedPlanJson(plan));
   else
     std::cout << renderPlanText(plan);
   if (!plan.errors.empty()) return kError;
@@ -105,7 +105,7 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
   }
   std::set<std::string> printed;
   StepCallback print = [&](const PlanEntry& e, const StepResult& r) {
-    if (ctx.json()) return;
+    if (ctx.json() || r.outcome == StepOutcome::kCancelled) return;  // summed up at the end
     if (r.outcome == StepOutcome::kOk)
       std::cout << printable(e.change.id.str()) << " " << pastTense(e.change.action) << "\n";
     else
@@ -128,8 +128,16 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
           ctx, {fail(ErrorKind::kInvalidInput, planFile + ": not JSON: " + e.what()).error()}, "");
     }
     auto plan = planFromJson(j);
-    if (!plan) return reportErrors(ctx, {plan.error()}, "nothing was applied");
-    auto r = (*engine)->applySaved(*plan, *store, print);
+    if (!plan) {
+      Error e = plan.error();
+      e.message = planFile + ": " + e.message;
+      return reportErrors(ctx, {e}, "nothing was applied");
+    }
+    if (auto errs = (*engine)->checkSaved(*plan, planFile); !errs.empty())
+      return reportErrors(
+          ctx, errs,
+          fmt::format("{} error(s) in the saved plan: nothing was applied", errs.size()));
+    auto r = (*engine)->applySaved(*plan, *store, print, planFile);
     if (!r) return reportErrors(ctx, {r.error()}, "");
     report = std::move(*r);
   } else {

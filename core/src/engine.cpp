@@ -1,5 +1,6 @@
 #include "engine.hpp"
 
+#include <fmt/format.h>
 #include <fnmatch.h>
 #include <signal.h>
 
@@ -31,6 +32,7 @@ namespace {
 // Counts step outcomes into `report`; failed and skipped resources go into `gaveUp`.
 void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>& results,
            std::set<ResourceId>& gaveUp) {
+  std::size_t cancelled = 0;
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
     if (r.outcome == StepOutcome::kOk) {
@@ -48,11 +50,25 @@ void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>&
           ++report.deleted;
           break;
       }
+    } else if (r.outcome == StepOutcome::kCancelled) {
+      ++cancelled;
+      ++report.skipped;
+      gaveUp.insert(plan.entries[i].change.id);
     } else if (r.outcome != StepOutcome::kPending) {
       ++(r.outcome == StepOutcome::kSkipped ? report.skipped : report.failed);
       report.errors.push_back(r.error);
       gaveUp.insert(plan.entries[i].change.id);
     }
+  }
+  if (cancelled) {  // one line for all of them, not one per step
+    Error e;
+    e.kind = ErrorKind::kTerminal;
+    e.message = fmt::format(
+        "apply stopped: the host denied permission, so the other {} step(s) were not tried",
+        cancelled);
+    e.hint = "nodeplane needs CAP_NET_ADMIN: run it as root";
+    report.errors.push_back(std::move(e));
+    report.stopped = true;
   }
 }
 
@@ -178,6 +194,12 @@ Observation Engine::observe(const std::set<std::string>& only) {
     }
     obs.kinds.insert(kinds.begin(), kinds.end());
     for (auto& o : *objs) {
+      if (o.id.kind.empty()) {  // a name taken by something that is none of its kinds
+        const auto t = o.spec.is_object() ? o.spec.find("type") : o.spec.end();
+        obs.taken[p->name()][o.id.name] =
+            t != o.spec.end() && t->is_string() ? t->get<std::string>() : "object";
+        continue;
+      }
       if (!obs.kinds.count(o.id.kind)) continue;  // a kind that was not asked for
       if (auto n = p->normalize(o.id.kind, o.spec)) o.spec = std::move(*n);
       obs.objects[o.id] = std::move(o);
@@ -205,7 +227,10 @@ Plan Engine::plan(const Desired& desired, const Observation& observed, const sta
                  return p ? p->name() : std::string();
                },
                prune};
-  return makePlan(in);
+  Plan p = makePlan(in);
+  auto unserved = unservedOwned(store);
+  p.errors.insert(p.errors.end(), unserved.begin(), unserved.end());
+  return p;
 }
 
 std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
@@ -238,6 +263,16 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
     return v ? std::atol(v) : -1L;
   }();
 
+  // Ownership is checked again when the steps run, against the host as it is now and the store
+  // as it is now (claims recorded), whatever made the plan. Snapshots: steps run in parallel.
+  std::set<std::string> kinds;
+  std::map<ResourceId, bool> recorded;
+  for (const auto& e : plan.entries) {
+    kinds.insert(e.change.id.kind);
+    recorded[e.change.id] = store.owns(e.change.id);
+  }
+  const Observation now = observe(kinds);
+
   ExecutorHooks hooks;
   hooks.maxParallel = [&](const std::string& name) {
     for (const auto& p : plugins_.plugins())
@@ -249,6 +284,13 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
     if (!p || p->name() != e.plugin)
       return fail(ErrorKind::kTerminal,
                   "no loaded plugin " + e.plugin + " serves kind " + e.change.id.kind);
+    const auto obj = now.objects.find(e.change.id);
+    const auto failed = now.failed.find(e.change.id.kind);
+    const auto check = checkOwnership(e, recorded.at(e.change.id),
+                                      obj == now.objects.end() ? nullptr : &obj->second,
+                                      failed == now.failed.end() ? nullptr : &failed->second);
+    if (check.verdict == OwnershipCheck::kRefuse) return std::unexpected(check.error);
+    if (check.verdict == OwnershipCheck::kAlreadyGone) return {};
     auto r = p->apply(e.change);
     if (crashAfter >= 0 && static_cast<long>(++stepsRun_) >= crashAfter) ::raise(SIGKILL);
     return r;
@@ -274,7 +316,7 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
         store.setResult({e.change.id, outcome, describeFields(e.change.fields), at});
       }
     } else {
-      store.setResult({e.change.id, r.outcome == StepOutcome::kSkipped ? "skipped" : "failed",
+      store.setResult({e.change.id, r.outcome == StepOutcome::kFailed ? "failed" : "skipped",
                        r.error.message, at});
     }
     if (onStep) onStep(e, r);
@@ -318,6 +360,7 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
   constexpr int kRounds = 3;
   for (int round = 0; round < kRounds && plan.hasChanges(); ++round) {
     tally(report, plan, execute(plan, store, onStep), gaveUp);
+    if (report.stopped) break;
     // Verify: observe again; what still differs (and did not fail) gets another round.
     obs = observe();
     Plan next = this->plan(desired, obs, store, prune);
@@ -356,8 +399,91 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
   return report;
 }
 
+std::vector<Error> Engine::checkSaved(const Plan& saved, const std::string& file) const {
+  std::vector<Error> out;
+  std::set<ResourceId> seen;
+  for (std::size_t i = 0; i < saved.entries.size(); ++i) {
+    const PlanEntry& e = saved.entries[i];
+    Resource r;
+    r.id = e.change.id;
+    r.where.file = file;
+    auto bad = [&](std::string field, std::string message) {
+      out.push_back(r.error(ErrorKind::kInvalidInput, std::move(field),
+                            "changes[" + std::to_string(i) + "]: " + message));
+    };
+    if (!seen.insert(r.id).second) {
+      bad("", "a second step for the same resource");
+      continue;
+    }
+    PluginHandle* plugin = plugins_.forKind(r.id.kind);
+    if (!plugin) {
+      bad("kind", "unknown kind \"" + r.id.kind + "\" (no loaded plugin serves it)");
+      continue;
+    }
+    if (plugin->name() != e.plugin) {
+      bad("plugin", "kind " + r.id.kind + " is served by plugin " + plugin->name() + ", not \"" +
+                        e.plugin + "\"");
+      continue;
+    }
+    if (e.change.action == Action::kDelete) continue;  // nothing desired to check
+    if (!e.change.desired.is_object()) {
+      bad("spec", "the desired spec is not a mapping");
+      continue;
+    }
+    // The same checks as for a desired-state file: schema, then the plugin's own rules.
+    r.spec = e.change.desired;
+    auto errs = validateAgainstSchema(r, *plugin->schema(r.id.kind));
+    if (errs.empty()) errs = plugin->validate(r);
+    for (auto& err : errs) {
+      if (err.where.empty()) err.where = r.where;
+      err.message = "changes[" + std::to_string(i) + "]: " + err.message;
+      out.push_back(std::move(err));
+    }
+  }
+  return out;
+}
+
+std::vector<Error> Engine::unservedOwned(const state::Store& store) const {
+  std::map<std::string, std::vector<const state::OwnedObject*>> byKind;
+  for (const auto& [id, o] : store.owned())
+    if (!plugins_.forKind(id.kind)) byKind[id.kind].push_back(&o);
+  std::vector<Error> out;
+  for (const auto& [kind, objects] : byKind) {
+    std::string names, plugin;
+    for (std::size_t i = 0; i < objects.size(); ++i) {
+      if (i == 3) {
+        names += fmt::format(" and {} more", objects.size() - 3);
+        break;
+      }
+      names += (i ? ", " : "") + objects[i]->id.str();
+      if (plugin.empty()) plugin = objects[i]->plugin;
+    }
+    // The library the store says served it; refused, or not there.
+    const std::string lib = "libnodeplane-" + plugin + ".so";
+    std::string why;
+    for (const auto& ref : plugins_.refused())
+      if (plugin.empty() || ref.file.filename() == lib)
+        why += (why.empty() ? "" : "; ") + ref.file.filename().string() +
+               " was refused: " + ref.reason;
+    if (why.empty())
+      why = plugin.empty() ? "no plugin for it is in the plugin directory"
+                           : lib + " is not in the plugin directory";
+    why = "no loaded plugin serves kind " + kind + " (" + why + ")";
+    Error e;
+    e.kind = ErrorKind::kTerminal;
+    e.resource = kind;
+    e.message = fmt::format("nodeplane owns {} object(s) of this kind ({}) but {}", objects.size(),
+                            names, why);
+    e.hint = "install or fix the plugin; nothing of this kind is changed or pruned until then";
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 Result<ApplyReport> Engine::applySaved(const Plan& saved, state::Store& store,
-                                       const StepCallback& onStep) {
+                                       const StepCallback& onStep, const std::string& file) {
+  if (auto errs = checkSaved(saved, file); !errs.empty()) return std::unexpected(errs.front());
+  if (auto errs = unservedOwned(store); !errs.empty()) return std::unexpected(errs.front());
   Observation obs = observe();
   const auto now = obs.fingerprint(ownedIds(store));
   if (now != saved.fingerprint)
@@ -365,6 +491,17 @@ Result<ApplyReport> Engine::applySaved(const Plan& saved, state::Store& store,
                 "the host changed since this plan was made (fingerprint " + saved.fingerprint +
                     ", now " + now + "); nothing was applied",
                 {}, "run `nodeplane diff` again and review the new plan");
+  // What the plan records without a step must match the host too.
+  for (const auto& id : saved.claim)
+    if (auto it = obs.objects.find(id); it == obs.objects.end() || !it->second.marked)
+      return fail(ErrorKind::kConflict,
+                  "the plan claims " + id.str() +
+                      ", which does not carry nodeplane's mark; nothing was applied");
+  for (const auto& id : saved.forget)
+    if (obs.objects.count(id) || !store.owns(id))
+      return fail(ErrorKind::kConflict, "the plan forgets " + id.str() +
+                                            ", which is not an owned object gone from the host; "
+                                            "nothing was applied");
   ApplyReport report;
   report.plan = saved;
   record(saved, store, true);

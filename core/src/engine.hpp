@@ -42,6 +42,7 @@ struct ApplyReport {
   Plan plan;                  // the plan of the first round (what `diff` would have shown)
   std::vector<Error> errors;  // plan errors, failed steps, resources that did not converge
   std::size_t created = 0, updated = 0, replaced = 0, deleted = 0, failed = 0, skipped = 0;
+  bool stopped = false;  // at a permission failure: the rest was not tried
   bool ok() const { return errors.empty(); }
 };
 
@@ -69,9 +70,18 @@ class Engine {
   ApplyReport converge(const Desired& desired, state::Store& store, bool prune,
                        const StepCallback& onStep);
 
-  // Executes a saved plan once, if the host still has the fingerprint it was made against.
-  Result<ApplyReport> applySaved(const Plan& saved, state::Store& store,
-                                 const StepCallback& onStep);
+  // Every problem of a saved plan (read from `file`), checked as a desired-state file is:
+  // known kind and plugin, schema and the plugin's own validation of every desired spec, one
+  // step per resource.
+  std::vector<Error> checkSaved(const Plan& saved, const std::string& file) const;
+  // One error per kind that the state store owns objects of but no loaded plugin serves (missing
+  // or refused library): nothing of that kind can be observed, changed or pruned.
+  std::vector<Error> unservedOwned(const state::Store& store) const;
+
+  // Executes a saved plan once, if it passes checkSaved() and the host still has the fingerprint
+  // it was made against.
+  Result<ApplyReport> applySaved(const Plan& saved, state::Store& store, const StepCallback& onStep,
+                                 const std::string& file = "plan");
 
   // Finishes what an interrupted apply left in the journal: steps done or visibly done on the
   // host (object present and marked) are recorded as owned, vanished deletes are forgotten.

@@ -1,7 +1,9 @@
 #include "executor.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -11,10 +13,17 @@
 namespace nodeplane {
 namespace {
 
+void cancel(StepResult& r, const PlanEntry& e) {
+  r.outcome = StepOutcome::kCancelled;
+  r.error.kind = ErrorKind::kTerminal;
+  r.error.resource = e.change.id.str();
+  r.error.message = "not tried: the apply stopped at the first permission failure";
+}
+
 class Run {
  public:
-  Run(const Plan& plan, const ExecutorHooks& hooks, std::vector<std::size_t> steps)
-      : plan_(plan), hooks_(hooks), steps_(std::move(steps)) {}
+  Run(const Plan& plan, const ExecutorHooks& hooks, std::vector<std::size_t> steps, bool& stopped)
+      : plan_(plan), hooks_(hooks), steps_(std::move(steps)), stopped_(stopped) {}
 
   void execute(std::vector<StepResult>& results) {
     results_ = &results;
@@ -68,6 +77,17 @@ class Run {
         cv_.notify_all();
         return;
       }
+      if (stopped_) {  // no new step starts; those running finish on their own
+        for (std::size_t i : steps_)
+          if (auto& r = (*results_)[i]; r.outcome == StepOutcome::kPending && !running_.count(i)) {
+            cancel(r, plan_.entries[i]);
+            --left_;
+            if (hooks_.onStep) hooks_.onStep(i, r);
+          }
+        if (left_ == 0) continue;
+        cv_.wait(lock);
+        continue;
+      }
       auto next = pick();
       if (!next) {
         if (left_ == 0) continue;
@@ -95,10 +115,13 @@ class Run {
       auto& r = (*results_)[i];
       if (done) {
         r.outcome = StepOutcome::kOk;
+      } else if (stopped_ && isPermissionDenied(done.error())) {
+        cancel(r, e);  // the same refusal again: said once already
       } else {
         r.outcome = StepOutcome::kFailed;
         r.error = done.error();
         if (r.error.resource.empty()) r.error.resource = e.change.id.str();
+        if (isPermissionDenied(r.error)) stopped_ = true;
       }
       --left_;
       if (hooks_.onStep) hooks_.onStep(i, r);
@@ -115,18 +138,79 @@ class Run {
   std::set<std::size_t> running_;
   std::map<std::string, unsigned> busy_;
   std::size_t left_ = steps_.size();
+  bool& stopped_;  // shared by the phases of one plan
 };
 
 }  // namespace
+
+OwnershipCheck checkOwnership(const PlanEntry& step, bool recordedOwned, const ObservedObject* now,
+                              const Error* observeFailed) {
+  const Change& c = step.change;
+  OwnershipCheck out;
+  auto refuse = [&](std::string why, std::string hint) {
+    out.verdict = OwnershipCheck::kRefuse;
+    out.error.kind = ErrorKind::kConflict;
+    out.error.resource = c.id.str();
+    out.error.message =
+        std::string("refused to ") + toString(c.action) + " it: " + why + "; nothing was changed";
+    out.error.hint = std::move(hint);
+    return out;
+  };
+  if (observeFailed) {
+    if (c.action == Action::kCreate) return out;  // the plugin refuses a name already taken
+    return refuse("its ownership cannot be checked (" + observeFailed->message + ")",
+                  "a later pass retries");
+  }
+  if (c.action == Action::kCreate) {
+    if (now) return refuse("it already exists", "run `nodeplane diff` again");
+    return out;
+  }
+  if (!now) {
+    if (c.action == Action::kDelete && recordedOwned) {  // ours, and already gone
+      out.verdict = OwnershipCheck::kAlreadyGone;
+      return out;
+    }
+    if (c.action == Action::kDelete)  // whatever has that name now is not ours
+      return refuse(
+          "nodeplane does not own it (not recorded in the state store, not on the "
+          "host as a " +
+              c.id.kind + ")",
+          "nodeplane changes only what it created or adopted");
+    return refuse("it is not on the host as a " + c.id.kind, "run `nodeplane diff` again");
+  }
+  if (c.adopt && c.action != Action::kDelete) {
+    const auto adopt = c.desired.is_object() ? c.desired.find("adopt") : c.desired.end();
+    if (adopt == c.desired.end() || *adopt != true)
+      return refuse("adopting needs `adopt: true` in its desired spec",
+                    "set `adopt: true` in its spec to let nodeplane take it over");
+    return out;
+  }
+  if (!recordedOwned || !now->marked)
+    return refuse(std::string("nodeplane does not own it (") +
+                      (!recordedOwned && !now->marked ? "not recorded in the state store, no mark"
+                       : !recordedOwned               ? "not recorded in the state store"
+                                                      : "it does not carry nodeplane's mark") +
+                      ")",
+                  "nodeplane changes only what it created or adopted");
+  return out;
+}
 
 std::vector<StepResult> executePlan(const Plan& plan, const ExecutorHooks& hooks) {
   std::vector<StepResult> results(plan.entries.size());
   std::vector<std::size_t> deletes, rest;
   for (std::size_t i = 0; i < plan.entries.size(); ++i)
     (plan.entries[i].change.action == Action::kDelete ? deletes : rest).push_back(i);
-  Run(plan, hooks, deletes).execute(results);
-  Run(plan, hooks, rest).execute(results);
+  bool stopped = false;
+  Run(plan, hooks, deletes, stopped).execute(results);
+  Run(plan, hooks, rest, stopped).execute(results);
   return results;
+}
+
+bool isPermissionDenied(const Error& e) {
+  if (e.kind == ErrorKind::kConflict || e.kind == ErrorKind::kInvalidInput) return false;
+  for (int err : {EPERM, EACCES})
+    if (e.message.find(std::strerror(err)) != std::string::npos) return true;
+  return false;
 }
 
 }  // namespace nodeplane

@@ -12,7 +12,8 @@
 
 namespace nodeplane {
 
-enum class StepOutcome { kPending, kOk, kFailed, kSkipped };
+// kCancelled: not tried because the run stopped at a permission failure (see executePlan).
+enum class StepOutcome { kPending, kOk, kFailed, kSkipped, kCancelled };
 
 struct StepResult {
   StepOutcome outcome = StepOutcome::kPending;
@@ -26,6 +27,26 @@ struct ExecutorHooks {
   std::function<void(std::size_t index, const StepResult&)> onStep;
 };
 
+// The first step that fails because the host denied permission (isPermissionDenied) stops the
+// run: steps not started yet, and steps that fail the same way meanwhile, end kCancelled. Trying
+// each one would only repeat the same refusal.
 std::vector<StepResult> executePlan(const Plan& plan, const ExecutorHooks& hooks);
+
+// The host refused for lack of privilege: EPERM or EACCES in the message.
+bool isPermissionDenied(const Error& e);
+
+// The last line of defence, whatever planned the step (the planner, a saved plan, a journal):
+// a delete, replace or update acts only on an object nodeplane owns when the step runs, that is
+// recorded in the state store AND carrying nodeplane's mark as observed just before the steps
+// run. Adopting (an update or replace with `adopt`) needs `adopt: true` in the desired spec.
+// A create must not find the object there already.
+struct OwnershipCheck {
+  enum Verdict { kRun, kRefuse, kAlreadyGone } verdict = kRun;
+  Error error;  // kRefuse: why
+};
+// `now`: the object as observed (null when absent); `observeFailed`: why its kind could not be
+// observed (null when it was).
+OwnershipCheck checkOwnership(const PlanEntry& step, bool recordedOwned, const ObservedObject* now,
+                              const Error* observeFailed);
 
 }  // namespace nodeplane

@@ -40,6 +40,9 @@ const char* marker(Action a) {
 }  // namespace
 
 static const std::vector<FieldSchema> kNoFields;
+static constexpr const char* lostMark =
+    "recorded as owned in the state store, but the object no longer carries nodeplane's mark "
+    "(changed or re-created by hand?), so nodeplane leaves it alone";
 
 std::string Observation::fingerprint(const std::set<ResourceId>& owned) const {
   std::uint64_t h = fnv1a("nodeplane-observation-v1");
@@ -56,6 +59,44 @@ std::size_t Plan::count(Action a) const {
   return std::count_if(entries.begin(), entries.end(),
                        [a](const PlanEntry& e) { return e.change.action == a; });
 }
+
+namespace {
+
+// A create of `id` would collide with something of the same name in its plugin's name space
+// that nodeplane does not own (or owns and keeps): `lo`, a veth, a Tap where a Bridge is wanted.
+std::optional<Error> nameTaken(const PlanInput& in, const ResourceId& id,
+                               const std::set<ResourceId>& desiredIds) {
+  const std::string plugin = in.pluginOf(id.kind);
+  Error e;
+  e.kind = ErrorKind::kConflict;
+  e.resource = id.str();
+  e.message = "exists, not managed by nodeplane";
+  if (auto p = in.observed.taken.find(plugin); p != in.observed.taken.end())
+    if (auto t = p->second.find(id.name); t != p->second.end()) {
+      e.message += " (a " + t->second + " interface, not a " + id.kind + ")";
+      e.hint = "pick another name; it cannot be adopted as a " + id.kind;
+      return e;
+    }
+  for (const auto& kind : in.observed.kinds) {
+    if (kind == id.kind || in.pluginOf(kind) != plugin) continue;
+    const ResourceId other{kind, id.name};
+    auto o = in.observed.objects.find(other);
+    if (o == in.observed.objects.end()) continue;
+    if (o->second.marked) {
+      if (in.prune && !desiredIds.count(other)) continue;  // ours, and deleted first
+      e.message = "the name is taken by " + other.str() + ", which nodeplane keeps";
+      e.hint = desiredIds.count(other) ? "give one of them another name"
+                                       : "pick another name, or let it be pruned (no --no-prune)";
+      return e;
+    }
+    e.message += " (a " + kind + ", not a " + id.kind + ")";
+    e.hint = "pick another name; it cannot be adopted as a " + id.kind;
+    return e;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 Plan makePlan(const PlanInput& in) {
   Plan plan;
@@ -78,16 +119,29 @@ Plan makePlan(const PlanInput& in) {
     PlanEntry entry;
     auto obs = in.observed.objects.find(r.id);
     if (obs == in.observed.objects.end()) {
-      entry.change.action = Action::kCreate;
-    } else {
-      const bool owned = in.owned.count(r.id) != 0 || obs->second.marked;
-      const bool adopt = r.spec.value("adopt", false);
-      if (!owned && !adopt) {
-        plan.errors.push_back(r.error(
-            ErrorKind::kConflict, "", "exists, not managed by nodeplane",
-            "set `adopt: true` in its spec to let nodeplane take it over, or pick another name"));
+      if (auto taken = nameTaken(in, r.id, desiredIds)) {
+        plan.errors.push_back(std::move(*taken));
+        plan.errors.back().where = r.where;
         continue;
       }
+      entry.change.action = Action::kCreate;
+    } else {
+      // Ours = carries the mark (a marked object missing from the state store is claimed
+      // first, so the store records it before any step acts on it). A record without the mark
+      // is not enough: the object may have been replaced by hand.
+      const bool owned = obs->second.marked;
+      const bool adopt = r.spec.value("adopt", false);
+      if (!owned && !adopt) {
+        plan.errors.push_back(
+            in.owned.count(r.id)
+                ? r.error(ErrorKind::kConflict, "", lostMark,
+                          "set `adopt: true` in its spec to manage it again, or remove it")
+                : r.error(ErrorKind::kConflict, "", "exists, not managed by nodeplane",
+                          "set `adopt: true` in its spec to let nodeplane take it over, or pick "
+                          "another name"));
+        continue;
+      }
+      if (owned && in.owned.count(r.id) == 0) plan.claim.push_back(r.id);
       entry.change.fields = diffSpec(r.spec, obs->second.spec, ks ? ks->spec : kNoFields);
       entry.change.adopt = !owned;
       const bool replace = std::any_of(entry.change.fields.begin(), entry.change.fields.end(),
@@ -98,7 +152,6 @@ Plan makePlan(const PlanInput& in) {
         entry.change.action = Action::kUpdate;
       } else {  // in sync: the common case of a daemon pass, so nothing is copied
         plan.inSync.push_back(r.id);
-        if (obs->second.marked && in.owned.count(r.id) == 0) plan.claim.push_back(r.id);
         continue;
       }
       entry.change.observed = obs->second.spec;
@@ -121,7 +174,18 @@ Plan makePlan(const PlanInput& in) {
   if (in.prune) {
     for (const auto& [id, o] : in.observed.objects) {
       if (desiredIds.count(id)) continue;
-      if (!(o.marked || in.owned.count(id))) continue;
+      if (!o.marked) {
+        if (in.owned.count(id)) {
+          Error e;
+          e.kind = ErrorKind::kConflict;
+          e.resource = id.str();
+          e.message = std::string(lostMark) + "; not deleted";
+          e.hint = "remove it by hand if it should go";
+          plan.errors.push_back(std::move(e));
+        }
+        continue;
+      }
+      if (in.owned.count(id) == 0) plan.claim.push_back(id);
       PlanEntry e;
       e.plugin = in.pluginOf(id.kind);
       e.change.action = Action::kDelete;
@@ -222,6 +286,12 @@ Json errorToJson(const Error& e) {
   return j;
 }
 
+std::string planDigest(const Json& plan) {
+  Json body = plan;
+  if (body.is_object()) body.erase("digest");
+  return fmt::format("{:016x}", fnv1a(body.dump(), fnv1a("nodeplane-plan-v1")));
+}
+
 Json planToJson(const Plan& plan) {
   Json changes = Json::array();
   for (const auto& e : plan.entries) {
@@ -248,21 +318,28 @@ Json planToJson(const Plan& plan) {
   for (const auto& id : plan.inSync) inSync.push_back(idJson(id));
   for (const auto& id : plan.claim) claim.push_back(idJson(id));
   for (const auto& id : plan.forget) forget.push_back(idJson(id));
-  return {{"apiVersion", std::string(kApiVersion)},
-          {"kind", "Plan"},
-          {"fingerprint", plan.fingerprint},
-          {"summary",
-           {{"create", plan.count(Action::kCreate)},
-            {"update", plan.count(Action::kUpdate)},
-            {"replace", plan.count(Action::kReplace)},
-            {"delete", plan.count(Action::kDelete)},
-            {"inSync", plan.inSync.size()},
-            {"errors", plan.errors.size()}}},
-          {"changes", changes},
-          {"errors", errors},
-          {"inSync", inSync},
-          {"claim", claim},
-          {"forget", forget}};
+  Json out = {{"apiVersion", std::string(kApiVersion)},
+              {"kind", "Plan"},
+              {"fingerprint", plan.fingerprint},
+              {"summary",
+               {{"create", plan.count(Action::kCreate)},
+                {"update", plan.count(Action::kUpdate)},
+                {"replace", plan.count(Action::kReplace)},
+                {"delete", plan.count(Action::kDelete)},
+                {"inSync", plan.inSync.size()},
+                {"errors", plan.errors.size()}}},
+              {"changes", changes},
+              {"errors", errors},
+              {"inSync", inSync},
+              {"claim", claim},
+              {"forget", forget}};
+  return out;
+}
+
+Json savedPlanJson(const Plan& plan) {
+  Json out = planToJson(plan);
+  out["digest"] = planDigest(out);
+  return out;
 }
 
 Result<Plan> planFromJson(const Json& j) {
@@ -271,6 +348,13 @@ Result<Plan> planFromJson(const Json& j) {
       return fail(ErrorKind::kInvalidInput,
                   "not a nodeplane plan (expected apiVersion nodeplane.io/v1, kind Plan)", {},
                   "save one with `nodeplane --output json diff -f ... > plan.json`");
+    if (!j.contains("digest") || !j["digest"].is_string())
+      return fail(ErrorKind::kInvalidInput, "the plan has no digest, so edits cannot be detected",
+                  {}, "save it again with `nodeplane --output json diff -f ... > plan.json`");
+    if (j["digest"] != planDigest(j))
+      return fail(ErrorKind::kInvalidInput,
+                  "the plan was edited after it was made (its digest does not match its content)",
+                  {}, "review and save a new plan with `nodeplane --output json diff`");
     if (!j.at("errors").empty())
       return fail(ErrorKind::kInvalidInput, "the plan has errors; fix them and run diff again");
     Plan p;

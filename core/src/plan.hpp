@@ -19,6 +19,8 @@ struct Observation {
   std::map<ResourceId, ObservedObject> objects;
   std::set<std::string> kinds;          // kinds observed successfully
   std::map<std::string, Error> failed;  // kind -> why it could not be observed
+  // plugin -> name -> what has that name but is none of the plugin's kinds ("veth", "loopback")
+  std::map<std::string, std::map<std::string, std::string>> taken;
   // Stable hash of what was observed plus what the state store owns: a saved plan is only
   // applied to a host that still hashes the same.
   std::string fingerprint(const std::set<ResourceId>& owned) const;
@@ -61,6 +63,12 @@ Plan makePlan(const PlanInput& in);
 // `+ Bridge/br0 create`, `~ Bridge/br0 update mtu: 1500 -> 1400`, ... and a summary line.
 std::string renderPlanText(const Plan& plan);
 Json planToJson(const Plan& plan);
+// planToJson() plus "digest", a hash over everything else in it: what `--output json diff`
+// prints and `apply --plan` reads back. planFromJson refuses a plan whose content does not match
+// its digest. (It detects edits; whoever recomputes it is stopped by the executor's ownership
+// check, not by the digest.)
+Json savedPlanJson(const Plan& plan);
+std::string planDigest(const Json& plan);
 // {kind, message, text, resource?, field?, file?, line?, column?, hint?}
 Json errorToJson(const Error& e);
 Result<Plan> planFromJson(const Json& j);

@@ -1,5 +1,7 @@
 #include "net_plugin.hpp"
 
+#include <linux/if.h>
+
 #include <exception>
 
 #include "addr_text.hpp"
@@ -63,11 +65,22 @@ Result<std::vector<ObservedObject>> NetPlugin::observe(const std::vector<std::st
     auto links = dumpLinks(*nl_);  // one link dump + one address dump for every kind
     if (!links) return std::unexpected(netlinkFailure(links.error(), "listing network links"));
     std::vector<ObservedObject> out;
-    for (const LinkState& l : *links)
+    for (const LinkState& l : *links) {
+      bool matched = false;
       for (const auto& kind : kinds)
-        if (linkIsKind(l, kind))
+        if (linkIsKind(l, kind)) {
+          matched = true;
           out.push_back(ObservedObject{ResourceId{kind, l.name}, observedSpec(kind, l, *links),
                                        l.alias == kOwnerMark});
+        }
+      if (!matched)  // lo, a veth, a NIC...: the name is taken all the same
+        out.push_back(
+            ObservedObject{ResourceId{"", l.name},
+                           Json{{"type", !l.kind.empty()            ? l.kind
+                                         : (l.flags & IFF_LOOPBACK) ? std::string("loopback")
+                                                                    : std::string("device")}},
+                           l.alias == kOwnerMark});
+    }
     return out;
   });
 }

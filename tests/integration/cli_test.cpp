@@ -6,6 +6,7 @@
 
 #include "cli_util.hpp"
 #include "netns.hpp"
+#include "plan.hpp"
 #include "store.hpp"
 
 namespace nodeplane::testing {
@@ -308,6 +309,158 @@ TEST_F(Cli, SavedPlanAppliesOnlyToTheHostItWasMadeFor) {
   EXPECT_EQ(a2.code, 1);
   EXPECT_THAT(a2.err, HasSubstr("the host changed since this plan was made"));
   EXPECT_FALSE(linkExists("br-q"));
+}
+
+// A saved plan edited to delete a hand-made bridge and a veth: the digest refuses the edit, and
+// when the digest is recomputed too, the executor refuses each delete because nodeplane does not
+// own the links. Either way both links survive.
+TEST_F(Cli, AnEditedPlanNeverDeletesWhatNodeplaneDoesNotOwn) {
+  ASSERT_EQ(
+      sh("ip link add br-hand type bridge && ip link add veth-a type veth peer name veth-b").code,
+      0);
+  desired_.write("a.yaml", bridge("br-p", 1500));
+  auto d = np({"--output", "json", "diff", "-f", desired_.path()});
+  ASSERT_EQ(d.code, 2) << d.err;
+  auto plan = nlohmann::json::parse(d.out);
+  for (const char* name : {"br-hand", "veth-a"})
+    plan["changes"].push_back({{"action", "delete"},
+                               {"kind", "Bridge"},
+                               {"name", name},
+                               {"plugin", "net"},
+                               {"desired", nlohmann::json::object()},
+                               {"observed", nlohmann::json::object()},
+                               {"fields", nlohmann::json::array()},
+                               {"adopt", false},
+                               {"after", nlohmann::json::array()}});
+  desired_.write("edited.json", plan.dump());
+  auto edited = np({"apply", "--plan", (desired_ / "edited.json").string()});
+  EXPECT_EQ(edited.code, 1);
+  EXPECT_THAT(edited.err, HasSubstr("edited.json: the plan was edited after it was made (its "
+                                    "digest does not match its content)"));
+  EXPECT_FALSE(linkExists("br-p")) << "nothing of an edited plan is applied";
+
+  plan["digest"] = planDigest(plan);
+  desired_.write("forged.json", plan.dump());
+  auto forged = np({"apply", "--plan", (desired_ / "forged.json").string()});
+  EXPECT_EQ(forged.code, 1) << forged.out << forged.err;
+  EXPECT_THAT(forged.out,
+              HasSubstr("! Bridge/br-hand: refused to delete it: nodeplane does not own it (not "
+                        "recorded in the state store, no mark); nothing was changed"));
+  EXPECT_THAT(forged.out,
+              HasSubstr("! Bridge/veth-a: refused to delete it: nodeplane does not own it (not "
+                        "recorded in the state store, not on the host as a Bridge)"));
+  EXPECT_TRUE(linkExists("br-hand"));
+  EXPECT_TRUE(linkExists("veth-a"));
+  EXPECT_TRUE(linkExists("veth-b"));
+  EXPECT_TRUE(linkExists("br-p")) << "the genuine step of the plan still ran";
+}
+
+// A saved plan's specs are validated like a desired-state file.
+TEST_F(Cli, ASavedPlanIsValidatedLikeAFile) {
+  desired_.write("a.yaml", bridge("br-v", 1500));
+  auto d = np({"--output", "json", "diff", "-f", desired_.path()});
+  ASSERT_EQ(d.code, 2) << d.err;
+  auto plan = nlohmann::json::parse(d.out);
+  plan["changes"][0]["desired"]["mtu"] = 20;
+  plan["changes"][0]["name"] = "br%d";
+  plan["digest"] = planDigest(plan);
+  desired_.write("bad.json", plan.dump());
+  auto a = np({"apply", "--plan", (desired_ / "bad.json").string()});
+  EXPECT_EQ(a.code, 1);
+  EXPECT_THAT(a.err, HasSubstr("bad.json: Bridge/br%d spec.mtu: changes[0]: "));
+  EXPECT_THAT(a.err, HasSubstr("out of range 68..65535"));
+  EXPECT_THAT(a.err, HasSubstr("error(s) in the saved plan: nothing was applied"));
+  EXPECT_FALSE(linkExists("br-v"));
+  EXPECT_FALSE(linkExists("br0"));
+}
+
+// A name already taken by an interface nodeplane does not own is a conflict in `diff`, whatever
+// the interface is: lo, a veth, a link of another managed kind; never a create.
+TEST_F(Cli, ADesiredNameTakenByAnUnmanagedInterfaceIsAConflict) {
+  ASSERT_EQ(sh("ip link add veth-x type veth peer name veth-y && ip link add br-hand type bridge "
+               "&& ip tuntap add tap-hand mode tap")
+                .code,
+            0);
+  desired_.write("a.yaml",
+                 std::string(kHead) + "kind: Bridge\nmetadata: {name: lo}\n---\n" + kHead +
+                     "kind: Bridge\nmetadata: {name: veth-x}\nspec: {adopt: true}\n"
+                     "---\n" +
+                     kHead + "kind: Tap\nmetadata: {name: br-hand}\n---\n" + kHead +
+                     "kind: Bridge\nmetadata: {name: tap-hand}\n---\n" + bridge("br-free", 1500));
+  auto d = np({"diff", "-f", desired_.path()});
+  EXPECT_EQ(d.code, 1) << d.out << d.err;
+  EXPECT_THAT(d.out, HasSubstr("a.yaml:2:1: Bridge/lo: exists, not managed by nodeplane (a "
+                               "loopback interface, not a Bridge) (pick another name; it cannot "
+                               "be adopted as a Bridge)\n"));
+  EXPECT_THAT(d.out, HasSubstr("Bridge/veth-x: exists, not managed by nodeplane (a veth "
+                               "interface, not a Bridge)"));
+  EXPECT_THAT(d.out, HasSubstr("Tap/br-hand: exists, not managed by nodeplane (a Bridge, not a "
+                               "Tap)"));
+  EXPECT_THAT(d.out, HasSubstr("Bridge/tap-hand: exists, not managed by nodeplane (a Tap, not a "
+                               "Bridge)"));
+  EXPECT_THAT(d.out, HasSubstr("+ Bridge/br-free create\n"));
+  EXPECT_THAT(d.out, HasSubstr("Plan: 1 to create, 0 to update, 0 to replace, 0 to delete, 0 in "
+                               "sync, 4 error(s)."));
+
+  auto a = np({"apply", "-f", desired_.path()});
+  EXPECT_EQ(a.code, 1);
+  EXPECT_EQ(linkInfo("veth-x")["linkinfo"].value("info_kind", ""), "veth");
+  EXPECT_EQ(linkInfo("br-hand")["linkinfo"].value("info_kind", ""), "bridge");
+  EXPECT_EQ(linkInfo("tap-hand")["linkinfo"].value("info_kind", ""), "tun");
+  EXPECT_EQ(linkInfo("veth-x").value("ifalias", ""), "") << "nothing was marked";
+  EXPECT_TRUE(linkExists("br-free"));
+}
+
+// What the state store owns cannot be checked when its plugin is missing or refused: an error,
+// never "No changes", and nothing is pruned.
+TEST_F(Cli, OwnedObjectsOfAnUnservedKindAreAnError) {
+  desired_.write("a.yaml", bridge("br-o", 1500));
+  ASSERT_EQ(np({"apply", "-f", desired_.path()}).code, 0);
+  TempDir none, noPlugins, refused;
+  fs::copy_file(fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-net.so",
+                refused / "libnodeplane-net.so");
+  fs::permissions(refused / "libnodeplane-net.so", fs::perms::group_write, fs::perm_options::add);
+
+  auto d = np({"--plugin-dir", noPlugins.path(), "diff", "-f", none.path()});
+  EXPECT_EQ(d.code, 1) << d.out << d.err;
+  EXPECT_THAT(d.out, HasSubstr("! Bridge: nodeplane owns 1 object(s) of this kind (Bridge/br-o) "
+                               "but no loaded plugin serves kind Bridge (libnodeplane-net.so is "
+                               "not in the plugin directory)"));
+  EXPECT_THAT(d.out, Not(HasSubstr("No changes")));
+
+  auto r = np({"--plugin-dir", refused.path(), "diff", "-f", none.path()});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("no loaded plugin serves kind Bridge (libnodeplane-net.so was "
+                               "refused: "));
+
+  auto a = np({"--plugin-dir", noPlugins.path(), "apply", "-f", none.path()});
+  EXPECT_EQ(a.code, 1) << a.out << a.err;
+  EXPECT_THAT(a.out, HasSubstr("! Bridge: nodeplane owns 1 object(s)"));
+  EXPECT_TRUE(linkExists("br-o"));
+  EXPECT_EQ(np({"diff", "-f", desired_.path()}).code, 0) << "still owned";
+}
+
+// Without CAP_NET_ADMIN the first refusal stops the apply, with one clear message.
+TEST_F(Cli, WithoutCapNetAdminApplySaysSoOnce) {
+  desired_.write("a.yaml", bridge("br-1", 1500) + "---\n" + bridge("br-2", 1500) + "---\n" +
+                               bridge("br-3", 1500) + "---\n" + kHead +
+                               "kind: Tap\nmetadata: {name: tap-1}\n");
+  auto a = run({"/usr/bin/setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin", "--",
+                NODEPLANE_BINARY, "--state-dir", (state_ / "state").string(), "--config",
+                (config_ / "agent.yaml").string(), "apply", "-f", desired_.path()});
+  EXPECT_EQ(a.code, 1) << a.out << a.err;
+  const std::string all = a.out + a.err;
+  std::size_t refusals = 0;
+  for (auto at = all.find("not permitted"); at != std::string::npos;
+       at = all.find("not permitted", at + 1))
+    ++refusals;
+  EXPECT_EQ(refusals, 1u) << all;
+  EXPECT_THAT(a.out, HasSubstr("! apply stopped: the host denied permission, so the other 3 "
+                               "step(s) were not tried (nodeplane needs CAP_NET_ADMIN: run it as "
+                               "root)\n"));
+  EXPECT_THAT(a.out, HasSubstr("Apply incomplete: 0 created, 0 updated, 0 replaced, 0 deleted, 1 "
+                               "failed, 3 skipped"));
+  for (const char* l : {"br-1", "br-2", "br-3", "tap-1"}) EXPECT_FALSE(linkExists(l));
 }
 
 TEST_F(Cli, ExportIsAcceptedByApplyUnchanged) {

@@ -13,6 +13,7 @@
 
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -331,7 +332,8 @@ TEST(NetObserve, NeverMisreportsOtherLinkTypes) {
     auto all = p.observe({kind});
     EXPECT_TRUE(all.has_value());
     if (all)
-      for (auto& o : *all) out.insert(o.id.name);
+      for (auto& o : *all)
+        if (o.id.kind == kind) out.insert(o.id.name);
     return out;
   };
   // Other tests of this process may have left links of their own: look at ours only.
@@ -350,6 +352,20 @@ TEST(NetObserve, NeverMisreportsOtherLinkTypes) {
   ASSERT_TRUE(tap);
   EXPECT_FALSE(tap->marked);
   EXPECT_FALSE(p.observe({"Container"}).has_value());
+
+  // The names they hold are reported as taken (empty kind), with what holds them.
+  std::map<std::string, std::string> taken;
+  auto bridges = p.observe({"Bridge"});
+  ASSERT_TRUE(bridges);
+  for (const auto& o : *bridges)
+    if (o.id.kind.empty() && mine.count(o.id.name)) taken[o.id.name] = o.spec.value("type", "");
+  std::map<std::string, std::string> want = {{"lo", "loopback"},
+                                             {"veth-a", "veth"},
+                                             {"veth-b", "veth"},
+                                             {"tun-only", "tun"},
+                                             {"tap-hand", "tun"}};
+  if (dummy) want["dummy0"] = "dummy";
+  EXPECT_EQ(taken, want);
   if (!dummy) GTEST_LOG_(INFO) << "no dummy link type in this kernel; checked the others";
 }
 

@@ -15,6 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class EngineTest : public ::testing::Test {
  protected:
@@ -264,7 +265,7 @@ TEST_F(EngineTest, SavedPlanRoundTripsAndIsRefusedWhenTheHostChanged) {
   Observation obs = e.observe();
   Plan p = e.plan(d, obs, s, true);
   p.fingerprint = obs.fingerprint({});
-  auto back = planFromJson(Json::parse(planToJson(p).dump()));
+  auto back = planFromJson(Json::parse(savedPlanJson(p).dump()));
   ASSERT_TRUE(back) << back.error().str();
   EXPECT_EQ(renderPlanText(*back), renderPlanText(p));
 
@@ -273,6 +274,144 @@ TEST_F(EngineTest, SavedPlanRoundTripsAndIsRefusedWhenTheHostChanged) {
   auto r = e.applySaved(*back, s, {});
   ASSERT_FALSE(r);
   EXPECT_THAT(r.error().message, HasSubstr("the host changed since this plan was made"));
+}
+
+// A step for the executor, as a saved plan or a buggy planner could hand it over.
+PlanEntry step(Action action, const std::string& name, Json desired = Json::object()) {
+  PlanEntry e;
+  e.plugin = "widget";
+  e.change.action = action;
+  e.change.id = {"Widget", name};
+  e.change.desired = std::move(desired);
+  return e;
+}
+
+TEST_F(EngineTest, ExecutorRefusesEveryStepOnWhatItDoesNotOwnWhateverPlannedIt) {
+  auto& e = engine({{"existing",
+                     {{{"name", "foreign"}, {"spec", {{"size", 3}}}, {"marked", false}},
+                      {{"name", "handmarked"}, {"spec", {{"size", 3}}}, {"marked", true}},
+                      {{"name", "remade"}, {"spec", {{"size", 3}}}, {"marked", false}}}}});
+  auto s = store();
+  state::OwnedObject rec;  // recorded as ours, but the object lost the mark: not ours
+  rec.id = {"Widget", "remade"};
+  rec.plugin = "widget";
+  s.setOwned(rec);
+  auto adopt = step(Action::kUpdate, "remade", {{"size", 4}});
+  adopt.change.adopt = true;  // ...but the desired spec does not say `adopt: true`
+  Plan p;
+  p.entries = {step(Action::kDelete, "foreign"), step(Action::kUpdate, "foreign", {{"size", 4}}),
+               step(Action::kReplace, "foreign", {{"size", 5}}),
+               step(Action::kDelete, "handmarked"), adopt};
+  auto results = e.execute(p, s, {});
+  ASSERT_EQ(results.size(), 5u);
+  for (const auto& r : results) EXPECT_EQ(r.outcome, StepOutcome::kFailed);
+  EXPECT_EQ(results[0].error.str(),
+            "Widget/foreign: refused to delete it: nodeplane does not own it (not recorded in the "
+            "state store, no mark); nothing was changed (nodeplane changes only what it created "
+            "or adopted)");
+  EXPECT_THAT(results[1].error.str(), HasSubstr("refused to update it: nodeplane does not own"));
+  EXPECT_THAT(results[2].error.str(), HasSubstr("refused to replace it: nodeplane does not own"));
+  EXPECT_THAT(results[3].error.str(),
+              HasSubstr("Widget/handmarked: refused to delete it: nodeplane does not own it (not "
+                        "recorded in the state store)"));
+  EXPECT_THAT(results[4].error.str(),
+              HasSubstr("Widget/remade: refused to update it: adopting needs `adopt: true`"));
+  Observation after = e.observe();
+  EXPECT_EQ(after.objects.size(), 3u) << "nothing was deleted";
+  EXPECT_EQ(after.objects.at({"Widget", "foreign"}).spec, Json({{"size", 3}}));
+  EXPECT_FALSE(after.objects.at({"Widget", "remade"}).marked) << "nothing was adopted";
+
+  Plan gone;  // recorded and marked, then deleted by hand: nothing to do, the record goes
+  gone.entries = {step(Action::kDelete, "remade"), step(Action::kDelete, "nowhere")};
+  state::OwnedObject nowhere;
+  nowhere.id = {"Widget", "nowhere"};
+  s.setOwned(nowhere);
+  auto r2 = e.execute(gone, s, {});
+  EXPECT_EQ(r2[0].outcome, StepOutcome::kFailed) << "remade is there, unmarked: not deleted";
+  EXPECT_EQ(r2[1].outcome, StepOutcome::kOk);
+  EXPECT_FALSE(s.owns({"Widget", "nowhere"}));
+  EXPECT_TRUE(e.observe().objects.count({"Widget", "remade"}));
+}
+
+TEST_F(EngineTest, AnEditedSavedPlanIsRefused) {
+  auto& e = engine({{"existing", {{{"name", "foreign"}, {"spec", {{"size", 3}}}}}}});
+  auto d = desired(kTwo);
+  auto s = store();
+  Observation obs = e.observe();
+  Plan p = e.plan(d, obs, s, true);
+  p.fingerprint = obs.fingerprint({});
+  Json j = savedPlanJson(p);
+  ASSERT_TRUE(planFromJson(j));
+
+  // Any edit of a step is detected by the digest.
+  Json edited = j;
+  edited["changes"][0]["desired"]["size"] = 11;
+  auto r = planFromJson(edited);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message,
+            "the plan was edited after it was made (its digest does not match its content)");
+  Json undigested = j;
+  undigested.erase("digest");
+  EXPECT_FALSE(planFromJson(undigested));
+
+  // Re-digested, a bad spec is still caught by validation, as in a desired-state file...
+  edited["changes"][0]["desired"]["size"] = 500;
+  edited["digest"] = planDigest(edited);
+  auto bad = planFromJson(edited);
+  ASSERT_TRUE(bad) << bad.error().str();
+  auto errs = e.checkSaved(*bad, "plan.json");
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_THAT(errs[0].str(), HasSubstr("plan.json: Widget/base spec.size: changes[0]: "));
+  EXPECT_THAT(errs[0].str(), HasSubstr("out of range 1..100"));
+  EXPECT_FALSE(e.applySaved(*bad, s, {}));
+
+  Json claim = j;  // recording a foreign object as owned is refused too
+  claim["claim"].push_back({{"kind", "Widget"}, {"name", "foreign"}});
+  claim["digest"] = planDigest(claim);
+  auto claimed = e.applySaved(*planFromJson(claim), s, {});
+  ASSERT_FALSE(claimed);
+  EXPECT_THAT(claimed.error().message, HasSubstr("the plan claims Widget/foreign"));
+  EXPECT_FALSE(s.owns({"Widget", "foreign"}));
+
+  // ...and a delete of what nodeplane does not own by the executor.
+  Json del = j;
+  del["changes"].push_back({{"action", "delete"},
+                            {"kind", "Widget"},
+                            {"name", "foreign"},
+                            {"plugin", "widget"},
+                            {"desired", Json::object()},
+                            {"observed", Json::object()},
+                            {"fields", Json::array()},
+                            {"adopt", false},
+                            {"after", Json::array()}});
+  del["digest"] = planDigest(del);
+  auto forged = planFromJson(del);
+  ASSERT_TRUE(forged) << forged.error().str();
+  EXPECT_TRUE(e.checkSaved(*forged, "plan.json").empty());
+  auto report = e.applySaved(*forged, s, {});
+  ASSERT_TRUE(report) << report.error().str();
+  EXPECT_FALSE(report->ok());
+  EXPECT_EQ(report->deleted, 0u);
+  EXPECT_THAT(report->errors.at(0).str(), HasSubstr("Widget/foreign: refused to delete it"));
+  EXPECT_TRUE(e.observe().objects.count({"Widget", "foreign"}));
+}
+
+TEST_F(EngineTest, OwnedObjectsOfAnUnservedKindAreAnErrorNeverNoChanges) {
+  auto& e = engine();
+  auto s = store();
+  state::OwnedObject o;
+  o.id = {"Bridge", "br0"};
+  o.plugin = "net";
+  s.setOwned(o);
+  Plan p = e.plan(desired(""), e.observe(), s, true);
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_EQ(p.errors[0].str(),
+            "Bridge: nodeplane owns 1 object(s) of this kind (Bridge/br0) but no loaded plugin "
+            "serves kind Bridge (libnodeplane-net.so is not in the plugin directory) (install or "
+            "fix the plugin; nothing of this kind is changed or pruned until then)");
+  EXPECT_THAT(renderPlanText(p), Not(HasSubstr("No changes")));
+  EXPECT_FALSE(e.converge(desired(""), s, true, {}).ok());
+  EXPECT_TRUE(s.owns({"Bridge", "br0"}));
 }
 
 TEST_F(EngineTest, ExpandedChildrenArePlannedOwnedAndPrunedLikeAnyResource) {

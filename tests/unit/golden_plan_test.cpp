@@ -55,6 +55,11 @@ TEST_P(GoldenPlan, MatchesTheExpectedPlan) {
 
   Observation obs;
   for (const auto& o : Json::parse(slurp(dir / "observed.json"))) {
+    // An entry of kind "" is a name taken by an interface of no managed kind (lo, a veth).
+    if (o.at("kind") == "") {
+      obs.taken["net"][o.at("name")] = o.at("spec").at("type");
+      continue;
+    }
     ObservedObject object{{o.at("kind"), o.at("name")}, o.at("spec"), o.value("marked", false)};
     auto n = plugins->forKind(object.id.kind)->normalize(object.id.kind, object.spec);
     ASSERT_TRUE(n);

@@ -120,7 +120,10 @@ class Plugin {
   virtual Json normalize(const std::string& /*kind*/, const Json& spec) const { return spec; }
 
   // Every object of the given kinds (some of kinds()) on the host, managed or not. Called once
-  // per pass for all of a plugin's kinds, so one host query can serve them all.
+  // per pass for all of a plugin's kinds, so one host query can serve them all. A name taken by
+  // something that is none of the given kinds (an interface `lo` or a veth for the net plugin)
+  // may be reported with an empty kind and spec {"type": "veth"}, so a desired object of that
+  // name shows as a conflict rather than a create.
   virtual Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) = 0;
 
   // Make one change. Creates and adoptions must leave the ownership mark on the object.
