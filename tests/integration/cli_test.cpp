@@ -223,6 +223,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "*e, *e]\n"
                 "g: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n",
                 "alias expansion limit"},
+        BadCase{"ErrorInAMergedField",
+                "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: x}\nspec:\n"
+                "  <<: {mtu: big}\n  up: true\n",
+                "bad.yaml:5:8: Bridge/x spec.mtu: expected an integer"},
         BadCase{"DuplicateResource",
                 "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: x}\n---\n"
                 "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: x}\n",
