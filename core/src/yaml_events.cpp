@@ -39,6 +39,15 @@ struct LimitExceeded {
 // What one node costs in memory, roughly: the Json value and its place in the parent (a vector
 // slot, or a map entry with its key's std::string). String characters are counted on top.
 constexpr std::size_t kNodeBytes = 64;
+// One entry of Document::locations: a map node, the path and a SourceLocation (its file name
+// counted on top).
+constexpr std::size_t kLocationBytes = 128;
+
+// What one file's parse has spent, shared by the threads that parse its parts.
+struct Budget {
+  std::atomic<std::size_t> aliasBytes = 0;  // copies made for aliases and anchors
+  std::atomic<std::size_t> bytes = 0;       // everything built: values, locations, copies
+};
 
 std::size_t scalarBytes(const Json& v) {
   return kNodeBytes + (v.is_string() ? v.get_ref<const std::string&>().size() : 0);
@@ -65,9 +74,8 @@ std::string utf8Prefix(const std::string& s, std::size_t n) {
 
 class JsonBuilder : public YAML::EventHandler {
  public:
-  JsonBuilder(const std::string& file, const Limits& limits, int lineOffset,
-              std::atomic<std::size_t>& aliasBytes)
-      : file_(file), limits_(limits), lineOffset_(lineOffset), aliasBytes_(aliasBytes) {}
+  JsonBuilder(const std::string& file, const Limits& limits, int lineOffset, Budget& budget)
+      : file_(file), limits_(limits), lineOffset_(lineOffset), budget_(budget) {}
 
   Document take() { return std::move(doc_); }
 
@@ -178,11 +186,22 @@ class JsonBuilder : public YAML::EventHandler {
 
   // Counts `bytes` copied by an alias or an anchor against the file's budget.
   void charge(const YAML::Mark& mark, std::size_t bytes) {
-    if (aliasBytes_.fetch_add(bytes) + bytes > limits_.maxAliasBytes) {
+    if (budget_.aliasBytes.fetch_add(bytes, std::memory_order_relaxed) + bytes >
+        limits_.maxAliasBytes) {
       throw LimitExceeded{mark, "aliases and anchors expand to more than " +
                                     byteCount(limits_.maxAliasBytes) +
                                     " (alias expansion limit; is this a \"billion laughs\" "
                                     "document?)"};
+    }
+    spend(mark, bytes);
+  }
+
+  // Counts `bytes` of memory the parsed file takes against its budget.
+  void spend(const YAML::Mark& mark, std::size_t bytes) {
+    if (budget_.bytes.fetch_add(bytes, std::memory_order_relaxed) + bytes > limits_.maxBytes) {
+      throw LimitExceeded{mark, "the parsed file takes more than " + byteCount(limits_.maxBytes) +
+                                    " of memory (values and their locations; memory limit per "
+                                    "file: split it into several files)"};
     }
   }
 
@@ -280,6 +299,7 @@ class JsonBuilder : public YAML::EventHandler {
       return Slot{&doc_.value, {}, false};
     }
     Frame& f = frames_.back();
+    spend(mark, kNodeBytes + kLocationBytes + file_.size() + f.path.size() + f.key.size());
     if (f.isMap) {
       std::string path = join(f.path, f.key);
       bool discard = f.discard || f.dropValue;
@@ -305,6 +325,7 @@ class JsonBuilder : public YAML::EventHandler {
   }
 
   void placeScalar(const YAML::Mark& mark, YAML::anchor_t anchor, Json value) {
+    if (value.is_string()) spend(mark, value.get_ref<const std::string&>().size());
     Slot s = slot(mark);
     *s.node = std::move(value);
     std::size_t bytes = scalarBytes(*s.node);
@@ -422,8 +443,8 @@ class JsonBuilder : public YAML::EventHandler {
 
   const std::string& file_;
   const Limits& limits_;
-  int lineOffset_;                        // lines before the text yaml-cpp sees
-  std::atomic<std::size_t>& aliasBytes_;  // shared by every document of the file
+  int lineOffset_;  // lines before the text yaml-cpp sees
+  Budget& budget_;  // shared by every document of the file
   Document doc_;
   std::vector<Frame> frames_;
   std::unordered_map<YAML::anchor_t, Anchored> anchors_;
@@ -461,7 +482,7 @@ std::vector<Marker> documentMarkers(std::string_view text) {
 // the next document marker.
 Stream parseRange(std::string_view text, std::size_t begin, int line, std::size_t end,
                   const std::vector<Marker>& markers, const std::string& fileName,
-                  const Limits& limits, std::atomic<std::size_t>& aliasBytes) {
+                  const Limits& limits, Budget& budget) {
   Stream out;
   while (begin < end) {
     ViewBuf buf(text.substr(begin, end - begin));
@@ -482,7 +503,7 @@ Stream parseRange(std::string_view text, std::size_t begin, int line, std::size_
     try {
       YAML::Parser parser(in);
       for (;;) {
-        JsonBuilder builder(fileName, limits, line, aliasBytes);
+        JsonBuilder builder(fileName, limits, line, budget);
         try {
           if (!parser.HandleNextDocument(builder)) break;
         } catch (const LimitExceeded& e) {
@@ -511,7 +532,7 @@ Stream parseRange(std::string_view text, std::size_t begin, int line, std::size_
 
 Stream parseStream(std::string_view text, const std::string& fileName, const Limits& limits) {
   std::vector<Marker> markers = documentMarkers(text);
-  std::atomic<std::size_t> aliasBytes = 0;
+  Budget budget;
 
   // Large files: cut at document markers into about equal parts, one thread each. yaml-cpp scans
   // a few MB/s, so a 10 000-document file takes a second on one core.
@@ -530,8 +551,8 @@ Stream parseStream(std::string_view text, const std::string& fileName, const Lim
   std::vector<Stream> parts(starts.size());
   auto run = [&](std::size_t i) {
     std::size_t end = i + 1 < starts.size() ? starts[i + 1].first : text.size();
-    parts[i] = parseRange(text, starts[i].first, starts[i].second, end, markers, fileName, limits,
-                          aliasBytes);
+    parts[i] =
+        parseRange(text, starts[i].first, starts[i].second, end, markers, fileName, limits, budget);
   };
   if (parts.size() == 1) {
     run(0);

@@ -20,6 +20,9 @@ struct Limits {
   // copy, per file. nlohmann::json values cannot share a subtree, so every alias is a copy, and so
   // is every anchor (kept for the aliases that may follow).
   std::size_t maxAliasBytes = 64 * 1024 * 1024;
+  // Bytes (estimated the same way) of everything parsed from one file: values, field locations,
+  // copies. A 16 MiB flow list of 1-digit numbers made 5.6 M values and as many locations (2 GB).
+  std::size_t maxBytes = 256 * 1024 * 1024;
   std::size_t maxKeyBytes = 1024;  // one mapping key
   int maxDepth = 64;               // nesting of mappings and sequences
 };

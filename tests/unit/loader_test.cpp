@@ -385,6 +385,18 @@ TEST(ParseYaml, NestedAnchorsOfALargeScalarAreCountedInBytes) {
   EXPECT_THAT(error, HasSubstr(": aliases and anchors expand to more than 64 MiB"));
 }
 
+TEST(ParseYaml, ManySmallValuesAreCountedInBytes) {
+  // A 4 MiB flow list of one-digit numbers: 2 M values, each with its field location.
+  std::string text = std::string(kBridge) + "  a: [1";
+  for (int i = 1; i < 2'000'000; ++i) text += ",1";
+  text += "]\n";
+  std::string error = firstErrorWithin(400u << 20, text);
+  EXPECT_THAT(error, ::testing::StartsWith("big.yaml:9:"));
+  EXPECT_THAT(error, HasSubstr(": the parsed file takes more than 256 MiB of memory (values and "
+                               "their locations; memory limit per file: split it into several "
+                               "files)"));
+}
+
 TEST(ParseYaml, LongKeysAreRefused) {
   // yaml-cpp refuses implicit keys over 1024 characters (the YAML limit); explicit keys (`? k`)
   // have no limit there.
