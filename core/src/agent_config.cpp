@@ -6,6 +6,8 @@
 #include <set>
 #include <sstream>
 
+#include "yaml_events.hpp"
+
 namespace nodeplane {
 namespace {
 
@@ -50,6 +52,13 @@ Json toJson(const YAML::Node& n) {
 }  // namespace
 
 Result<AgentConfig> parseAgentConfig(const std::string& text, const std::string& file) {
+  // The desired-state reader first, for its limits (alias expansion in bytes, key length,
+  // nesting depth) and its duplicate-key check: toJson() below copies every alias.
+  yaml::Stream checked = yaml::parseStream(text, file);
+  if (!checked.errors.empty()) return std::unexpected(checked.errors.front());
+  for (const auto& d : checked.documents) {
+    if (!d.errors.empty()) return std::unexpected(d.errors.front());
+  }
   YAML::Node root;
   try {
     root = YAML::Load(text);

@@ -72,6 +72,21 @@ void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>&
   }
 }
 
+// True when `field` is `parent` or a field under it ("spec.a" covers "spec.a.b" and "spec.a[2]").
+bool isUnder(const std::string& field, const std::string& parent) {
+  return !parent.empty() && field.starts_with(parent) &&
+         (field.size() == parent.size() || field[parent.size()] == '.' ||
+          field[parent.size()] == '[');
+}
+
+// True when `e` adds nothing to `errors`: one of them is on the same resource, at its field or
+// above it.
+bool repeats(const Error& e, const std::vector<Error>& errors) {
+  return std::any_of(errors.begin(), errors.end(), [&](const Error& x) {
+    return x.resource == e.resource && isUnder(e.field, x.field);
+  });
+}
+
 bool byLocation(const Error& a, const Error& b) {
   return std::tie(a.where.file, a.where.line, a.where.column) <
          std::tie(b.where.file, b.where.line, b.where.column);
@@ -89,16 +104,27 @@ Desired Engine::prepare(LoadResult loaded) const {
     return s.empty() ? std::string("none: no plugin loaded") : s;
   }();
 
+  // Select for this node first: one resource may have a variant per node (metadata.nodes,
+  // metadata.nodeSelector). Two selected definitions of one kind/name are an error.
   std::vector<Resource> pending;
+  std::map<ResourceId, SourceLocation> firstSeen;
   for (auto& r : loaded.resources) {
     if (!selectedForNode(r, host_.hostname, host_.labels)) {
       ++out.skippedForNode;
+      continue;
+    }
+    if (auto [it, fresh] = firstSeen.emplace(r.id, r.locate("metadata.name")); !fresh) {
+      out.errors.push_back(r.error(ErrorKind::kInvalidInput, "metadata.name",
+                                   "defined more than once; also defined at " + it->second.str(),
+                                   "each kind/name must appear once among the resources selected "
+                                   "for this node (metadata.nodes, metadata.nodeSelector)"));
       continue;
     }
     pending.push_back(std::move(r));
   }
 
   // Validate (schema, then the plugin's own rules), expand children, validate them too.
+  std::vector<Resource> invalid;  // refused above: still defined, for the reference checks
   for (std::size_t i = 0; i < pending.size(); ++i) {
     Resource& r = pending[i];
     PluginHandle* plugin = plugins_.forKind(r.id.kind);
@@ -113,10 +139,15 @@ Desired Engine::prepare(LoadResult loaded) const {
       continue;
     }
     const KindSchema* schema = plugin->schema(r.id.kind);
+    // Both, so every error is listed; the plugin's own errors on a field the schema already
+    // refused (or on a field under it) add nothing.
     auto errs = validateAgainstSchema(r, *schema);
-    if (errs.empty()) errs = plugin->validate(r);
+    for (auto& e : plugin->validate(r)) {
+      if (!repeats(e, errs)) errs.push_back(std::move(e));
+    }
     if (!errs.empty()) {
       out.errors.insert(out.errors.end(), errs.begin(), errs.end());
+      invalid.push_back(std::move(r));
       continue;
     }
     std::vector<Resource> children;
@@ -163,8 +194,22 @@ Desired Engine::prepare(LoadResult loaded) const {
     }
   }
 
-  out.graph = buildGraph(
-      out.resources, [&](const std::string& k) { return plugins_.schema(k); }, out.errors);
+  const SchemaLookup schemaOf = [&](const std::string& k) { return plugins_.schema(k); };
+  if (invalid.empty()) {
+    out.graph = buildGraph(out.resources, schemaOf, out.errors);
+  } else {
+    // References among all resources of a known kind, valid or not: a reference to an invalid
+    // resource is not "not defined", and an invalid one's own dangling references are listed.
+    std::vector<Resource> all = out.resources;
+    all.insert(all.end(), invalid.begin(), invalid.end());
+    std::vector<Error> graphErrors;
+    buildGraph(all, schemaOf, graphErrors);
+    for (auto& e : graphErrors) {
+      if (!repeats(e, out.errors)) out.errors.push_back(std::move(e));
+    }
+    std::vector<Error> ignored;  // the same errors again
+    out.graph = buildGraph(out.resources, schemaOf, ignored);
+  }
 
   if (out.errors.empty()) {
     for (auto& r : out.resources) {

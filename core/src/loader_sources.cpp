@@ -1,5 +1,5 @@
-// Finding and reading desired-state files: directories, ignored names, symlinks, duplicates
-// across files, and the content-hash cache of the daemon.
+// Finding and reading desired-state files: directories, ignored names, symlinks, and the
+// content-hash cache of the daemon.
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -103,25 +103,16 @@ Result<std::string> readFile(const fs::path& path) {
   return text;
 }
 
-// Appends `part` to `all`, reporting a resource that an earlier file (or document) also defines.
-void merge(LoadResult& all, LoadResult part, std::map<ResourceId, SourceLocation>& firstSeen) {
+// Appends `part` to `all`. A kind/name defined twice is not an error here: each definition may
+// be for other nodes; Engine::prepare checks duplicates among those selected for this node.
+void merge(LoadResult& all, LoadResult part) {
   for (auto& e : part.errors) all.errors.push_back(std::move(e));
-  for (auto& r : part.resources) {
-    auto [it, inserted] = firstSeen.emplace(r.id, r.locate("metadata.name"));
-    if (!inserted) {
-      all.errors.push_back(r.error(ErrorKind::kInvalidInput, "metadata.name",
-                                   "defined more than once; also defined at " + it->second.str(),
-                                   "each kind/name must appear once across all files"));
-      continue;
-    }
-    all.resources.push_back(std::move(r));
-  }
+  for (auto& r : part.resources) all.resources.push_back(std::move(r));
 }
 
 LoadResult loadWith(const std::vector<fs::path>& paths,
                     const std::function<LoadResult(const fs::path&, const std::string&)>& parse) {
   LoadResult all;
-  std::map<ResourceId, SourceLocation> firstSeen;
   for (const auto& file : collectFiles(paths, all.errors)) {
     auto text = readFile(file);
     if (!text) {
@@ -129,7 +120,7 @@ LoadResult loadWith(const std::vector<fs::path>& paths,
       continue;
     }
     all.files.push_back(file);
-    merge(all, parse(file, *text), firstSeen);
+    merge(all, parse(file, *text));
   }
   return all;
 }
@@ -173,8 +164,7 @@ const LoadResult& SourceCache::load(const std::vector<fs::path>& paths) {
     LoadResult all;
     all.errors = std::move(probe.errors);
     all.files = std::move(probe.files);
-    std::map<ResourceId, SourceLocation> firstSeen;
-    for (const auto& f : all.files) merge(all, entries_.at(f).result, firstSeen);
+    for (const auto& f : all.files) merge(all, entries_.at(f).result);
     merged_ = std::move(all);
   }
   return *merged_;

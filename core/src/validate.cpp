@@ -212,9 +212,15 @@ class Checker {
 }  // namespace
 
 std::string closestName(std::string_view name, const std::vector<std::string>& known) {
+  // At most 3 edits count as a typo, and the distance is at least the difference in length: a
+  // name more than 3 bytes longer or shorter than `k` is never close to it. This also keeps the
+  // quadratic distance computation to names about as short as the known ones.
+  constexpr std::size_t kMaxEdits = 3;
   std::string best;
   std::size_t bestDistance = std::numeric_limits<std::size_t>::max();
   for (const auto& k : known) {
+    std::size_t gap = name.size() > k.size() ? name.size() - k.size() : k.size() - name.size();
+    if (gap > kMaxEdits) continue;
     std::size_t d = editDistance(name, k);
     if (d < bestDistance) {
       bestDistance = d;
@@ -222,7 +228,8 @@ std::string closestName(std::string_view name, const std::vector<std::string>& k
     }
   }
   // Close enough to be a typo: a third of the longer name, at least 1, at most 3 edits.
-  std::size_t allowed = std::clamp<std::size_t>(std::max(name.size(), best.size()) / 3, 1, 3);
+  std::size_t allowed =
+      std::clamp<std::size_t>(std::max(name.size(), best.size()) / 3, 1, kMaxEdits);
   return bestDistance <= allowed ? best : std::string();
 }
 

@@ -36,11 +36,46 @@ struct LimitExceeded {
   std::string message;
 };
 
+// What one node costs in memory, roughly: the Json value and its place in the parent (a vector
+// slot, or a map entry with its key's std::string). String characters are counted on top.
+constexpr std::size_t kNodeBytes = 64;
+// One entry of Document::locations: a map node, the path and a SourceLocation (its file name
+// counted on top).
+constexpr std::size_t kLocationBytes = 128;
+
+// What one file's parse has spent, shared by the threads that parse its parts.
+struct Budget {
+  std::atomic<std::size_t> aliasBytes = 0;  // copies made for aliases and anchors
+  std::atomic<std::size_t> bytes = 0;       // everything built: values, locations, copies
+};
+
+std::size_t scalarBytes(const Json& v) {
+  return kNodeBytes + (v.is_string() ? v.get_ref<const std::string&>().size() : 0);
+}
+
+std::string byteCount(std::size_t n) {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) == 0) return std::to_string(n >> 20) + " MiB";
+  return std::to_string(n) + " bytes";
+}
+
+const char* describeKind(const Json& v) {
+  if (v.is_object()) return "a mapping";
+  if (v.is_array()) return "a list";
+  if (v.is_null()) return "null";
+  return "a scalar";
+}
+
+// `s` cut to at most `n` bytes, not inside a UTF-8 sequence.
+std::string utf8Prefix(const std::string& s, std::size_t n) {
+  if (s.size() <= n) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
 class JsonBuilder : public YAML::EventHandler {
  public:
-  JsonBuilder(const std::string& file, const Limits& limits, int lineOffset,
-              std::atomic<std::size_t>& aliasNodes)
-      : file_(file), limits_(limits), lineOffset_(lineOffset), aliasNodes_(aliasNodes) {}
+  JsonBuilder(const std::string& file, const Limits& limits, int lineOffset, Budget& budget)
+      : file_(file), limits_(limits), lineOffset_(lineOffset), budget_(budget) {}
 
   Document take() { return std::move(doc_); }
 
@@ -51,14 +86,15 @@ class JsonBuilder : public YAML::EventHandler {
     if (frames_.empty() || !frames_.back().expectingKey()) {
       placeScalar(mark, anchor, nullptr);
     } else {
-      takeKey(mark, "null");  // `~: x`, `null: x`: the text is gone; a key is a string
+      takeKey(loc(mark), "null");  // `~: x`, `null: x`: the text is gone; a key is a string
     }
   }
 
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
     if (!frames_.empty() && frames_.back().expectingKey()) {
-      takeKey(mark, value);
+      // `<<` written plain is the YAML 1.1 merge key; quoted, it is an ordinary key.
+      takeKey(loc(mark), value, tag == "?" && value == "<<");
       return;
     }
     placeScalar(mark, anchor, resolve(mark, tag, value));
@@ -68,22 +104,21 @@ class JsonBuilder : public YAML::EventHandler {
     auto it = anchors_.find(anchor);
     if (it == anchors_.end()) throw LimitExceeded{mark, "unknown alias"};
     const Anchored& a = it->second;
-    if (aliasNodes_.fetch_add(a.nodes) + a.nodes > limits_.maxAliasNodes) {
-      throw LimitExceeded{mark, "aliases expand to more than " +
-                                    std::to_string(limits_.maxAliasNodes) +
-                                    " nodes (alias expansion limit; is this a \"billion laughs\" "
-                                    "document?)"};
-    }
+    charge(mark, a.bytes);
     if (static_cast<int>(frames_.size()) + a.height > limits_.maxDepth) throwTooDeep(mark);
     if (!frames_.empty() && frames_.back().expectingKey()) {
-      takeKey(mark, a.value.is_string()
-                        ? a.value.get<std::string>()
-                        : a.value.dump(-1, ' ', false, Json::error_handler_t::replace));
+      takeKey(loc(mark), a.value.is_string()
+                             ? a.value.get<std::string>()
+                             : a.value.dump(-1, ' ', false, Json::error_handler_t::replace));
       return;
     }
+    const Frame* parent = frames_.empty() ? nullptr : &frames_.back();
+    bool mergeSource = parent && (parent->isMap ? parent->mergeNext : parent->path.ends_with("<<"));
     Slot s = slot(mark);
     *s.node = a.value;
-    finishChild(a.nodes, a.height);
+    // A merge source: its fields' locations are those of the anchored mapping.
+    if (mergeSource) aliasOrigin_[s.path] = a.path;
+    finishChild(a.bytes, a.height);
   }
 
   void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
@@ -104,18 +139,22 @@ class JsonBuilder : public YAML::EventHandler {
   struct Frame {
     Json* node = nullptr;
     std::unique_ptr<Json> owned;  // a key node, or a value dropped because its key is a duplicate
+    std::unique_ptr<Json> merge;  // maps: the value of the merge key `<<`, merged at the end
     std::string path;
     SourceLocation where;
+    YAML::Mark mark;
+    SourceLocation mergeWhere;
     YAML::anchor_t anchor = 0;
     bool isMap = false;
     bool isKey = false;    // this container is a mapping key
     bool discard = false;  // inside a dropped value: record nothing
     bool haveKey = false;  // maps: a key was read, its value is next
     bool dropValue = false;
+    bool mergeNext = false;  // maps: the key read is `<<`
     std::string key;
     SourceLocation keyWhere;
-    std::size_t index = 0;  // sequences: next element
-    std::size_t nodes = 1;  // nodes in this subtree
+    std::size_t index = 0;           // sequences: next element
+    std::size_t bytes = kNodeBytes;  // estimated size of this subtree
     int height = 1;
 
     bool expectingKey() const { return isMap && !haveKey; }
@@ -127,7 +166,8 @@ class JsonBuilder : public YAML::EventHandler {
   };
   struct Anchored {
     Json value;
-    std::size_t nodes = 1;
+    std::string path;  // where it was written: the field locations of its copies are there
+    std::size_t bytes = kNodeBytes;
     int height = 1;
   };
 
@@ -142,6 +182,27 @@ class JsonBuilder : public YAML::EventHandler {
     e.field = std::move(field);
     e.message = std::move(message);
     doc_.errors.push_back(std::move(e));
+  }
+
+  // Counts `bytes` copied by an alias or an anchor against the file's budget.
+  void charge(const YAML::Mark& mark, std::size_t bytes) {
+    if (budget_.aliasBytes.fetch_add(bytes, std::memory_order_relaxed) + bytes >
+        limits_.maxAliasBytes) {
+      throw LimitExceeded{mark, "aliases and anchors expand to more than " +
+                                    byteCount(limits_.maxAliasBytes) +
+                                    " (alias expansion limit; is this a \"billion laughs\" "
+                                    "document?)"};
+    }
+    spend(mark, bytes);
+  }
+
+  // Counts `bytes` of memory the parsed file takes against its budget.
+  void spend(const YAML::Mark& mark, std::size_t bytes) {
+    if (budget_.bytes.fetch_add(bytes, std::memory_order_relaxed) + bytes > limits_.maxBytes) {
+      throw LimitExceeded{mark, "the parsed file takes more than " + byteCount(limits_.maxBytes) +
+                                    " of memory (values and their locations; memory limit per "
+                                    "file: split it into several files)"};
+    }
   }
 
   [[noreturn]] void throwTooDeep(const YAML::Mark& mark) const {
@@ -188,13 +249,35 @@ class JsonBuilder : public YAML::EventHandler {
   }
 
   // A key was read for the mapping on top of the stack.
-  void takeKey(const YAML::Mark& mark, std::string key) { takeKey(loc(mark), std::move(key)); }
-  void takeKey(SourceLocation where, std::string key) {
+  void takeKey(SourceLocation where, std::string key, bool merge = false) {
     Frame& f = frames_.back();
     f.haveKey = true;
     f.dropValue = false;
+    f.mergeNext = false;
     f.keyWhere = std::move(where);
+    f.bytes += key.size();
+    if (key.size() > limits_.maxKeyBytes) {
+      f.key = utf8Prefix(key, 40) + "...";
+      f.dropValue = true;
+      if (!f.discard) {
+        addError(f.keyWhere, join(f.path, f.key),
+                 "a key of " + std::to_string(key.size()) + " bytes is longer than the limit of " +
+                     byteCount(limits_.maxKeyBytes));
+      }
+      return;
+    }
     f.key = std::move(key);
+    if (merge) {
+      f.mergeNext = !f.merge;
+      if (!f.merge) return;
+      f.dropValue = true;
+      if (!f.discard) {
+        addError(f.keyWhere, join(f.path, f.key),
+                 "duplicate merge key \"<<\" (first at line " + std::to_string(f.mergeWhere.line) +
+                     "); merge several mappings with <<: [*a, *b]");
+      }
+      return;
+    }
     if (f.node->contains(f.key)) {
       f.dropValue = true;
       if (!f.discard) {
@@ -216,10 +299,17 @@ class JsonBuilder : public YAML::EventHandler {
       return Slot{&doc_.value, {}, false};
     }
     Frame& f = frames_.back();
+    spend(mark, kNodeBytes + kLocationBytes + file_.size() + f.path.size() + f.key.size());
     if (f.isMap) {
       std::string path = join(f.path, f.key);
       bool discard = f.discard || f.dropValue;
       f.haveKey = false;
+      if (f.mergeNext) {  // held apart, merged when the mapping ends
+        f.mergeNext = false;
+        f.merge = std::make_unique<Json>();
+        f.mergeWhere = f.keyWhere;
+        return Slot{f.merge.get(), std::move(path), f.discard};
+      }
       if (discard) {
         scratch_ = nullptr;
         return Slot{&scratch_, std::move(path), true};
@@ -235,17 +325,74 @@ class JsonBuilder : public YAML::EventHandler {
   }
 
   void placeScalar(const YAML::Mark& mark, YAML::anchor_t anchor, Json value) {
+    if (value.is_string()) spend(mark, value.get_ref<const std::string&>().size());
     Slot s = slot(mark);
     *s.node = std::move(value);
-    if (anchor != 0) anchors_[anchor] = Anchored{*s.node, 1, 1};
-    finishChild(1, 1);
+    std::size_t bytes = scalarBytes(*s.node);
+    if (anchor != 0) {
+      charge(mark, bytes);
+      anchors_[anchor] = Anchored{*s.node, std::move(s.path), bytes, 1};
+    }
+    finishChild(bytes, 1);
   }
 
-  void finishChild(std::size_t nodes, int height) {
+  void finishChild(std::size_t bytes, int height) {
     if (frames_.empty()) return;
     Frame& f = frames_.back();
-    f.nodes += nodes;
+    f.bytes += bytes;
     if (height + 1 > f.height) f.height = height + 1;
+  }
+
+  // The field locations under `from` again under `to` (a merged field keeps the line it was
+  // written on).
+  void copyLocations(const YAML::Mark& mark, const std::string& from, const std::string& to) {
+    std::vector<std::pair<std::string, SourceLocation>> found;
+    auto& locations = doc_.locations;
+    for (auto it = locations.lower_bound(from);
+         it != locations.end() && it->first.starts_with(from); ++it) {
+      std::string_view rest = std::string_view(it->first).substr(from.size());
+      if (!rest.empty() && rest[0] != '.' && rest[0] != '[') continue;
+      found.emplace_back(to + std::string(rest), it->second);
+    }
+    for (auto& [path, where] : found) {
+      charge(mark, kNodeBytes + path.size());
+      locations.emplace(std::move(path), std::move(where));
+    }
+  }
+
+  // YAML 1.1 merge (https://yaml.org/type/merge.html): the keys of the `<<` mapping, or of each
+  // mapping of a `<<` list in order, that the mapping does not have yet. Keys written in the
+  // mapping win; in a list, an earlier mapping wins over a later one.
+  void applyMerge(Frame& f) {
+    Json& m = *f.merge;
+    std::string base = join(f.path, "<<");
+    std::vector<std::pair<Json*, std::string>> sources;  // (mapping, its path)
+    if (m.is_array()) {
+      for (std::size_t i = 0; i < m.size(); ++i) {
+        sources.emplace_back(&m[i], base + "[" + std::to_string(i) + "]");
+      }
+    } else {
+      sources.emplace_back(&m, base);
+    }
+    for (const auto& [src, path] : sources) {
+      if (!src->is_object()) {
+        if (!f.discard) {
+          addError(f.mergeWhere, path,
+                   "the merge key << takes a mapping or a list of mappings, got " +
+                       std::string(describeKind(*src)));
+        }
+        return;
+      }
+    }
+    for (const auto& [src, path] : sources) {
+      std::string origin = path;
+      if (auto it = aliasOrigin_.find(path); it != aliasOrigin_.end()) origin = it->second;
+      for (auto& [key, value] : src->items()) {
+        if (f.node->contains(key)) continue;
+        if (!f.discard) copyLocations(f.mark, join(origin, key), join(f.path, key));
+        (*f.node)[key] = std::move(value);
+      }
+    }
   }
 
   void open(const YAML::Mark& mark, YAML::anchor_t anchor, Json empty) {
@@ -254,6 +401,7 @@ class JsonBuilder : public YAML::EventHandler {
     f.isMap = empty.is_object();
     f.anchor = anchor;
     f.where = loc(mark);
+    f.mark = mark;
     if (!frames_.empty() && frames_.back().expectingKey()) {
       f.isKey = true;
       f.discard = true;
@@ -278,7 +426,11 @@ class JsonBuilder : public YAML::EventHandler {
   void close() {
     Frame f = std::move(frames_.back());
     frames_.pop_back();
-    if (f.anchor != 0) anchors_[f.anchor] = Anchored{*f.node, f.nodes, f.height};
+    if (f.merge) applyMerge(f);
+    if (f.anchor != 0) {
+      charge(f.mark, f.bytes);
+      anchors_[f.anchor] = Anchored{*f.node, f.path, f.bytes, f.height};
+    }
     if (f.isKey) {
       addError(
           f.where, f.path,
@@ -286,16 +438,17 @@ class JsonBuilder : public YAML::EventHandler {
       takeKey(f.where, f.node->dump(-1, ' ', false, Json::error_handler_t::replace));
       return;
     }
-    finishChild(f.nodes, f.height);
+    finishChild(f.bytes, f.height);
   }
 
   const std::string& file_;
   const Limits& limits_;
-  int lineOffset_;                        // lines before the text yaml-cpp sees
-  std::atomic<std::size_t>& aliasNodes_;  // shared by every document of the file
+  int lineOffset_;  // lines before the text yaml-cpp sees
+  Budget& budget_;  // shared by every document of the file
   Document doc_;
   std::vector<Frame> frames_;
   std::unordered_map<YAML::anchor_t, Anchored> anchors_;
+  std::unordered_map<std::string, std::string> aliasOrigin_;  // merge source path -> anchor path
   Json scratch_;
 };
 
@@ -329,7 +482,7 @@ std::vector<Marker> documentMarkers(std::string_view text) {
 // the next document marker.
 Stream parseRange(std::string_view text, std::size_t begin, int line, std::size_t end,
                   const std::vector<Marker>& markers, const std::string& fileName,
-                  const Limits& limits, std::atomic<std::size_t>& aliasNodes) {
+                  const Limits& limits, Budget& budget) {
   Stream out;
   while (begin < end) {
     ViewBuf buf(text.substr(begin, end - begin));
@@ -350,7 +503,7 @@ Stream parseRange(std::string_view text, std::size_t begin, int line, std::size_
     try {
       YAML::Parser parser(in);
       for (;;) {
-        JsonBuilder builder(fileName, limits, line, aliasNodes);
+        JsonBuilder builder(fileName, limits, line, budget);
         try {
           if (!parser.HandleNextDocument(builder)) break;
         } catch (const LimitExceeded& e) {
@@ -379,7 +532,7 @@ Stream parseRange(std::string_view text, std::size_t begin, int line, std::size_
 
 Stream parseStream(std::string_view text, const std::string& fileName, const Limits& limits) {
   std::vector<Marker> markers = documentMarkers(text);
-  std::atomic<std::size_t> aliasNodes = 0;
+  Budget budget;
 
   // Large files: cut at document markers into about equal parts, one thread each. yaml-cpp scans
   // a few MB/s, so a 10 000-document file takes a second on one core.
@@ -398,8 +551,8 @@ Stream parseStream(std::string_view text, const std::string& fileName, const Lim
   std::vector<Stream> parts(starts.size());
   auto run = [&](std::size_t i) {
     std::size_t end = i + 1 < starts.size() ? starts[i + 1].first : text.size();
-    parts[i] = parseRange(text, starts[i].first, starts[i].second, end, markers, fileName, limits,
-                          aliasNodes);
+    parts[i] =
+        parseRange(text, starts[i].first, starts[i].second, end, markers, fileName, limits, budget);
   };
   if (parts.size() == 1) {
     run(0);

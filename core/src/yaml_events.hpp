@@ -1,6 +1,7 @@
 // YAML text -> JSON documents, built directly from yaml-cpp's parser events (no YAML::Node tree),
 // with the file:line:column of every field path and the checks yaml-cpp does not do: duplicate
-// keys, bounded alias expansion and nesting depth, non-string keys, unsupported tags.
+// keys, merge keys (`<<`), bounded alias expansion, key length and nesting depth, non-string keys,
+// unsupported tags.
 #pragma once
 
 #include <cstddef>
@@ -15,8 +16,15 @@
 namespace nodeplane::yaml {
 
 struct Limits {
-  std::size_t maxAliasNodes = 100'000;  // nodes copied by alias expansion, per file
-  int maxDepth = 64;                    // nesting of mappings and sequences
+  // Bytes (estimated: each node, key and string counted) that alias expansion and anchors may
+  // copy, per file. nlohmann::json values cannot share a subtree, so every alias is a copy, and so
+  // is every anchor (kept for the aliases that may follow).
+  std::size_t maxAliasBytes = 64 * 1024 * 1024;
+  // Bytes (estimated the same way) of everything parsed from one file: values, field locations,
+  // copies. A 16 MiB flow list of 1-digit numbers made 5.6 M values and as many locations (2 GB).
+  std::size_t maxBytes = 256 * 1024 * 1024;
+  std::size_t maxKeyBytes = 1024;  // one mapping key
+  int maxDepth = 64;               // nesting of mappings and sequences
 };
 
 struct Document {

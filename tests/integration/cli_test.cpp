@@ -254,11 +254,40 @@ INSTANTIATE_TEST_SUITE_P(
                 "*e, *e]\n"
                 "g: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n",
                 "alias expansion limit"},
+        BadCase{"ErrorInAMergedField",
+                "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: x}\nspec:\n"
+                "  <<: {mtu: big}\n  up: true\n",
+                "bad.yaml:5:8: Bridge/x spec.mtu: expected an integer"},
         BadCase{"DuplicateResource",
                 "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: x}\n---\n"
                 "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: x}\n",
                 "bad.yaml:7"}),
     [](const ::testing::TestParamInfo<BadCase>& i) { return std::string(i.param.name); });
+
+TEST_F(Cli, OneVariantPerNodeIsSelectedBeforeDuplicatesAreChecked) {
+  config_.write("agent.yaml", "lockTimeoutSeconds: 1\nhostname: node-a\n");
+  std::string a = bridge("br-fleet", 1500), b = bridge("br-fleet", 9000);
+  a.replace(a.find("{name: br-fleet}"), 16, "{name: br-fleet, nodes: [node-a]}");
+  b.replace(b.find("{name: br-fleet}"), 16, "{name: br-fleet, nodes: [node-b]}");
+  desired_.write("fleet.yaml", a + "---\n" + b);
+  auto v = np({"validate", "-f", desired_.path()});
+  EXPECT_EQ(v.code, 0) << v.err;
+  EXPECT_THAT(v.out, HasSubstr("valid: 1 resource(s) in 1 file(s)"));
+  auto d = np({"diff", "-f", desired_.path()});
+  EXPECT_EQ(d.code, 2) << d.err;
+  EXPECT_THAT(d.out, HasSubstr("+ Bridge/br-fleet create"));
+
+  config_.write("agent.yaml", "lockTimeoutSeconds: 1\nhostname: node-b\n");
+  b.replace(b.find("nodes: [node-b]"), 15, "nodes: [\"node-*\"]");
+  desired_.write("fleet.yaml", a + "---\n" + b);
+  v = np({"validate", "-f", desired_.path()});
+  EXPECT_EQ(v.code, 0) << v.err;
+  config_.write("agent.yaml", "lockTimeoutSeconds: 1\nhostname: node-a\n");
+  v = np({"validate", "-f", desired_.path()});
+  EXPECT_EQ(v.code, 1);
+  EXPECT_THAT(v.err, HasSubstr("fleet.yaml:8:12: Bridge/br-fleet metadata.name: defined more "
+                               "than once; also defined at "));
+}
 
 TEST_F(Cli, RefusesAnUnmanagedLinkUntilAdopted) {
   ASSERT_EQ(sh("ip link add br-hand type bridge && ip link set br-hand mtu 1500").code, 0);

@@ -157,6 +157,92 @@ metadata: {name: elsewhere, nodeSelector: {zone: b}}
   EXPECT_EQ(d.skippedForNode, 2u);
 }
 
+TEST_F(EngineTest, OneVariantPerNodeIsNotADuplicate) {
+  engine();  // gpu-node-7, zone=a
+  auto d = desired(R"(apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: w, nodes: ["gpu-node-7"]}
+spec: {size: 7}
+---
+apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: w, nodes: ["gpu-node-8"]}
+spec: {size: 8}
+---
+apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: z, nodeSelector: {zone: b}}
+spec: {size: 2}
+---
+apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: z, nodeSelector: {zone: a}}
+spec: {size: 1}
+)");
+  ASSERT_TRUE(d.ok()) << (d.errors.empty() ? "" : d.errors[0].str());
+  ASSERT_EQ(d.resources.size(), 2u);
+  EXPECT_EQ(d.resources[0].id.name, "w");
+  EXPECT_EQ(d.resources[0].spec["size"], 7);
+  EXPECT_EQ(d.resources[1].id.name, "z");
+  EXPECT_EQ(d.resources[1].spec["size"], 1);
+  EXPECT_EQ(d.skippedForNode, 2u);
+}
+
+TEST_F(EngineTest, TwoDefinitionsSelectedForThisNodeAreADuplicate) {
+  engine();  // gpu-node-7, zone=a
+  auto d = desired(R"(apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: w, nodes: ["gpu-*"]}
+spec: {size: 7}
+---
+apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: w, nodes: ["cpu-*"]}
+spec: {size: 8}
+---
+apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: w, nodeSelector: {zone: a}}
+spec: {size: 1}
+)");
+  ASSERT_EQ(d.errors.size(), 1u);
+  EXPECT_EQ(d.errors[0].str(),
+            "desired.yaml:13:12: Widget/w metadata.name: defined more than once; also defined at "
+            "desired.yaml:3:12 (each kind/name must appear once among the resources selected for "
+            "this node (metadata.nodes, metadata.nodeSelector))");
+}
+
+TEST_F(EngineTest, SchemaAndPluginErrorsAreAllListed) {
+  engine();
+  auto d = desired(
+      "apiVersion: nodeplane.io/v1\nkind: Widget\nmetadata: {name: \"w!\"}\nspec:\n  size: "
+      "500\n");
+  ASSERT_EQ(d.errors.size(), 2u);
+  EXPECT_EQ(d.errors[0].str(),
+            "desired.yaml:3:12: Widget/w! metadata.name: no '!' in widget names");
+  EXPECT_EQ(d.errors[1].field, "spec.size");
+  EXPECT_THAT(d.errors[1].message, HasSubstr("out of range 1..100"));
+}
+
+TEST_F(EngineTest, AnInvalidResourceIsStillDefinedAndItsReferencesChecked) {
+  engine();
+  auto d = desired(R"(apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: a}
+spec: {size: 500, uses: ghost}
+---
+apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: b}
+spec: {uses: a}
+)");
+  ASSERT_EQ(d.errors.size(), 2u) << d.errors.back().str();
+  EXPECT_EQ(d.errors[0].field, "spec.size");
+  EXPECT_EQ(d.errors[1].str(),
+            "desired.yaml:4:19: Widget/a spec.uses: Widget \"ghost\" is not defined in the "
+            "desired state (define Widget/ghost or fix the name)");
+}
+
 TEST_F(EngineTest, PlansCreatesInDependencyOrderThenConverges) {
   auto& e = engine();
   auto d = desired(kTwo);

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "support/files.hpp"
+#include "support/memory_limit.hpp"
 
 namespace nodeplane {
 namespace {
@@ -337,7 +338,7 @@ TEST(ParseYaml, Utf8TextIsFine) {
 TEST(ParseYaml, BillionLaughsHitsTheAliasLimit) {
   auto r = parseYaml(fixture("billion_laughs.yaml"), "lol.yaml");
   Error e = onlyError(r);
-  EXPECT_THAT(e.message, HasSubstr("aliases expand to more than 100000 nodes"));
+  EXPECT_THAT(e.message, HasSubstr("aliases and anchors expand to more than 64 MiB"));
   EXPECT_THAT(e.message, HasSubstr("alias expansion limit"));
   EXPECT_EQ(e.where.file, "lol.yaml");
   EXPECT_GE(e.where.line, 10);
@@ -349,6 +350,123 @@ TEST(ParseYaml, SmallAliasesAreExpanded) {
   ASSERT_TRUE(r.errors.empty()) << dump(r);
   EXPECT_EQ(r.resources.at(0).spec["b"], Json::parse(R"(["1.1.1.1/32"])"));
   EXPECT_EQ(r.resources.at(0).locations.at("spec.b").line, 10);
+}
+
+// parseYaml with at most `headroom` more bytes of memory: its first error as
+// "file:line:col: message".
+std::string firstErrorWithin(std::size_t headroom, const std::string& text) {
+  return testing::withMemoryLimit(headroom, [&] {
+    auto r = parseYaml(text, "big.yaml");
+    if (r.errors.empty()) return std::string("no error");
+    return r.errors[0].where.str() + ": " + r.errors[0].message;
+  });
+}
+
+TEST(ParseYaml, AliasesOfALargeScalarAreCountedInBytes) {
+  // 4000 aliases of one 1 MiB scalar: a 1 MiB file that expands to 4 GiB.
+  std::string text =
+      std::string(kBridge) + "  big: &big " + std::string(1 << 20, 'x') + "\n  copies: [*big";
+  for (int i = 1; i < 4000; ++i) text += ", *big";
+  text += "]\n";
+  EXPECT_EQ(firstErrorWithin(512u << 20, text),
+            "big.yaml:10:384: aliases and anchors expand to more than 64 MiB (alias expansion "
+            "limit; is this a \"billion laughs\" document?)");
+}
+
+TEST(ParseYaml, NestedAnchorsOfALargeScalarAreCountedInBytes) {
+  // 60 anchors, one inside the other, around a 4 MiB scalar: each anchor keeps a copy (240 MiB).
+  std::string text = std::string(kBridge) + "  big: ";
+  for (int i = 0; i < 60; ++i) text += "&a" + std::to_string(i) + " [";
+  text += std::string(4 << 20, 'x') + std::string(60, ']') + "\n";
+  std::string error = firstErrorWithin(200u << 20, text);
+  EXPECT_THAT(error, ::testing::StartsWith("big.yaml:9:"));
+  EXPECT_THAT(error, HasSubstr(": aliases and anchors expand to more than 64 MiB"));
+}
+
+TEST(ParseYaml, ManySmallValuesAreCountedInBytes) {
+  // A 4 MiB flow list of one-digit numbers: 2 M values, each with its field location.
+  std::string text = std::string(kBridge) + "  a: [1";
+  for (int i = 1; i < 2'000'000; ++i) text += ",1";
+  text += "]\n";
+  std::string error = firstErrorWithin(400u << 20, text);
+  EXPECT_THAT(error, ::testing::StartsWith("big.yaml:9:"));
+  EXPECT_THAT(error, HasSubstr(": the parsed file takes more than 256 MiB of memory (values and "
+                               "their locations; memory limit per file: split it into several "
+                               "files)"));
+}
+
+TEST(ParseYaml, LongKeysAreRefused) {
+  // yaml-cpp refuses implicit keys over 1024 characters (the YAML limit); explicit keys (`? k`)
+  // have no limit there.
+  auto r = parseYaml(std::string(kBridge) + "  ? " + std::string(2000, 'k') + "\n  : 1\n  mtx: 2\n",
+                     "k.yaml");
+  Error e = onlyError(r);
+  EXPECT_EQ(e.str(), "k.yaml:9:5: Bridge/br0 spec." + std::string(40, 'k') +
+                         "...: a key of 2000 bytes is longer than the limit of 1024 bytes");
+  ASSERT_EQ(r.resources.size(), 1u);  // its value is dropped, the rest is read
+  EXPECT_EQ(r.resources[0].spec["mtx"], 2);
+  EXPECT_EQ(r.resources[0].spec.size(), 4u);
+
+  // A 2 MiB key: an error in bounded memory and time (no "did you mean" over it).
+  std::string text = std::string(kBridge) + "  ? " + std::string(2 << 20, 'k') + "\n  : 1\n";
+  EXPECT_EQ(firstErrorWithin(512u << 20, text),
+            "big.yaml:9:5: a key of 2097152 bytes is longer than the limit of 1024 bytes");
+  // A key made by an alias.
+  text = std::string(kBridge) + "  a: &k " + std::string(2000, 'k') + "\n  *k : 1\n";
+  EXPECT_EQ(firstErrorWithin(512u << 20, text),
+            "big.yaml:10:3: a key of 2000 bytes is longer than the limit of 1024 bytes");
+}
+
+TEST(ParseYaml, MergeKeysFollowYaml11) {
+  auto r = parseYaml(R"(apiVersion: nodeplane.io/v1
+kind: Bridge
+metadata: {name: br0}
+spec:
+  a: &a {mtu: 9000, up: true, stp: true}
+  b: &b
+    mtu: 1400
+    stp: false
+    addresses: ["10.0.0.1/24"]
+  one:
+    <<: *a
+    up: false
+  list:
+    up: false
+    <<: [*a, *b]
+  inline:
+    <<: {mtu: 1280}
+  quoted: {"<<": 1}
+)",
+                     "m.yaml");
+  ASSERT_TRUE(r.errors.empty()) << dump(r);
+  const Resource& res = r.resources.at(0);
+  // Keys written in the mapping win, wherever they are written.
+  EXPECT_EQ(res.spec["one"], Json::parse(R"({"mtu": 9000, "up": false, "stp": true})"));
+  // In a list, an earlier mapping wins over a later one.
+  EXPECT_EQ(
+      res.spec["list"],
+      Json::parse(R"({"mtu": 9000, "up": false, "stp": true, "addresses": ["10.0.0.1/24"]})"));
+  EXPECT_EQ(res.spec["inline"], Json::parse(R"({"mtu": 1280})"));
+  EXPECT_EQ(res.spec["quoted"], Json::parse(R"({"<<": 1})"));
+  // A merged field is located where it was written.
+  EXPECT_EQ(res.locate("spec.one.mtu").str(), "m.yaml:5:10");
+  EXPECT_EQ(res.locate("spec.one.up").str(), "m.yaml:12:5");
+  EXPECT_EQ(res.locate("spec.list.stp").str(), "m.yaml:5:31");
+  EXPECT_EQ(res.locate("spec.list.addresses[0]").str(), "m.yaml:9:17");
+  EXPECT_EQ(res.locate("spec.inline.mtu").str(), "m.yaml:17:10");
+}
+
+TEST(ParseYaml, MergeKeyErrors) {
+  auto r = parseYaml(std::string(kBridge) + "  x: {<<: 5}\n  y:\n    <<: {a: 1}\n    <<: {b: 2}\n",
+                     "m.yaml");
+  ASSERT_EQ(r.errors.size(), 2u) << dump(r);
+  EXPECT_EQ(r.errors[0].str(),
+            "m.yaml:9:7: Bridge/br0 spec.x.<<: the merge key << takes a mapping or a list of "
+            "mappings, got a scalar");
+  EXPECT_EQ(r.errors[1].str(),
+            "m.yaml:12:5: Bridge/br0 spec.y.<<: duplicate merge key \"<<\" (first at line 11); "
+            "merge several mappings with <<: [*a, *b]");
+  EXPECT_EQ(r.resources.at(0).spec["y"], Json::parse(R"({"a": 1})"));
 }
 
 TEST(ParseYaml, DeepNestingHitsTheDepthLimit) {

@@ -4,6 +4,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+
+#include "support/memory_limit.hpp"
 #include "loader.hpp"
 
 namespace nodeplane {
@@ -245,6 +248,17 @@ TEST(ClosestName, Typos) {
   EXPECT_EQ(closestName("adress", known), "addresses");
   EXPECT_EQ(closestName("Adopt", known), "adopt");
   EXPECT_EQ(closestName("vlan", known), "");
+}
+
+TEST(ClosestName, ALongNameCostsLittle) {
+  // An 8 MiB name against short known ones: the distance table would be 8M x 10 entries.
+  const std::vector<std::string> known = {"mtu", "addresses", "adopt"};
+  auto start = std::chrono::steady_clock::now();
+  std::string out = testing::withMemoryLimit(
+      64u << 20, [&] { return "[" + closestName(std::string(8 << 20, 'm'), known) + "]"; });
+  EXPECT_EQ(out, "[]");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_EQ(closestName("addressesx", known), "addresses");
 }
 
 }  // namespace

@@ -1,0 +1,59 @@
+// parseAgentConfig: the agent config is read with the desired-state reader's limits.
+#include "agent_config.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "support/memory_limit.hpp"
+
+namespace nodeplane {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string firstError(const std::string& text) {
+  return testing::withMemoryLimit(512u << 20, [&] {
+    auto cfg = parseAgentConfig(text, "agent.yaml");
+    return cfg ? std::string("no error") : cfg.error().str();
+  });
+}
+
+TEST(AgentConfig, ReadsLabelsAndTimes) {
+  auto cfg = parseAgentConfig(
+      "apiVersion: nodeplane.io/v1\nkind: AgentConfig\nhostname: gpu-1\nlabels: {zone: a}\n"
+      "resyncSeconds: 30\n",
+      "agent.yaml");
+  ASSERT_TRUE(cfg) << cfg.error().str();
+  EXPECT_EQ(cfg->hostname, "gpu-1");
+  EXPECT_EQ(cfg->labels.at("zone"), "a");
+  EXPECT_EQ(cfg->resync, std::chrono::seconds(30));
+}
+
+TEST(AgentConfig, AliasesOfALargeScalarAreAnError) {
+  // Aliases in a plugin's section, which the agent passes on as JSON.
+  std::string text =
+      "labels:\n  big: &big " + std::string(1 << 20, 'x') + "\nvfio:\n  copies: [*big";
+  for (int i = 1; i < 4000; ++i) text += ", *big";
+  text += "]\n";
+  EXPECT_EQ(firstError(text),
+            "agent.yaml:4:384: aliases and anchors expand to more than 64 MiB (alias expansion "
+            "limit; is this a \"billion laughs\" document?)");
+}
+
+TEST(AgentConfig, LongKeysAndDeepNestingAreErrors) {
+  EXPECT_EQ(firstError("labels:\n  ? " + std::string(2 << 20, 'k') + "\n  : a\n"),
+            "agent.yaml:2:5: labels." + std::string(40, 'k') +
+                "...: a key of 2097152 bytes is longer than the limit of 1024 bytes");
+  EXPECT_THAT(firstError("vfio: " + std::string(100000, '[') + std::string(100000, ']') + "\n"),
+              HasSubstr("agent.yaml:1:"));
+  EXPECT_THAT(firstError("vfio: " + std::string(100000, '[') + std::string(100000, ']') + "\n"),
+              HasSubstr("nesting deeper than 64 levels (nesting depth limit)"));
+}
+
+TEST(AgentConfig, DuplicateKeysAreErrors) {
+  EXPECT_EQ(firstError("resyncSeconds: 5\nresyncSeconds: 6\n"),
+            "agent.yaml:2:1: resyncSeconds: duplicate key \"resyncSeconds\" (first at line 1)");
+}
+
+}  // namespace
+}  // namespace nodeplane
