@@ -89,7 +89,7 @@ int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune) {
 }
 
 int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
-             const std::string& planFile) {
+             const std::string& planFile, bool allowEmpty) {
   auto engine = ctx.engine();
   if (!engine) return reportErrors(ctx, {engine.error()}, "");
   auto lock = takeLock(ctx);
@@ -144,6 +144,19 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
     int code = kOk;
     auto desired = prepared(ctx, **engine, paths, code);
     if (!desired) return code;
+    // An empty source is more often a broken checkout or a half-written file than an intent.
+    if (prune && !allowEmpty && desired->resources.empty()) {
+      if (auto doomed = deletesOfEmptyDesired(**engine, *desired, *store); !doomed.empty())
+        return reportErrors(
+            ctx,
+            {fail(ErrorKind::kInvalidInput,
+                  fmt::format("the desired state is empty ({} file(s), no resource for this "
+                              "node): refusing to delete the {} object(s) nodeplane owns ({})",
+                              desired->files.size(), doomed.size(), listIds(doomed)),
+                  {}, "pass --allow-empty to delete them, or --no-prune to keep them")
+                 .error()},
+            "nothing was applied or pruned");
+    }
     report = (*engine)->converge(*desired, *store, prune, print);
   }
 
@@ -185,6 +198,7 @@ int cmdRun(Context& ctx, const std::vector<std::string>& paths, bool prune) {
   opt.debounce = ctx.config().debounce;
   opt.lockTimeout = ctx.config().lockTimeout;
   opt.prune = prune;
+  opt.allowEmpty = ctx.config().allowEmpty;
   for (const auto& p : opt.sources) {
     std::error_code ec;
     if (!std::filesystem::exists(p, ec))

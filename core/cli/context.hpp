@@ -58,7 +58,7 @@ void printJson(const Json& j);
 int cmdValidate(Context& ctx, const std::vector<std::string>& paths);
 int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune);
 int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
-             const std::string& planFile);
+             const std::string& planFile, bool allowEmpty);
 int cmdRun(Context& ctx, const std::vector<std::string>& paths, bool prune);
 int cmdCheck(Context& ctx);
 int cmdStatus(Context& ctx);

@@ -65,6 +65,7 @@ int runCommand(int argc, char** argv) {
 
   std::vector<std::string> files;
   bool noPrune = false;
+  bool allowEmpty = false;
   std::string planFile, kind;
 
   auto* diff = app.add_subcommand(
@@ -78,6 +79,8 @@ int runCommand(int argc, char** argv) {
   auto* applyFiles =
       apply->add_option("-f,--filename", files, "desired-state files or directories");
   apply->add_flag("--no-prune", noPrune, "keep owned objects that are missing from -f");
+  apply->add_flag("--allow-empty", allowEmpty,
+                  "let sources with no resource for this node delete everything nodeplane owns");
   auto* applyPlan = apply->add_option(
       "--plan", planFile,
       "apply a plan saved by `diff --output json`; refused if the host changed since");
@@ -133,7 +136,7 @@ int runCommand(int argc, char** argv) {
       std::cerr << "error: apply needs -f PATH... or --plan FILE\n";
       return cli::kError;
     }
-    return cli::cmdApply(*ctx, files, !noPrune, planFile);
+    return cli::cmdApply(*ctx, files, !noPrune, planFile, allowEmpty);
   }
   if (run->parsed()) return cli::cmdRun(*ctx, files, !noPrune);
   if (validate->parsed()) return cli::cmdValidate(*ctx, files);

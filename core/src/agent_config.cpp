@@ -77,6 +77,7 @@ Result<AgentConfig> parseAgentConfig(const std::string& text, const std::string&
                                               "resyncSeconds",
                                               "debounceMilliseconds",
                                               "lockTimeoutSeconds",
+                                              "allowEmpty",
                                               "stateDir",
                                               "pluginDir",
                                               "vfio",
@@ -125,6 +126,11 @@ Result<AgentConfig> parseAgentConfig(const std::string& text, const std::string&
       if (key == "lockTimeoutSeconds") {
         if (!positive(n)) return bad("expected a positive number of seconds");
         cfg.lockTimeout = std::chrono::seconds(n);
+      }
+      if (key == "allowEmpty") {
+        if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false"))
+          return bad("expected true or false");
+        cfg.allowEmpty = v.Scalar() == "true";
       }
       if (key == "stateDir") cfg.stateDir = v.as<std::string>();
       if (key == "pluginDir") cfg.pluginDir = v.as<std::string>();

@@ -21,6 +21,9 @@ struct AgentConfig {
   std::chrono::seconds resync{60};
   std::chrono::milliseconds debounce{250};
   std::chrono::seconds lockTimeout{60};
+  // `run` may prune everything it owns when the desired state becomes empty. Off: an emptied
+  // directory is far more often a half-written file or a broken checkout than an intent.
+  bool allowEmpty = false;
   std::optional<std::filesystem::path> stateDir;
   std::optional<std::filesystem::path> pluginDir;
   Json raw = Json::object();  // the whole file

@@ -15,9 +15,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <set>
+#include <stdexcept>
+#include <string>
 
 namespace nodeplane {
 namespace {
@@ -151,7 +154,127 @@ class Watches {
   std::map<std::filesystem::path, int> byPath_;
 };
 
+using Clock = std::chrono::steady_clock;
+
+std::chrono::milliseconds until(Clock::time_point t, Clock::time_point now) {
+  return std::max(std::chrono::ceil<std::chrono::milliseconds>(t - now),
+                  std::chrono::milliseconds(1));
+}
+
+std::optional<ResourceId> idOf(const std::string& text) {
+  auto slash = text.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == text.size()) return std::nullopt;
+  return ResourceId{text.substr(0, slash), text.substr(slash + 1)};
+}
+
+// Per-resource retry backoff. A resource whose change failed is not tried again before its time,
+// whatever wakes the daemon (the netlink events of its own rollback included); the others still
+// converge meanwhile. A changed desired spec is a new attempt, at once.
+class Backoffs {
+ public:
+  explicit Backoffs(std::chrono::milliseconds cap) : cap_(cap) {}
+
+  // The resources to leave alone in a pass at `now`.
+  std::set<ResourceId> held(const Desired& desired, Clock::time_point now) {
+    auto specs = specHashes(desired);
+    std::set<ResourceId> out;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (specs[it->first] != it->second.spec) {
+        spdlog::info("{}: {}: its backoff ends", it->first.str(),
+                     specs[it->first] ? "its desired spec changed" : "no longer desired");
+        it = entries_.erase(it);
+        continue;
+      }
+      if (it->second.notBefore > now) out.insert(it->first);
+      ++it;
+    }
+    return out;
+  }
+
+  // After a pass: `failed` were tried and failed; the rest of what was not held is fine now.
+  void update(const std::set<ResourceId>& failed, const std::set<ResourceId>& held,
+              const Desired& desired, Clock::time_point now) {
+    for (auto it = entries_.begin(); it != entries_.end();)
+      it = failed.count(it->first) || held.count(it->first) ? std::next(it) : entries_.erase(it);
+    if (failed.empty()) return;
+    auto specs = specHashes(desired, &failed);
+    for (const auto& id : failed) {
+      Entry& e = entries_[id];
+      ++e.failures;
+      e.delay = e.failures == 1 ? std::chrono::milliseconds(1000) : std::min(e.delay * 2, cap_);
+      e.notBefore = now + e.delay;
+      e.spec = specs[id];
+      spdlog::info(
+          "{}: attempt {} failed; next attempt in {} ms, not sooner whatever wakes the daemon",
+          id.str(), e.failures, e.delay.count());
+    }
+  }
+
+  std::optional<Clock::time_point> next() const {
+    std::optional<Clock::time_point> t;
+    for (const auto& [id, e] : entries_)
+      if (!t || e.notBefore < *t) t = e.notBefore;
+    return t;
+  }
+
+ private:
+  struct Entry {
+    unsigned failures = 0;
+    std::chrono::milliseconds delay{0};
+    Clock::time_point notBefore;
+    std::size_t spec = 0;  // hash of the desired spec it failed with (0: not desired)
+  };
+
+  // Hashes of the desired specs of the resources in backoff (or of `only`).
+  std::map<ResourceId, std::size_t> specHashes(const Desired& desired,
+                                               const std::set<ResourceId>* only = nullptr) const {
+    std::map<ResourceId, std::size_t> out;
+    if (entries_.empty() && !only) return out;
+    for (const auto& r : desired.resources)
+      if (only ? only->count(r.id) != 0 : entries_.count(r.id) != 0)
+        out[r.id] = std::hash<std::string>{}(r.spec.dump()) | 1;
+    return out;
+  }
+
+  std::chrono::milliseconds cap_;
+  std::map<ResourceId, Entry> entries_;
+};
+
+// Test hook for the exception barrier: the first N passes of this process throw.
+long passesThatThrow() {
+  static const long n = [] {
+    const char* v = std::getenv("NODEPLANE_TEST_PASS_THROWS");
+    return v ? std::atol(v) : 0L;
+  }();
+  return n;
+}
+
+// How a pass ended: `failed` (nothing resource-specific: the lock, the store, an exception)
+// retries the whole pass with backoff; `again` asks for another pass that soon (a file settling,
+// a resource's retry). Neither: wait for a change.
+struct PassOutcome {
+  bool failed = false;
+  std::optional<std::chrono::milliseconds> again;
+};
+
 }  // namespace
+
+std::string listIds(const std::vector<ResourceId>& ids, std::size_t max) {
+  std::string s;
+  for (std::size_t i = 0; i < ids.size() && i < max; ++i) s += (i ? ", " : "") + ids[i].str();
+  if (ids.size() > max) s += fmt::format(", ... ({} in all)", ids.size());
+  return s;
+}
+
+std::vector<ResourceId> deletesOfEmptyDesired(Engine& engine, const Desired& desired,
+                                              const state::Store& store) {
+  std::vector<ResourceId> out;
+  if (!desired.resources.empty()) return out;
+  Plan plan = engine.plan(desired, engine.observe(), store, /*prune=*/true);
+  for (const auto& e : plan.entries)
+    if (e.change.action == Action::kDelete) out.push_back(e.change.id);
+  return out;
+}
 
 int runDaemon(Engine& engine, const DaemonOptions& opt) {
   sigset_t mask;
@@ -199,25 +322,63 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   SourceCache cache;
   std::optional<Desired> desiredCache;  // validated desired state, while no file changes
   bool ready = false;
-  auto backoff = std::chrono::milliseconds(0);
+  auto backoff = std::chrono::milliseconds(0);  // of the whole pass
+  Clock::time_point notBefore{};                // no pass before this (whole-pass backoff)
+  Backoffs backoffs(opt.resync);
+  std::map<std::string, std::size_t> resourcesIn;         // per file, at the last pass that acted
+  std::map<std::string, Clock::time_point> emptiedSince;  // files seen emptied, not settled yet
+  long passes = 0;
 
-  auto pass = [&]() {
+  auto pass = [&]() -> PassOutcome {
     auto lock = state::Lock::acquire(opt.stateDir, opt.lockTimeout);
     if (!lock) {
       spdlog::error("{}", lock.error().str());
-      return false;
+      return {.failed = true};
     }
     auto store = state::Store::open(opt.stateDir);
     if (!store) {
       spdlog::error("{}", store.error().str());
       sd_notifyf(0, "STATUS=state store unreadable: %s", store.error().message.c_str());
-      return false;
+      return {.failed = true};
     }
+    if (++passes <= passesThatThrow())
+      throw std::runtime_error("NODEPLANE_TEST_PASS_THROWS: pass " + std::to_string(passes));
     if (!store->pending().empty()) {
       spdlog::warn("a previous apply was interrupted; finishing it from the journal");
       if (auto r = engine.recover(*store); !r) spdlog::error("recovery: {}", r.error().str());
     }
     const LoadResult& loaded = cache.load(opt.sources);
+
+    // A file that had resources and has none now is often a write in progress (truncated, then
+    // written): wait for it to change again, up to opt.settle, before acting on it.
+    const auto now = Clock::now();
+    std::map<std::string, std::size_t> counts;
+    for (const auto& f : loaded.files) counts[f.string()] = 0;
+    for (const auto& r : loaded.resources) ++counts[r.where.file];
+    std::map<std::string, Clock::time_point> emptied;
+    std::chrono::milliseconds settleLeft{0};
+    std::string settling;
+    for (const auto& [file, n] : counts) {
+      auto before = resourcesIn.find(file);
+      if (n != 0 || before == resourcesIn.end() || before->second == 0) continue;
+      auto since = emptiedSince.count(file) ? emptiedSince.at(file) : now;
+      emptied[file] = since;
+      if (now - since < opt.settle) {
+        settleLeft = std::max(settleLeft, until(since + opt.settle, now));
+        settling += (settling.empty() ? "" : ", ") + file;
+      }
+    }
+    emptiedSince = std::move(emptied);
+    if (!settling.empty()) {
+      spdlog::info(
+          "{} had resources and has none now (a write in progress?): waiting {} ms for it to "
+          "settle before acting on it",
+          settling, settleLeft.count());
+      sd_notifyf(0, "STATUS=waiting for %s to settle", settling.c_str());
+      return {.again = settleLeft};
+    }
+    resourcesIn = std::move(counts);
+
     if (!desiredCache || cache.changedLastTime()) desiredCache = engine.prepare(loaded);
     const Desired& desired = *desiredCache;
     if (!desired.ok()) {
@@ -226,44 +387,116 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
                     desired.errors.size());
       sd_notifyf(0, "STATUS=invalid desired state (%zu errors); host left as it is",
                  desired.errors.size());
-      return true;  // not retryable: wait for the files to change
+      return {};  // not retryable: wait for the files to change
     }
-    auto report =
-        engine.converge(desired, *store, opt.prune, [](const PlanEntry& e, const StepResult& r) {
-          if (r.outcome == StepOutcome::kOk)
+    if (opt.prune && !opt.allowEmpty && desired.resources.empty()) {
+      if (auto doomed = deletesOfEmptyDesired(engine, desired, *store); !doomed.empty()) {
+        spdlog::error(
+            "the desired state is empty ({} file(s), no resource for this node): refusing to "
+            "delete the {} object(s) nodeplane owns ({}); nothing was changed. Waiting for a "
+            "change: write the resources back, or set `allowEmpty: true` in the agent config to "
+            "let an empty desired state delete them",
+            desired.files.size(), doomed.size(), listIds(doomed));
+        sd_notifyf(0,
+                   "STATUS=desired state is empty; refusing to delete %zu owned object(s) "
+                   "(allowEmpty is off)",
+                   doomed.size());
+        return {};
+      }
+    }
+
+    const std::set<ResourceId> held = backoffs.held(desired, now);
+    std::set<ResourceId> failed, skipped, tried;
+    auto report = engine.converge(
+        desired, *store, opt.prune,
+        [&](const PlanEntry& e, const StepResult& r) {
+          tried.insert(e.change.id);
+          if (r.outcome == StepOutcome::kOk) {
             spdlog::info("{} {}", e.change.id.str(), toString(e.change.action));
-          else
-            spdlog::error("{}", r.error.str());
-        });
-    for (const auto& e : report.plan.errors) spdlog::error("{}", e.str());
-    const std::string summary =
+            return;
+          }
+          spdlog::error("{}", r.error.str());
+          (r.outcome == StepOutcome::kSkipped ? skipped : failed).insert(e.change.id);
+        },
+        held);
+    for (const auto& e : report.plan.errors)
+      if (auto id = idOf(e.resource); !id || !held.count(*id)) spdlog::error("{}", e.str());
+    bool failedWhole = false;  // an error no resource's backoff accounts for
+    for (const auto& e : report.errors) {
+      auto id = idOf(e.resource);
+      if (!id)
+        failedWhole = true;
+      else if (!held.count(*id) && !skipped.count(*id))
+        failed.insert(*id);
+    }
+    for (const auto& e : report.errors)
+      if (!idOf(e.resource)) spdlog::error("{}", e.str());
+    backoffs.update(failed, held, desired, Clock::now());
+
+    std::vector<ResourceId> waiting;  // changes held back by a backoff (theirs or a dependency's)
+    for (const auto& e : report.plan.entries)
+      if (!tried.count(e.change.id)) waiting.push_back(e.change.id);
+    for (const auto& e : report.plan.errors)
+      if (auto id = idOf(e.resource); id && held.count(*id)) waiting.push_back(*id);
+    const std::size_t acted = report.created + report.updated + report.replaced + report.deleted +
+                              report.failed + report.skipped;
+    std::string summary =
         fmt::format("{} resources: {} created, {} updated, {} replaced, {} deleted, {} failed",
                     desired.resources.size(), report.created, report.updated, report.replaced,
                     report.deleted, report.failed + report.skipped);
-    if (report.plan.hasChanges() || !report.ok())
+    if (!waiting.empty()) summary += fmt::format(", {} held back", waiting.size());
+    const bool unheldErrors = !failed.empty() || failedWhole;
+    if (acted || unheldErrors)
       spdlog::info("reconciled: {}", summary);
+    else if (!waiting.empty())
+      spdlog::info("waiting: {}", summary);
     else
       spdlog::debug("in sync: {}", summary);
-    sd_notifyf(0, "STATUS=%s%s", report.ok() ? "in sync; " : "errors; ", summary.c_str());
-    return report.ok();
+    sd_notifyf(0, "STATUS=%s%s",
+               unheldErrors      ? "errors; "
+               : waiting.empty() ? "in sync; "
+                                 : "waiting to retry; ",
+               summary.c_str());
+    PassOutcome out{.failed = failedWhole};
+    if (auto next = backoffs.next()) out.again = until(*next, Clock::now());  // the next retry
+    return out;
   };
 
+  // The exception barrier: whatever a pass throws (a bad file, bad_alloc, a plugin) is an error
+  // of that pass, retried with backoff; the daemon keeps running.
   auto runPass = [&] {
-    bool ok = pass();
+    PassOutcome out;
+    try {
+      out = pass();
+    } catch (const std::exception& e) {
+      spdlog::error("reconcile pass failed: {}; the host may be partly converged", e.what());
+      sd_notifyf(0, "STATUS=reconcile pass failed: %s", e.what());
+      out.failed = true;
+    } catch (...) {
+      spdlog::error("reconcile pass failed: unknown exception; the host may be partly converged");
+      sd_notifyf(0, "STATUS=reconcile pass failed: unknown exception");
+      out.failed = true;
+    }
     ::malloc_trim(0);  // give the pass's garbage back: an idle agent should stay small
     drain(passTimer.get());
     if (!ready) {
       sd_notify(0, "READY=1");
       ready = true;
     }
-    if (ok) {
-      backoff = std::chrono::milliseconds(0);
-    } else {  // retry with backoff, capped by the resync period
+    const auto now = Clock::now();
+    std::optional<Clock::time_point> next;
+    if (out.failed) {  // retry the whole pass with backoff, capped by the resync period
       backoff = std::min<std::chrono::milliseconds>(
           backoff.count() ? backoff * 2 : std::chrono::milliseconds(1000), opt.resync);
+      notBefore = now + backoff;
+      next = notBefore;
       spdlog::info("retrying in {} ms", backoff.count());
-      arm(passTimer.get(), backoff);
+    } else {
+      backoff = std::chrono::milliseconds(0);
+      notBefore = {};
+      if (out.again) next = now + *out.again;
     }
+    if (next) arm(passTimer.get(), until(*next, now));
   };
 
   spdlog::info("nodeplane run: resync every {} s", opt.resync.count());
@@ -308,7 +541,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     if (all.size() > 5 && (all[5].revents & (POLLIN | POLLERR))) {
       if (netlinkEventsMatter(nlFd.get())) schedule = true;
     }
-    if (schedule) arm(passTimer.get(), opt.debounce);
+    // Never before the whole-pass backoff ends: events do not cut a retry delay short.
+    if (schedule) arm(passTimer.get(), std::max(opt.debounce, until(notBefore, Clock::now())));
     if (all[3].revents & POLLIN) {
       drain(resyncTimer.get());
       runPass();

@@ -2,10 +2,16 @@
 // netlink link/address events, signals, the resync timer) only schedule a pass; a pass re-reads
 // desired and observed state from scratch. Idle, it sleeps in poll() with no timeout: no wakeups
 // but the resync timer (and the systemd watchdog, when asked for).
+//
+// What a pass never does: retry a resource before its backoff ends (whatever woke the daemon,
+// its own rollback's netlink events included), act on a file that just became empty before it
+// settled, prune everything because the desired state became empty (unless allowEmpty), or let
+// an exception end the process.
 #pragma once
 
 #include <chrono>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include "engine.hpp"
@@ -19,8 +25,19 @@ struct DaemonOptions {
   std::chrono::milliseconds debounce{250};
   std::chrono::seconds lockTimeout{60};
   bool prune = true;
+  bool allowEmpty = false;  // agent config `allowEmpty`
   bool watchNetlink = true;
+  // A file that had resources and has none now may be half-written (truncated, then written):
+  // the pass waits this long for it to change again before acting on it.
+  std::chrono::milliseconds settle{2000};
 };
+
+// The deletes that `desired`, being empty, would make: what `run` (unless allowEmpty) and
+// `apply` (unless --allow-empty) refuse to do.
+std::vector<ResourceId> deletesOfEmptyDesired(Engine& engine, const Desired& desired,
+                                              const state::Store& store);
+// "Bridge/a, Bridge/b, ... (12 in all)"
+std::string listIds(const std::vector<ResourceId>& ids, std::size_t max = 5);
 
 // Returns the process exit code: 0 after SIGTERM/SIGINT, 1 if it could not start.
 int runDaemon(Engine& engine, const DaemonOptions& options);

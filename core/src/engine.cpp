@@ -92,6 +92,32 @@ bool byLocation(const Error& a, const Error& b) {
          std::tie(b.where.file, b.where.line, b.where.column);
 }
 
+// The entries of `plan` but those of `drop` and, transitively, those that wait for one of them;
+// `after` renumbered. Only the entries are kept: this is what gets executed.
+Plan withoutEntries(const Plan& plan, const std::set<ResourceId>& drop) {
+  std::vector<bool> dropped(plan.entries.size(), false);
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (std::size_t i = 0; i < plan.entries.size(); ++i) {
+      if (dropped[i]) continue;
+      const auto& e = plan.entries[i];
+      if (drop.count(e.change.id) ||
+          std::any_of(e.after.begin(), e.after.end(), [&](std::size_t a) { return dropped[a]; }))
+        dropped[i] = changed = true;
+    }
+  }
+  Plan kept;
+  std::map<std::size_t, std::size_t> remap;
+  for (std::size_t i = 0; i < plan.entries.size(); ++i)
+    if (!dropped[i]) {
+      remap[i] = kept.entries.size();
+      kept.entries.push_back(plan.entries[i]);
+    }
+  for (auto& e : kept.entries)
+    for (auto& a : e.after) a = remap.at(a);
+  return kept;
+}
+
 }  // namespace
 
 Desired Engine::prepare(LoadResult loaded) const {
@@ -394,14 +420,15 @@ void Engine::record(const Plan& plan, state::Store& store, bool inSyncResults) c
 }
 
 ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool prune,
-                             const StepCallback& onStep) {
+                             const StepCallback& onStep, const std::set<ResourceId>& hold) {
   ApplyReport report;
   Observation obs = observe();
   Plan plan = this->plan(desired, obs, store, prune);
   report.plan = plan;
   report.errors = plan.errors;
   record(plan, store, true);
-  std::set<ResourceId> gaveUp;  // failed or skipped: not retried in this apply
+  if (!hold.empty()) plan = withoutEntries(plan, hold);
+  std::set<ResourceId> gaveUp = hold;  // held, failed or skipped: not retried in this apply
   constexpr int kRounds = 3;
   for (int round = 0; round < kRounds && plan.hasChanges(); ++round) {
     tally(report, plan, execute(plan, store, onStep), gaveUp);
@@ -410,19 +437,7 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
     obs = observe();
     Plan next = this->plan(desired, obs, store, prune);
     record(next, store, /*inSyncResults=*/false);  // keep "created" etc. of this apply
-    Plan retry;
-    std::map<std::size_t, std::size_t> remap;
-    for (std::size_t i = 0; i < next.entries.size(); ++i)
-      if (!gaveUp.count(next.entries[i].change.id)) {
-        remap[i] = retry.entries.size();
-        retry.entries.push_back(next.entries[i]);
-      }
-    for (auto& e : retry.entries) {
-      std::vector<std::size_t> after;
-      for (auto a : e.after)
-        if (auto it = remap.find(a); it != remap.end()) after.push_back(it->second);
-      e.after = std::move(after);
-    }
+    Plan retry = withoutEntries(next, gaveUp);
     if (round + 1 == kRounds) {
       for (const auto& e : retry.entries) {
         Error err;

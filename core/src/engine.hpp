@@ -66,9 +66,10 @@ class Engine {
                                   const StepCallback& onStep);
 
   // Plan, execute, verify by re-observing (up to 3 rounds for steps that succeeded but did not
-  // take), then commit the store and clear the journal.
+  // take), then commit the store and clear the journal. Changes of `hold` (the daemon's
+  // resources in backoff), and those that wait for them, are planned (report.plan) but not run.
   ApplyReport converge(const Desired& desired, state::Store& store, bool prune,
-                       const StepCallback& onStep);
+                       const StepCallback& onStep, const std::set<ResourceId>& hold = {});
 
   // Every problem of a saved plan (read from `file`), checked as a desired-state file is:
   // known kind and plugin, schema and the plugin's own validation of every desired spec, one

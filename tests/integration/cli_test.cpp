@@ -315,10 +315,39 @@ TEST_F(Cli, NeverPrunesWhatItDoesNotOwn) {
   ASSERT_EQ(np({"apply", "-f", desired_.path()}).code, 0);
   fs::remove(desired_ / "a.yaml");
   desired_.write("empty.yaml", "# nothing\n");
-  auto a = np({"apply", "-f", desired_.path()});
+  auto a = np({"apply", "-f", desired_.path(), "--allow-empty"});
   EXPECT_EQ(a.code, 0) << a.out << a.err;
   EXPECT_FALSE(linkExists("br-mine"));
   EXPECT_TRUE(linkExists("br-other"));
+}
+
+// An empty source is more often a broken checkout or a half-written file than an intent: it
+// deletes what nodeplane owns only when asked to.
+TEST_F(Cli, ApplyOfAnEmptySourcePrunesOnlyWithAllowEmpty) {
+  desired_.write("empty.yaml", "# nothing\n");
+  auto fresh = np({"apply", "-f", desired_.path()});  // owns nothing: nothing to refuse
+  EXPECT_EQ(fresh.code, 0) << fresh.out << fresh.err;
+
+  desired_.write("a.yaml", bridge("br-e", 1500));
+  ASSERT_EQ(np({"apply", "-f", desired_.path()}).code, 0);
+  fs::remove(desired_ / "a.yaml");
+  auto refused = np({"apply", "-f", desired_.path()});
+  EXPECT_EQ(refused.code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.err,
+              HasSubstr("error: the desired state is empty (1 file(s), no resource for this node): "
+                        "refusing to delete the 1 object(s) nodeplane owns (Bridge/br-e) (pass "
+                        "--allow-empty to delete them, or --no-prune to keep them)\n"
+                        "nothing was applied or pruned\n"));
+  EXPECT_TRUE(linkExists("br-e"));
+
+  auto kept = np({"apply", "-f", desired_.path(), "--no-prune"});
+  EXPECT_EQ(kept.code, 0) << kept.out << kept.err;
+  EXPECT_TRUE(linkExists("br-e"));
+
+  auto allowed = np({"apply", "-f", desired_.path(), "--allow-empty"});
+  EXPECT_EQ(allowed.code, 0) << allowed.out << allowed.err;
+  EXPECT_THAT(allowed.out, HasSubstr("Bridge/br-e deleted"));
+  EXPECT_FALSE(linkExists("br-e"));
 }
 
 TEST_F(Cli, SavedPlanAppliesOnlyToTheHostItWasMadeFor) {

@@ -268,6 +268,31 @@ TEST_F(EngineTest, PlansCreatesInDependencyOrderThenConverges) {
   EXPECT_EQ(again.results().at({"Widget", "top"}).outcome, "created");
 }
 
+// The daemon's resources in backoff: planned (what `diff` shows), not run, and neither is what
+// waits for them; the rest converges.
+TEST_F(EngineTest, HeldResourcesAndTheirDependentsAreNotRun) {
+  auto& e = engine();
+  auto d = desired(kTwo);
+  ASSERT_TRUE(d.ok());
+  auto s = store();
+  std::vector<std::string> ran;
+  auto onStep = [&](const PlanEntry& p, const StepResult&) { ran.push_back(p.change.id.str()); };
+
+  auto held = e.converge(d, s, true, onStep, {{"Widget", "base"}});
+  EXPECT_TRUE(held.ok());
+  EXPECT_EQ(held.plan.entries.size(), 2u);
+  EXPECT_EQ(held.created, 0u);
+  EXPECT_TRUE(ran.empty());
+  EXPECT_FALSE(s.owns({"Widget", "base"}));
+
+  auto topHeld = e.converge(d, s, true, onStep, {{"Widget", "top"}});
+  EXPECT_TRUE(topHeld.ok());
+  EXPECT_EQ(topHeld.created, 1u);
+  EXPECT_EQ(ran, std::vector<std::string>{"Widget/base"});
+  EXPECT_TRUE(s.owns({"Widget", "base"}));
+  EXPECT_FALSE(s.owns({"Widget", "top"}));
+}
+
 TEST_F(EngineTest, UpdateReplaceAndPrune) {
   auto& e =
       engine({{"existing",
