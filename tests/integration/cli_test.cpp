@@ -697,107 +697,108 @@ TEST_F(Cli, AnExceptionIsAnErrorNotAnAbort) {
   auto other = np({"validate", "-f", "x"}, {"NODEPLANE_TEST_THROW=boom\x1b[2J"});
   EXPECT_EQ(other.code, 1);
   EXPECT_EQ(other.err, "error: boom\\x1b[2J\n");
+}
 
-  TEST_F(Cli, LostStateFileBesideItsBackupStopsApply) {
-    desired_.write("a.yaml", bridge("br-k", 1500));
-    ASSERT_EQ(np({"apply", "-f", desired_.path()}).code, 0);
-    desired_.write("a.yaml", bridge("br-k", 1400));
-    ASSERT_EQ(np({"apply", "-f", desired_.path()}).code, 0);
-    ASSERT_TRUE(fs::exists(state_ / "state" / "state.json.bak"));
-    fs::remove(state_ / "state" / "state.json");
-    desired_.write("a.yaml", bridge("br-k", 1300));
-    auto a = np({"apply", "-f", desired_.path()});
-    EXPECT_EQ(a.code, 1) << a.out << a.err;
-    EXPECT_THAT(a.err, HasSubstr("state.json is missing but its backup"));
-    EXPECT_THAT(a.err, HasSubstr("nothing was applied"));
-    EXPECT_EQ(mtu("br-k"), 1400);
-    auto st = np({"status"});
-    EXPECT_EQ(st.code, 1);
-    EXPECT_THAT(st.err, HasSubstr("state.json is missing but its backup"));
-  }
+TEST_F(Cli, LostStateFileBesideItsBackupStopsApply) {
+  desired_.write("a.yaml", bridge("br-k", 1500));
+  ASSERT_EQ(np({"apply", "-f", desired_.path()}).code, 0);
+  desired_.write("a.yaml", bridge("br-k", 1400));
+  ASSERT_EQ(np({"apply", "-f", desired_.path()}).code, 0);
+  ASSERT_TRUE(fs::exists(state_ / "state" / "state.json.bak"));
+  fs::remove(state_ / "state" / "state.json");
+  desired_.write("a.yaml", bridge("br-k", 1300));
+  auto a = np({"apply", "-f", desired_.path()});
+  EXPECT_EQ(a.code, 1) << a.out << a.err;
+  EXPECT_THAT(a.err, HasSubstr("state.json is missing but its backup"));
+  EXPECT_THAT(a.err, HasSubstr("nothing was applied"));
+  EXPECT_EQ(mtu("br-k"), 1400);
+  auto st = np({"status"});
+  EXPECT_EQ(st.code, 1);
+  EXPECT_THAT(st.err, HasSubstr("state.json is missing but its backup"));
+}
 
-  // status and diff only read: they create no state dir, and work for a user who could not.
-  TEST_F(Cli, StatusAndDiffCreateNoStateDir) {
-    const fs::path fresh = state_ / "never-made";
-    desired_.write("a.yaml", bridge("br-r", 1500));
-    auto st = run({NODEPLANE_BINARY, "--state-dir", fresh.string(), "--config",
-                   (config_ / "agent.yaml").string(), "status"});
-    EXPECT_EQ(st.code, 0) << st.err;
-    EXPECT_EQ(st.out, "No reconcile recorded in " + fresh.string() + ".\n");
-    auto d = run({NODEPLANE_BINARY, "--state-dir", fresh.string(), "--config",
-                  (config_ / "agent.yaml").string(), "diff", "-f", desired_.path().string()});
-    EXPECT_EQ(d.code, 2) << d.out << d.err;
-    EXPECT_FALSE(fs::exists(fresh));
+// status and diff only read: they create no state dir, and work for a user who could not.
+TEST_F(Cli, StatusAndDiffCreateNoStateDir) {
+  const fs::path fresh = state_ / "never-made";
+  desired_.write("a.yaml", bridge("br-r", 1500));
+  auto st = run({NODEPLANE_BINARY, "--state-dir", fresh.string(), "--config",
+                 (config_ / "agent.yaml").string(), "status"});
+  EXPECT_EQ(st.code, 0) << st.err;
+  EXPECT_EQ(st.out, "No reconcile recorded in " + fresh.string() + ".\n");
+  auto d = run({NODEPLANE_BINARY, "--state-dir", fresh.string(), "--config",
+                (config_ / "agent.yaml").string(), "diff", "-f", desired_.path().string()});
+  EXPECT_EQ(d.code, 2) << d.out << d.err;
+  EXPECT_FALSE(fs::exists(fresh));
 
-    // Where the user may look but not write (root's 0755 directory).
-    fs::permissions(state_.path(), fs::perms::owner_all | fs::perms::group_read |
-                                       fs::perms::group_exec | fs::perms::others_read |
-                                       fs::perms::others_exec);
-    auto stUser = npAsNobody(fresh, {"status"});
-    EXPECT_EQ(stUser.code, 0) << stUser.err;
-    EXPECT_THAT(stUser.out, HasSubstr("No reconcile recorded"));
-    auto dUser = npAsNobody(fresh, {"diff", "-f", desired_.path().string()});
-    EXPECT_EQ(dUser.code, 2) << dUser.out << dUser.err;
-    EXPECT_THAT(dUser.out, HasSubstr("+ Bridge/br-r create"));
-    EXPECT_FALSE(fs::exists(fresh));
-  }
+  // Where the user may look but not write (root's 0755 directory).
+  fs::permissions(state_.path(), fs::perms::owner_all | fs::perms::group_read |
+                                     fs::perms::group_exec | fs::perms::others_read |
+                                     fs::perms::others_exec);
+  auto stUser = npAsNobody(fresh, {"status"});
+  EXPECT_EQ(stUser.code, 0) << stUser.err;
+  EXPECT_THAT(stUser.out, HasSubstr("No reconcile recorded"));
+  auto dUser = npAsNobody(fresh, {"diff", "-f", desired_.path().string()});
+  EXPECT_EQ(dUser.code, 2) << dUser.out << dUser.err;
+  EXPECT_THAT(dUser.out, HasSubstr("+ Bridge/br-r create"));
+  EXPECT_FALSE(fs::exists(fresh));
+}
 
-  // A state dir nodeplane cannot write: the reason at once, no "waiting" for a lock nobody holds.
-  TEST_F(Cli, UnwritableStateDirIsReportedAtOnce) {
-    const fs::path dir = state_ / "state";
-    fs::create_directories(dir);
-    fs::permissions(state_.path(),
-                    fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
-    fs::permissions(dir, fs::status(state_.path()).permissions());
-    desired_.write("a.yaml", bridge("br-w", 1500));
-    auto a = npAsNobody(dir, {"apply", "-f", desired_.path().string()});
-    EXPECT_EQ(a.code, 1) << a.out << a.err;
-    EXPECT_THAT(a.err,
-                HasSubstr("state dir " + dir.string() + " is not writable: Permission denied"));
-    EXPECT_THAT(a.err, Not(HasSubstr("waiting")));
-    EXPECT_FALSE(linkExists("br-w"));
+// A state dir nodeplane cannot write: the reason at once, no "waiting" for a lock nobody holds.
+TEST_F(Cli, UnwritableStateDirIsReportedAtOnce) {
+  const fs::path dir = state_ / "state";
+  fs::create_directories(dir);
+  fs::permissions(state_.path(),
+                  fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(dir, fs::status(state_.path()).permissions());
+  desired_.write("a.yaml", bridge("br-w", 1500));
+  auto a = npAsNobody(dir, {"apply", "-f", desired_.path().string()});
+  EXPECT_EQ(a.code, 1) << a.out << a.err;
+  EXPECT_THAT(a.err,
+              HasSubstr("state dir " + dir.string() + " is not writable: Permission denied"));
+  EXPECT_THAT(a.err, Not(HasSubstr("waiting")));
+  EXPECT_FALSE(linkExists("br-w"));
 
-    // A read-only mount, in a private mount namespace of the child.
-    const std::string script =
-        "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" || "
-        "exit 99; exec \"$@\"";
-    auto ro = run({"/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script,
-                   dir.string(), NODEPLANE_BINARY, "--state-dir", dir.string(), "--config",
-                   (config_ / "agent.yaml").string(), "apply", "-f", desired_.path().string()});
-    if (ro.code == 99) GTEST_SKIP() << "cannot mount here: " << ro.err;
-    EXPECT_EQ(ro.code, 1) << ro.out << ro.err;
-    EXPECT_THAT(ro.err,
-                HasSubstr("state dir " + dir.string() + " is not writable: Read-only file system"));
-    EXPECT_THAT(ro.err, Not(HasSubstr("waiting")));
-    EXPECT_FALSE(linkExists("br-w"));
-  }
+  // A read-only mount, in a private mount namespace of the child.
+  const std::string script =
+      "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" || "
+      "exit 99; exec \"$@\"";
+  auto ro = run({"/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script,
+                 dir.string(), NODEPLANE_BINARY, "--state-dir", dir.string(), "--config",
+                 (config_ / "agent.yaml").string(), "apply", "-f", desired_.path().string()});
+  if (ro.code == 99) GTEST_SKIP() << "cannot mount here: " << ro.err;
+  EXPECT_EQ(ro.code, 1) << ro.out << ro.err;
+  EXPECT_THAT(ro.err,
+              HasSubstr("state dir " + dir.string() + " is not writable: Read-only file system"));
+  EXPECT_THAT(ro.err, Not(HasSubstr("waiting")));
+  EXPECT_FALSE(linkExists("br-w"));
+}
 
-  TEST_F(Cli, PluginsListsALibraryRefusedForItsDirectory) {
-    TempDir plugins;
-    fs::copy_file(fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-net.so",
-                  plugins / "libnodeplane-net.so");
-    fs::permissions(plugins / "libnodeplane-net.so",
-                    fs::perms::group_write | fs::perms::others_write, fs::perm_options::remove);
-    fs::permissions(plugins.path(), fs::perms::all);
-    auto p = np({"--plugin-dir", plugins.path().string(), "plugins"});
-    EXPECT_EQ(p.code, 1) << p.out << p.err;
-    EXPECT_THAT(p.out, HasSubstr("  REFUSED    " + (plugins / "libnodeplane-net.so").string() +
-                                 ": plugin directory " + plugins.path().string() +
-                                 " is group- or world-writable (chmod go-w " +
-                                 plugins.path().string() + ")\n"));
-  }
+TEST_F(Cli, PluginsListsALibraryRefusedForItsDirectory) {
+  TempDir plugins;
+  fs::copy_file(fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-net.so",
+                plugins / "libnodeplane-net.so");
+  fs::permissions(plugins / "libnodeplane-net.so", fs::perms::group_write | fs::perms::others_write,
+                  fs::perm_options::remove);
+  fs::permissions(plugins.path(), fs::perms::all);
+  auto p = np({"--plugin-dir", plugins.path().string(), "plugins"});
+  EXPECT_EQ(p.code, 1) << p.out << p.err;
+  EXPECT_THAT(p.out, HasSubstr("  REFUSED    " + (plugins / "libnodeplane-net.so").string() +
+                               ": plugin directory " + plugins.path().string() +
+                               " is group- or world-writable (chmod go-w " +
+                               plugins.path().string() + ")\n"));
+}
 
-  TEST_F(Cli, CheckAndPlugins) {
-    auto c = np({"--output", "json", "check"});
-    EXPECT_EQ(c.code, 0) << c.out << c.err;
-    auto j = nlohmann::json::parse(c.out);
-    EXPECT_TRUE(j["gpus"].is_array());
-    auto p = np({"plugins"});
-    EXPECT_EQ(p.code, 0);
-    EXPECT_THAT(p.out, HasSubstr("net        Bridge, Vxlan, Tap"));
-    auto help = np({"apply", "--help"});
-    EXPECT_THAT(help.out, HasSubstr("--no-prune"));
-  }
+TEST_F(Cli, CheckAndPlugins) {
+  auto c = np({"--output", "json", "check"});
+  EXPECT_EQ(c.code, 0) << c.out << c.err;
+  auto j = nlohmann::json::parse(c.out);
+  EXPECT_TRUE(j["gpus"].is_array());
+  auto p = np({"plugins"});
+  EXPECT_EQ(p.code, 0);
+  EXPECT_THAT(p.out, HasSubstr("net        Bridge, Vxlan, Tap"));
+  auto help = np({"apply", "--help"});
+  EXPECT_THAT(help.out, HasSubstr("--no-prune"));
+}
 
 }  // namespace
 }  // namespace nodeplane::testing

@@ -272,9 +272,9 @@ TEST_F(StateStoreTest, ReadOnlyOpenCreatesNothingAndWritesNothing) {
   EXPECT_TRUE(s->owns({"Vxlan", "vx100"}));
   s->forget({"Vxlan", "vx100"});
   EXPECT_FALSE(s->commit().has_value());
-  EXPECT_EQ(readText(dir_ / "state.json"), text);
+  EXPECT_EQ(slurp(dir_ / "state.json"), text);
 
-  writeText(base_ / "file", "x");
+  writeFile(base_ / "file", "x");
   auto f = Store::openReadOnly(base_ / "file");
   ASSERT_FALSE(f.has_value());
   EXPECT_NE(f.error().message.find("is not a directory"), std::string::npos) << f.error().str();
@@ -541,7 +541,7 @@ TEST_F(StateStoreTest, ALockFileRemovedWhileWaitingIsLockedAgainWhereItNowIs) {
     auto second = Lock::acquire(dir_, 60s, [&](long) {
       // Called once the waiter holds its descriptor and found the lock busy.
       if (replace) {
-        writeText(base_ / "new-lock", "");
+        writeFile(base_ / "new-lock", "");
         ASSERT_EQ(::rename((base_ / "new-lock").c_str(), (dir_ / "lock").c_str()), 0);
       } else {
         ASSERT_EQ(::unlink((dir_ / "lock").c_str()), 0);
@@ -551,7 +551,7 @@ TEST_F(StateStoreTest, ALockFileRemovedWhileWaitingIsLockedAgainWhereItNowIs) {
     ASSERT_TRUE(second.has_value()) << second.error().str();
     auto third = Lock::acquire(dir_, std::nullopt);
     EXPECT_FALSE(third.has_value()) << "two processes hold the state lock at once";
-    EXPECT_EQ(readText(dir_ / "lock"), std::to_string(::getpid()) + "\n");
+    EXPECT_EQ(slurp(dir_ / "lock"), std::to_string(::getpid()) + "\n");
   }
 }
 
