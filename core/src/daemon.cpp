@@ -17,10 +17,13 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 
 namespace nodeplane {
 namespace {
@@ -115,6 +118,42 @@ bool netlinkEventsMatter(int fd) {
       }
     }
   }
+}
+
+// The desired state, loaded and validated again when a file changed (the first call always
+// does). Runs on a thread of its own: the parse makes many small objects that die together
+// (every field's source location, YAML events), and there they live in another malloc arena,
+// not between what the daemon keeps.
+struct Loaded {
+  Desired desired;
+  std::map<std::string, std::size_t> resourcesIn;  // per file, as written (before selection)
+};
+
+std::optional<Loaded> loadAndPrepare(SourceCache& cache, const Engine& engine,
+                                     const std::vector<std::filesystem::path>& sources) {
+  auto work = [&]() -> std::optional<Loaded> {
+    auto loaded = cache.loadIfChanged(sources);
+    if (!loaded) return std::nullopt;
+    std::map<std::string, std::size_t> counts;
+    for (const auto& f : loaded->files) counts[f.string()] = 0;
+    for (const auto& r : loaded->resources) ++counts[r.where.file];
+    return Loaded{engine.prepare(std::move(*loaded)), std::move(counts)};
+  };
+  std::future<std::optional<Loaded>> job;
+  try {
+    job = std::async(std::launch::async, work);
+  } catch (const std::system_error&) {  // no thread to be had: here, then
+    return work();
+  }
+  return job.get();
+}
+
+// A copy of `made` made on this thread, once the parse's garbage is given back: it lies packed
+// in a few pages. Kept as it was made, it would be scattered among the freed nodes of the parse
+// and keep most heap pages of an idle daemon resident (bench/README.md, idle daemon).
+Desired keepPacked(Desired made) {
+  ::malloc_trim(0);
+  return Desired(made);
 }
 
 class Watches {
@@ -321,6 +360,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
 
   SourceCache cache;
   std::optional<Desired> desiredCache;  // validated desired state, while no file changes
+  std::optional<Loaded> pending;        // a changed desired state not acted on yet (settling)
   bool ready = false;
   auto backoff = std::chrono::milliseconds(0);  // of the whole pass
   Clock::time_point notBefore{};                // no pass before this (whole-pass backoff)
@@ -347,39 +387,40 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       spdlog::warn("a previous apply was interrupted; finishing it from the journal");
       if (auto r = engine.recover(*store); !r) spdlog::error("recovery: {}", r.error().str());
     }
-    const LoadResult& loaded = cache.load(opt.sources);
-
-    // A file that had resources and has none now is often a write in progress (truncated, then
-    // written): wait for it to change again, up to opt.settle, before acting on it.
+    // Parsed again only when a file changed (the first call always parses); held back while a
+    // file that had resources and has none now settles.
+    if (auto fresh = loadAndPrepare(cache, engine, opt.sources)) pending = std::move(fresh);
     const auto now = Clock::now();
-    std::map<std::string, std::size_t> counts;
-    for (const auto& f : loaded.files) counts[f.string()] = 0;
-    for (const auto& r : loaded.resources) ++counts[r.where.file];
-    std::map<std::string, Clock::time_point> emptied;
-    std::chrono::milliseconds settleLeft{0};
-    std::string settling;
-    for (const auto& [file, n] : counts) {
-      auto before = resourcesIn.find(file);
-      if (n != 0 || before == resourcesIn.end() || before->second == 0) continue;
-      auto since = emptiedSince.count(file) ? emptiedSince.at(file) : now;
-      emptied[file] = since;
-      if (now - since < opt.settle) {
-        settleLeft = std::max(settleLeft, until(since + opt.settle, now));
-        settling += (settling.empty() ? "" : ", ") + file;
+    if (pending) {
+      // A file that had resources and has none now is often a write in progress (truncated, then
+      // written): wait for it to change again, up to opt.settle, before acting on it.
+      std::map<std::string, Clock::time_point> emptied;
+      std::chrono::milliseconds settleLeft{0};
+      std::string settling;
+      for (const auto& [file, n] : pending->resourcesIn) {
+        auto before = resourcesIn.find(file);
+        if (n != 0 || before == resourcesIn.end() || before->second == 0) continue;
+        auto since = emptiedSince.count(file) ? emptiedSince.at(file) : now;
+        emptied[file] = since;
+        if (now - since < opt.settle) {
+          settleLeft = std::max(settleLeft, until(since + opt.settle, now));
+          settling += (settling.empty() ? "" : ", ") + file;
+        }
       }
+      emptiedSince = std::move(emptied);
+      if (!settling.empty()) {
+        spdlog::info(
+            "{} had resources and has none now (a write in progress?): waiting {} ms for it to "
+            "settle before acting on it",
+            settling, settleLeft.count());
+        sd_notifyf(0, "STATUS=waiting for %s to settle", settling.c_str());
+        return {.again = settleLeft};
+      }
+      resourcesIn = std::move(pending->resourcesIn);
+      desiredCache.reset();  // never two desired states in memory at once
+      desiredCache = keepPacked(std::move(pending->desired));
+      pending.reset();
     }
-    emptiedSince = std::move(emptied);
-    if (!settling.empty()) {
-      spdlog::info(
-          "{} had resources and has none now (a write in progress?): waiting {} ms for it to "
-          "settle before acting on it",
-          settling, settleLeft.count());
-      sd_notifyf(0, "STATUS=waiting for %s to settle", settling.c_str());
-      return {.again = settleLeft};
-    }
-    resourcesIn = std::move(counts);
-
-    if (!desiredCache || cache.changedLastTime()) desiredCache = engine.prepare(loaded);
     const Desired& desired = *desiredCache;
     if (!desired.ok()) {
       for (const auto& e : desired.errors) spdlog::error("{}", e.str());
@@ -478,6 +519,9 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       out.failed = true;
     }
     ::malloc_trim(0);  // give the pass's garbage back: an idle agent should stay small
+    const auto heap = ::mallinfo2();
+    spdlog::debug("heap after the pass: {} kB in use, {} kB mapped", heap.uordblks / 1024,
+                  (heap.arena + heap.hblkhd) / 1024);
     drain(passTimer.get());
     if (!ready) {
       sd_notify(0, "READY=1");

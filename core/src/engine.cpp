@@ -87,6 +87,14 @@ bool repeats(const Error& e, const std::vector<Error>& errors) {
   });
 }
 
+// Every error that needs a field's line is found above; what comes after (plan, apply) names
+// only the document. The per-field locations are the largest part of a resource (a map node,
+// a path and a file name per field), and the daemon keeps its desired state for as long as no
+// file changes.
+void dropFieldLocations(std::vector<Resource>& resources) {
+  for (auto& r : resources) r.locations.clear();
+}
+
 bool byLocation(const Error& a, const Error& b) {
   return std::tie(a.where.file, a.where.line, a.where.column) <
          std::tie(b.where.file, b.where.line, b.where.column);
@@ -248,6 +256,7 @@ Desired Engine::prepare(LoadResult loaded) const {
     }
   }
   std::stable_sort(out.errors.begin(), out.errors.end(), byLocation);
+  dropFieldLocations(out.resources);
   return out;
 }
 

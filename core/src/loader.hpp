@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "nodeplane/error.hpp"
@@ -35,25 +36,22 @@ bool isIgnoredName(std::string_view fileName);
 // does not exist is an error.
 LoadResult loadSources(const std::vector<std::filesystem::path>& paths);
 
-// The daemon's loader: re-parses only files whose content hash changed since the last call.
+// The daemon's loader. It keeps only each file's content hash between calls, never the parsed
+// resources (with every field's location they are most of an idle daemon's memory, see
+// bench/README.md): when anything changed, every file is parsed again.
 class SourceCache {
  public:
-  // The merged result, rebuilt only when a file changed, appeared or went away.
-  const LoadResult& load(const std::vector<std::filesystem::path>& paths);
-  std::size_t parsedLastTime() const { return parsedLastTime_; }  // files actually re-parsed
-  // False when the last load() found every file as it was: the caller may reuse what it made of
-  // the previous result (the daemon keeps its validated desired state).
-  bool changedLastTime() const { return changedLastTime_; }
+  // The merged result of `paths` when a file changed, appeared or went away since the last
+  // call, or the last call found errors (reported again until fixed); std::nullopt when every
+  // file is as it was, so the caller keeps what it made of the previous result.
+  std::optional<LoadResult> loadIfChanged(const std::vector<std::filesystem::path>& paths);
+  std::size_t parsedLastTime() const { return parsedLastTime_; }  // files parsed by the last call
 
  private:
-  struct Entry {
-    std::uint64_t hash = 0;
-    LoadResult result;
-  };
-  std::map<std::filesystem::path, Entry> entries_;
-  std::optional<LoadResult> merged_;
+  std::vector<std::pair<std::filesystem::path, std::uint64_t>> hashes_;  // in load order
+  bool loaded_ = false;
+  bool lastHadErrors_ = false;
   std::size_t parsedLastTime_ = 0;
-  bool changedLastTime_ = true;
 };
 
 }  // namespace nodeplane

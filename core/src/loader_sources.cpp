@@ -110,17 +110,30 @@ void merge(LoadResult& all, LoadResult part) {
   for (auto& r : part.resources) all.resources.push_back(std::move(r));
 }
 
-LoadResult loadWith(const std::vector<fs::path>& paths,
-                    const std::function<LoadResult(const fs::path&, const std::string&)>& parse) {
-  LoadResult all;
-  for (const auto& file : collectFiles(paths, all.errors)) {
+// Every source file and its text, in load order; files that cannot be read go to `errors`.
+std::vector<std::pair<fs::path, std::string>> readSources(const std::vector<fs::path>& paths,
+                                                          std::vector<Error>& errors) {
+  std::vector<std::pair<fs::path, std::string>> out;
+  for (const auto& file : collectFiles(paths, errors)) {
     auto text = readFile(file);
     if (!text) {
-      all.errors.push_back(std::move(text.error()));
+      errors.push_back(std::move(text.error()));
       continue;
     }
+    out.emplace_back(file, std::move(*text));
+  }
+  return out;
+}
+
+// Parses and merges `texts`, freeing each text once parsed.
+LoadResult parseAll(std::vector<std::pair<fs::path, std::string>> texts,
+                    std::vector<Error> errors) {
+  LoadResult all;
+  all.errors = std::move(errors);
+  for (auto& [file, text] : texts) {
     all.files.push_back(file);
-    merge(all, parse(file, *text));
+    merge(all, parseYaml(text, file.string()));
+    std::string().swap(text);
   }
   return all;
 }
@@ -137,37 +150,26 @@ bool isIgnoredName(std::string_view fileName) {
 }
 
 LoadResult loadSources(const std::vector<fs::path>& paths) {
-  return loadWith(paths, [](const fs::path& file, const std::string& text) {
-    return parseYaml(text, file.string());
-  });
+  std::vector<Error> errors;
+  auto texts = readSources(paths, errors);
+  return parseAll(std::move(texts), std::move(errors));
 }
 
-const LoadResult& SourceCache::load(const std::vector<fs::path>& paths) {
+std::optional<LoadResult> SourceCache::loadIfChanged(const std::vector<fs::path>& paths) {
   parsedLastTime_ = 0;
-  std::map<fs::path, Entry> next;
-  // Read and hash every file, re-parse only the changed ones; merge only if anything changed.
-  LoadResult probe = loadWith(paths, [&](const fs::path& file, const std::string& text) {
-    std::uint64_t hash = std::hash<std::string_view>{}(text);
-    auto it = entries_.find(file);
-    if (it == entries_.end() || it->second.hash != hash) {
-      ++parsedLastTime_;
-      next[file] = Entry{hash, parseYaml(text, file.string())};
-    } else {
-      next[file] = std::move(it->second);
-    }
-    return LoadResult{};
-  });
-  entries_ = std::move(next);  // files that are gone drop out
-  changedLastTime_ = !merged_ || parsedLastTime_ > 0 || !probe.errors.empty() ||
-                     !merged_->errors.empty() || probe.files != merged_->files;
-  if (changedLastTime_) {
-    LoadResult all;
-    all.errors = std::move(probe.errors);
-    all.files = std::move(probe.files);
-    for (const auto& f : all.files) merge(all, entries_.at(f).result);
-    merged_ = std::move(all);
-  }
-  return *merged_;
+  std::vector<Error> errors;
+  auto texts = readSources(paths, errors);
+  std::vector<std::pair<fs::path, std::uint64_t>> hashes;
+  for (const auto& [file, text] : texts)
+    hashes.emplace_back(file, std::hash<std::string_view>{}(text));
+  // Errors are reported again on every pass until the files are fixed.
+  if (loaded_ && errors.empty() && !lastHadErrors_ && hashes == hashes_) return std::nullopt;
+  hashes_ = std::move(hashes);
+  parsedLastTime_ = texts.size();
+  LoadResult all = parseAll(std::move(texts), std::move(errors));
+  loaded_ = true;
+  lastHadErrors_ = !all.errors.empty();
+  return all;
 }
 
 }  // namespace nodeplane

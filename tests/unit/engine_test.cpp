@@ -98,6 +98,22 @@ TEST_F(EngineTest, DanglingReferenceIsAnError) {
             "state (define Widget/ghost or fix the name)");
 }
 
+// The daemon keeps the prepared desired state while no file changes: it carries no per-field
+// source locations (every error that needs one is found by prepare), only each document's.
+TEST_F(EngineTest, PreparedResourcesKeepOnlyTheDocumentLocation) {
+  engine();
+  auto d = desired(kTwo);
+  ASSERT_TRUE(d.ok());
+  ASSERT_EQ(d.resources.size(), 2u);
+  for (const auto& r : d.resources) {
+    EXPECT_TRUE(r.locations.empty()) << r.id.str() << " keeps " << r.locations.size();
+    EXPECT_EQ(r.where.file, "desired.yaml");
+  }
+  EXPECT_EQ(d.resources[0].where.line, 2);
+  EXPECT_EQ(d.resources[1].where.line, 7);
+  EXPECT_EQ(d.resources[1].locate("spec.uses").str(), "desired.yaml:7:1");
+}
+
 TEST_F(EngineTest, DependencyCycleIsAnError) {
   engine();
   auto d = desired(R"(apiVersion: nodeplane.io/v1

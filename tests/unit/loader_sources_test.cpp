@@ -1,5 +1,6 @@
 // loadSources / SourceCache on real temporary directories: ignored names, the Kubernetes ConfigMap
-// symlink layout, every definition kept, missing paths, and re-parsing only what changed.
+// symlink layout, every definition kept, missing paths, and parsing again only when something
+// changed.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -177,37 +178,59 @@ TEST_F(LoadSources, ErrorsOfEveryFileAreCollected) {
   EXPECT_EQ(names(r), std::vector<std::string>{"c"});
 }
 
-TEST_F(LoadSources, CacheReparsesOnlyChangedFiles) {
+TEST_F(LoadSources, CacheParsesOnlyWhenSomethingChanged) {
   write("a.yaml", bridge("a"));
   write("b.yaml", bridge("b"));
   write("c.yaml", bridge("c"));
   SourceCache cache;
-  auto r = cache.load({dir_});
+  auto r = cache.loadIfChanged({dir_});
+  ASSERT_TRUE(r.has_value());
   EXPECT_EQ(cache.parsedLastTime(), 3u);
-  EXPECT_EQ(names(r), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(names(*r), (std::vector<std::string>{"a", "b", "c"}));
 
-  r = cache.load({dir_});
+  // Nothing changed: nothing parsed, nothing returned (the caller keeps what it made of it).
+  EXPECT_FALSE(cache.loadIfChanged({dir_}).has_value());
   EXPECT_EQ(cache.parsedLastTime(), 0u);
-  EXPECT_EQ(names(r), (std::vector<std::string>{"a", "b", "c"}));
 
+  // One file changed: everything is parsed again (the cache keeps no parsed resources).
   write("b.yaml", bridge("b", 9000));
-  r = cache.load({dir_});
-  EXPECT_EQ(cache.parsedLastTime(), 1u);
-  EXPECT_EQ(r.resources.at(1).spec["mtu"], 9000);
+  r = cache.loadIfChanged({dir_});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(cache.parsedLastTime(), 3u);
+  EXPECT_EQ(r->resources.at(1).spec["mtu"], 9000);
+  EXPECT_FALSE(cache.loadIfChanged({dir_}).has_value());
 
-  // A file that is gone drops out; a new file joins the cached ones.
+  // A file that is gone drops out; a new file joins the others (a second definition is kept:
+  // Engine::prepare checks duplicates among what this node selects).
   fs::remove(dir_ / "c.yaml");
   write("d.yaml", bridge("a"));
-  r = cache.load({dir_});
-  EXPECT_EQ(cache.parsedLastTime(), 1u);
-  EXPECT_EQ(names(r), (std::vector<std::string>{"a", "b", "a"}));
-  EXPECT_TRUE(r.errors.empty()) << dump(r);
+  r = cache.loadIfChanged({dir_});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(names(*r), (std::vector<std::string>{"a", "b", "a"}));
+  EXPECT_TRUE(r->errors.empty()) << dump(*r);
 
   // Same result as loadSources.
   auto fresh = loadSources({dir_});
-  EXPECT_EQ(names(fresh), names(r));
-  EXPECT_EQ(fresh.errors.size(), r.errors.size());
-  EXPECT_EQ(fresh.files, r.files);
+  EXPECT_EQ(names(fresh), names(*r));
+  EXPECT_EQ(fresh.errors.size(), r->errors.size());
+  EXPECT_EQ(fresh.files, r->files);
+
+  // Errors are reported again on every call until the files are fixed.
+  write("d.yaml", "kind: [\n");
+  for (int i = 0; i < 2; ++i) {
+    r = cache.loadIfChanged({dir_});
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->errors.size(), 1u) << dump(*r);
+  }
+  fs::remove(dir_ / "d.yaml");
+  EXPECT_TRUE(cache.loadIfChanged({dir_}).has_value());
+  EXPECT_FALSE(cache.loadIfChanged({dir_}).has_value());
+
+  // A file that goes away (only the set of files changed) is a change too.
+  fs::remove(dir_ / "b.yaml");
+  r = cache.loadIfChanged({dir_});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(names(*r), std::vector<std::string>{"a"});
 }
 
 }  // namespace

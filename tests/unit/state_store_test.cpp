@@ -11,7 +11,9 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "store.hpp"
 #include "support/files.hpp"
@@ -149,6 +151,33 @@ TEST_F(StateStoreTest, FileIsVersionedJson0600) {
   EXPECT_EQ(j["owned"][0]["undo"]["mtu"], 1500);
   ASSERT_TRUE(j["results"].is_array());
   EXPECT_EQ(j["results"][0]["outcome"], "created");
+}
+
+// At fleet scale state.json is rewritten often: no indentation, but one owned object or result
+// per line so a person can still read and grep it.
+TEST_F(StateStoreTest, FileHasOneObjectPerLine) {
+  {
+    auto s = openOk();
+    for (int i = 0; i < 3; ++i) {
+      s.setOwned({{"Bridge", "br" + std::to_string(i)}, "net", std::nullopt, Json::object(), "t"});
+      s.setResult({{"Bridge", "br" + std::to_string(i)}, "in-sync", "", "t"});
+    }
+    ASSERT_TRUE(s.commit().has_value());
+  }
+  const std::string text = slurp(dir_ / "state.json");
+  std::istringstream lines(text);
+  std::vector<std::string> objects;
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("  {")) continue;
+    if (line.ends_with(",")) line.pop_back();
+    objects.push_back(line);
+    EXPECT_TRUE(Json::parse(line).is_object()) << line;
+  }
+  EXPECT_EQ(objects.size(), 6u) << text;
+  EXPECT_EQ(objects[0], R"(  {"kind":"Bridge","name":"br0","plugin":"net","since":"t","undo":{}})");
+  EXPECT_EQ(objects[3],
+            R"(  {"at":"t","kind":"Bridge","message":"","name":"br0","outcome":"in-sync"})");
+  EXPECT_EQ(openOk().owned().size(), 3u);
 }
 
 TEST_F(StateStoreTest, CommitLeavesNoTempFilesAndKeepsThePreviousFileAsBackup) {
