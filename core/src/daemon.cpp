@@ -456,6 +456,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
             spdlog::info("{} {}", e.change.id.str(), toString(e.change.action));
             return;
           }
+          if (r.outcome == StepOutcome::kCancelled) return;  // one line for all of them, below
           spdlog::error("{}", r.error.str());
           (r.outcome == StepOutcome::kSkipped ? skipped : failed).insert(e.change.id);
         },

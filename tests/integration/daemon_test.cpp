@@ -297,7 +297,8 @@ class DaemonTest : public ::testing::Test {
     return "\n--- daemon log (" + log().string() + ") ---\n" + t + "--- end of log ---";
   }
 
-  void startDaemon(const fs::path& source = {}) {
+  // `wrapper`: a command the daemon runs under (setpriv dropping a capability).
+  void startDaemon(const fs::path& source = {}, std::vector<std::string> wrapper = {}) {
     std::vector<std::string> argv = {NODEPLANE_BINARY,
                                      "--state-dir",
                                      (root_ / "state").string(),
@@ -310,6 +311,7 @@ class DaemonTest : public ::testing::Test {
                                      "run",
                                      "-f",
                                      (source.empty() ? desired_ : source).string()};
+    argv.insert(argv.begin(), wrapper.begin(), wrapper.end());
     daemon_ = spawnLogged(argv, root_ / "daemon.out", log());
     ASSERT_TRUE(daemon_) << daemon_.error;
   }
@@ -798,6 +800,26 @@ TEST_F(DaemonTest, AllowEmptyLetsAnEmptyDesiredStatePrune) {
   fs::remove(a);
   ASSERT_TRUE(linkGone("ae-a"));
   EXPECT_THAT(logText(), ::testing::Not(::testing::HasSubstr("refusing to delete")));
+}
+
+// Without CAP_NET_ADMIN a pass stops at the first refusal and says so once, not once per step.
+TEST_F(DaemonTest, WithoutCapNetAdminAPassSaysSoOnce) {
+  NODEPLANE_REQUIRE_NETNS();
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("cap-a", 1400) + "---\n" +
+                                           bridgeYaml("cap-b", 1400) + "---\n" +
+                                           bridgeYaml("cap-c", 1400));
+  startDaemon({}, {"/usr/bin/setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin", "--"});
+  const std::string stopped =
+      "apply stopped: the host denied permission, so the other 2 step(s) were not tried";
+  ASSERT_TRUE(logged(0, stopped, {"run it as root"}));
+  const std::string first = logText().substr(0, logText().find(stopped));
+  std::size_t refusals = 0;
+  for (auto at = first.find("not permitted"); at != std::string::npos;
+       at = first.find("not permitted", at + 1))
+    ++refusals;
+  EXPECT_EQ(refusals, 1u) << logTail();
+  EXPECT_THAT(first, ::testing::Not(::testing::HasSubstr("not tried"))) << logTail();
+  EXPECT_TRUE(running(daemon_));
 }
 
 // 12. The exception barrier: a pass that throws is an error of that pass, retried with backoff;
