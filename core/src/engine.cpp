@@ -87,6 +87,17 @@ bool repeats(const Error& e, const std::vector<Error>& errors) {
   });
 }
 
+// Every error of one resource, as a desired-state file or a saved plan has it checked: the
+// schema's, then the plugin's own rules (those on a field the schema already refused, or on a
+// field under it, add nothing).
+std::vector<Error> validateResource(const Resource& r, PluginHandle& plugin) {
+  auto errs = validateAgainstSchema(r, *plugin.schema(r.id.kind));
+  for (auto& e : plugin.validate(r)) {
+    if (!repeats(e, errs)) errs.push_back(std::move(e));
+  }
+  return errs;
+}
+
 // Every error that needs a field's line is found above; what comes after (plan, apply) names
 // only the document. The per-field locations are the largest part of a resource (a map node,
 // a path and a file name per field), and the daemon keeps its desired state for as long as no
@@ -172,13 +183,7 @@ Desired Engine::prepare(LoadResult loaded) const {
                                    hint));
       continue;
     }
-    const KindSchema* schema = plugin->schema(r.id.kind);
-    // Both, so every error is listed; the plugin's own errors on a field the schema already
-    // refused (or on a field under it) add nothing.
-    auto errs = validateAgainstSchema(r, *schema);
-    for (auto& e : plugin->validate(r)) {
-      if (!repeats(e, errs)) errs.push_back(std::move(e));
-    }
+    auto errs = validateResource(r, *plugin);
     if (!errs.empty()) {
       out.errors.insert(out.errors.end(), errs.begin(), errs.end());
       invalid.push_back(std::move(r));
@@ -499,11 +504,8 @@ std::vector<Error> Engine::checkSaved(const Plan& saved, const std::string& file
       bad("spec", "the desired spec is not a mapping");
       continue;
     }
-    // The same checks as for a desired-state file: schema, then the plugin's own rules.
     r.spec = e.change.desired;
-    auto errs = validateAgainstSchema(r, *plugin->schema(r.id.kind));
-    if (errs.empty()) errs = plugin->validate(r);
-    for (auto& err : errs) {
+    for (auto& err : validateResource(r, *plugin)) {  // as for a desired-state file
       if (err.where.empty()) err.where = r.where;
       err.message = "changes[" + std::to_string(i) + "]: " + err.message;
       out.push_back(std::move(err));
