@@ -8,6 +8,7 @@
 
 #include <filesystem>
 
+#include "nodeplane/text.hpp"
 #include "support/files.hpp"
 
 namespace nodeplane {
@@ -411,6 +412,21 @@ PlanEntry step(Action action, const std::string& name, Json desired = Json::obje
   e.change.id = {"Widget", name};
   e.change.desired = std::move(desired);
   return e;
+}
+
+// What the host reports need not be UTF-8 (an interface name is any bytes to the kernel): a plan
+// that shows it is still saved with its digest, printed, and read back.
+TEST(SavedPlan, TextThatIsNotUtf8IsDigestedNotThrown) {
+  Plan p;
+  p.fingerprint = "0123456789abcdef";
+  PlanEntry e = step(Action::kUpdate, "w");
+  e.change.observed = {{"label", "w\xff"}};
+  p.entries.push_back(e);
+  Json saved;
+  ASSERT_NO_THROW(saved = savedPlanJson(p));
+  auto back = planFromJson(Json::parse(jsonText(saved)));
+  ASSERT_TRUE(back) << back.error().str();
+  EXPECT_EQ(back->entries.size(), 1u);
 }
 
 TEST_F(EngineTest, ExecutorRefusesEveryStepOnWhatItDoesNotOwnWhateverPlannedIt) {
