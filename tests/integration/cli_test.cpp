@@ -524,6 +524,26 @@ TEST_F(Cli, WithoutCapNetAdminApplySaysSoOnce) {
   for (const char* l : {"br-1", "br-2", "br-3", "tap-1"}) EXPECT_FALSE(linkExists(l));
 }
 
+// A refusal that no privilege fixes (EACCES: the kernel refuses an IPv6 address where IPv6 is
+// disabled) fails that resource only: the apply goes on, and does not ask to be run as root.
+TEST_F(Cli, AnAddressTheKernelRefusesFailsOnlyItsResource) {
+  const std::string knob = "/proc/sys/net/ipv6/conf/default/disable_ipv6";
+  ASSERT_EQ(sh("echo 1 > " + knob).code, 0);
+  desired_.write("a.yaml", std::string(kHead) +
+                               "kind: Bridge\nmetadata: {name: br-a6}\n"
+                               "spec: {addresses: [\"fd00:1::1/64\"]}\n---\n" +
+                               bridge("br-b", 1500));
+  auto a = np({"apply", "-f", desired_.path()});
+  ASSERT_EQ(sh("echo 0 > " + knob).code, 0);
+  EXPECT_EQ(a.code, 1) << a.out << a.err;
+  EXPECT_THAT(a.out, HasSubstr("Bridge/br-a6: adding address fd00:1::1/64 to br-a6: Permission "
+                               "denied"));
+  EXPECT_THAT(a.out, HasSubstr("Bridge/br-b created"));
+  EXPECT_THAT(a.out + a.err, Not(HasSubstr("CAP_NET_ADMIN")));
+  EXPECT_TRUE(linkExists("br-b"));
+  EXPECT_FALSE(linkExists("br-a6")) << "the half-made bridge is rolled back";
+}
+
 TEST_F(Cli, ExportIsAcceptedByApplyUnchanged) {
   ASSERT_EQ(np({"apply", "-f", kExamples}).code, 0);
   ASSERT_EQ(sh("ip link add br-hand type bridge && ip link set br-hand mtu 1300").code, 0);
