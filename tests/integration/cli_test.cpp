@@ -560,6 +560,23 @@ TEST_F(Cli, ExportIsAcceptedByApplyUnchanged) {
   EXPECT_EQ(np({"diff", "-f", (desired_ / "exported.yaml").string()}).code, 0);
 }
 
+// An object recorded as owned that lost its mark is no longer nodeplane's (the planner leaves it
+// alone): export writes it with `adopt: true`, so applying the export takes it back.
+TEST_F(Cli, ExportOfAnObjectThatLostItsMarkIsAcceptedByApply) {
+  desired_.write("a.yaml", bridge("br-m", 1500));
+  ASSERT_EQ(np({"apply", "-f", desired_.path()}).code, 0);
+  ASSERT_EQ(sh("ip link set dev br-m alias hand-made").code, 0);
+  auto e = np({"export", "--kind", "Bridge"});
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_THAT(e.out, HasSubstr("adopt: true"));
+  fs::remove(desired_ / "a.yaml");
+  desired_.write("exported.yaml", e.out);
+  auto a = np({"apply", "-f", desired_.path()});
+  EXPECT_EQ(a.code, 0) << a.out << a.err;
+  EXPECT_THAT(a.out, HasSubstr("Bridge/br-m updated"));
+  EXPECT_EQ(np({"diff", "-f", desired_.path()}).code, 0) << "marked and owned again";
+}
+
 // Kill the process between two steps of an apply; the next apply finishes from the journal.
 TEST_F(Cli, RecoversFromACrashBetweenTwoSteps) {
   auto a = np({"apply", "-f", kExamples}, {"NODEPLANE_TEST_CRASH_AFTER_STEPS=2"});
