@@ -33,6 +33,7 @@ namespace {
 void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>& results,
            std::set<ResourceId>& gaveUp) {
   std::size_t cancelled = 0;
+  const Error* denied = nullptr;  // the permission failure that stopped the run
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
     if (r.outcome == StepOutcome::kOk) {
@@ -55,6 +56,8 @@ void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>&
       ++report.skipped;
       gaveUp.insert(plan.entries[i].change.id);
     } else if (r.outcome != StepOutcome::kPending) {
+      if (!denied && r.outcome == StepOutcome::kFailed && isPermissionDenied(r.error))
+        denied = &r.error;
       ++(r.outcome == StepOutcome::kSkipped ? report.skipped : report.failed);
       report.errors.push_back(r.error);
       gaveUp.insert(plan.entries[i].change.id);
@@ -66,7 +69,9 @@ void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>&
     e.message = fmt::format(
         "apply stopped: the host denied permission, so the other {} step(s) were not tried",
         cancelled);
-    e.hint = "nodeplane needs CAP_NET_ADMIN: run it as root";
+    // What privilege is missing is the plugin's to say (the net plugin: CAP_NET_ADMIN).
+    e.hint =
+        (denied && !denied->hint.empty() ? denied->hint + ": " : std::string()) + "run it as root";
     report.errors.push_back(std::move(e));
     report.stopped = true;
   }

@@ -386,6 +386,24 @@ TEST_F(EngineTest, AFailureSkipsDependentsAndIndependentsGoOn) {
   EXPECT_TRUE(s.owns({"Widget", "solo"}));
 }
 
+// A permission failure stops the apply; the summary's hint is the failing plugin's own (the
+// engine does not know what privilege a plugin needs).
+TEST_F(EngineTest, APermissionFailureStopsTheApplyWithThePluginsHint) {
+  auto& e = engine({{"failApplyFor", {"base"}},
+                    {"failApplyReason", ": Operation not permitted"},
+                    {"failApplyHint", "widget needs CAP_SYS_ADMIN"}});
+  auto d = desired(std::string(kTwo) +
+                   "---\napiVersion: nodeplane.io/v1\nkind: Widget\nmetadata: {name: solo}\n");
+  ASSERT_TRUE(d.ok());
+  auto s = store();
+  auto report = e.converge(d, s, true, {});
+  EXPECT_TRUE(report.stopped);
+  ASSERT_FALSE(report.errors.empty());
+  const Error& last = report.errors.back();
+  EXPECT_THAT(last.message, HasSubstr("apply stopped: the host denied permission"));
+  EXPECT_EQ(last.hint, "widget needs CAP_SYS_ADMIN: run it as root");
+}
+
 TEST_F(EngineTest, SavedPlanRoundTripsAndIsRefusedWhenTheHostChanged) {
   auto& e = engine();
   auto d = desired(kTwo);
