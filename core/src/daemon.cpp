@@ -464,15 +464,20 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     for (const auto& e : report.plan.errors)
       if (auto id = idOf(e.resource); !id || !held.count(*id)) spdlog::error("{}", e.str());
     bool failedWhole = false;  // an error no resource's backoff accounts for
+    bool unserved = false;     // owned objects of a kind no plugin serves: no retry fixes that
     for (const auto& e : report.errors) {
       auto id = idOf(e.resource);
-      if (!id)
+      if (id) {
+        if (!held.count(*id) && !skipped.count(*id)) failed.insert(*id);
+      } else if (!e.resource.empty()) {  // a kind (Engine::unservedOwned)
+        unserved = true;
+      } else {
         failedWhole = true;
-      else if (!held.count(*id) && !skipped.count(*id))
-        failed.insert(*id);
+      }
     }
-    for (const auto& e : report.errors)
-      if (!idOf(e.resource)) spdlog::error("{}", e.str());
+    // report.errors begins with the plan's errors, logged above; the rest came from the steps.
+    for (std::size_t i = report.plan.errors.size(); i < report.errors.size(); ++i)
+      if (!idOf(report.errors[i].resource)) spdlog::error("{}", report.errors[i].str());
     backoffs.update(failed, held, desired, Clock::now());
 
     std::vector<ResourceId> waiting;  // changes held back by a backoff (theirs or a dependency's)
@@ -487,7 +492,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
                     desired.resources.size(), report.created, report.updated, report.replaced,
                     report.deleted, report.failed + report.skipped);
     if (!waiting.empty()) summary += fmt::format(", {} held back", waiting.size());
-    const bool unheldErrors = !failed.empty() || failedWhole;
+    const bool unheldErrors = !failed.empty() || failedWhole || unserved;
     if (acted || unheldErrors)
       spdlog::info("reconciled: {}", summary);
     else if (!waiting.empty())
