@@ -112,8 +112,9 @@ int cmdExport(Context& ctx, const std::string& kind) {
     Json spec = Json::object();
     for (const auto& [k, v] : o.spec.items())
       if (!v.is_null()) spec[k] = v;
-    const bool owned = o.marked || store->owns(id);
-    if (!owned) spec["adopt"] = true;  // applying the export must not be refused
+    // The planner's rule: ours when it carries the mark; a record in the store without the mark
+    // is not enough (re-created or changed by hand). Applying the export must not be refused.
+    if (!o.marked) spec["adopt"] = true;
     Json doc = {{"apiVersion", std::string(kApiVersion)},
                 {"kind", id.kind},
                 {"metadata", {{"name", id.name}}},

@@ -120,6 +120,18 @@ bool netlinkEventsMatter(int fd) {
   }
 }
 
+// Test hook for the exception barrier: the first N loads of this process throw once the files are
+// read, as a validation that runs out of memory would.
+void throwIfTestSaysSo() {
+  static const long n = [] {
+    const char* v = std::getenv("NODEPLANE_TEST_PASS_THROWS");
+    return v ? std::atol(v) : 0L;
+  }();
+  static long loads = 0;
+  if (++loads <= n)
+    throw std::runtime_error("NODEPLANE_TEST_PASS_THROWS: pass " + std::to_string(loads));
+}
+
 // The desired state, loaded and validated again when a file changed (the first call always
 // does). Runs on a thread of its own: the parse makes many small objects that die together
 // (every field's source location, YAML events), and there they live in another malloc arena,
@@ -134,6 +146,7 @@ std::optional<Loaded> loadAndPrepare(SourceCache& cache, const Engine& engine,
   auto work = [&]() -> std::optional<Loaded> {
     auto loaded = cache.loadIfChanged(sources);
     if (!loaded) return std::nullopt;
+    throwIfTestSaysSo();
     std::map<std::string, std::size_t> counts;
     for (const auto& f : loaded->files) counts[f.string()] = 0;
     for (const auto& r : loaded->resources) ++counts[r.where.file];
@@ -279,15 +292,6 @@ class Backoffs {
   std::map<ResourceId, Entry> entries_;
 };
 
-// Test hook for the exception barrier: the first N passes of this process throw.
-long passesThatThrow() {
-  static const long n = [] {
-    const char* v = std::getenv("NODEPLANE_TEST_PASS_THROWS");
-    return v ? std::atol(v) : 0L;
-  }();
-  return n;
-}
-
 // How a pass ended: `failed` (nothing resource-specific: the lock, the store, an exception)
 // retries the whole pass with backoff; `again` asks for another pass that soon (a file settling,
 // a resource's retry). Neither: wait for a change.
@@ -367,7 +371,6 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   Backoffs backoffs(opt.resync);
   std::map<std::string, std::size_t> resourcesIn;         // per file, at the last pass that acted
   std::map<std::string, Clock::time_point> emptiedSince;  // files seen emptied, not settled yet
-  long passes = 0;
 
   auto pass = [&]() -> PassOutcome {
     auto lock = state::Lock::acquire(opt.stateDir, opt.lockTimeout);
@@ -381,8 +384,6 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       sd_notifyf(0, "STATUS=state store unreadable: %s", store.error().message.c_str());
       return {.failed = true};
     }
-    if (++passes <= passesThatThrow())
-      throw std::runtime_error("NODEPLANE_TEST_PASS_THROWS: pass " + std::to_string(passes));
     if (!store->pending().empty()) {
       spdlog::warn("a previous apply was interrupted; finishing it from the journal");
       if (auto r = engine.recover(*store); !r) spdlog::error("recovery: {}", r.error().str());
@@ -464,15 +465,20 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     for (const auto& e : report.plan.errors)
       if (auto id = idOf(e.resource); !id || !held.count(*id)) spdlog::error("{}", e.str());
     bool failedWhole = false;  // an error no resource's backoff accounts for
+    bool unserved = false;     // owned objects of a kind no plugin serves: no retry fixes that
     for (const auto& e : report.errors) {
       auto id = idOf(e.resource);
-      if (!id)
+      if (id) {
+        if (!held.count(*id) && !skipped.count(*id)) failed.insert(*id);
+      } else if (!e.resource.empty()) {  // a kind (Engine::unservedOwned)
+        unserved = true;
+      } else {
         failedWhole = true;
-      else if (!held.count(*id) && !skipped.count(*id))
-        failed.insert(*id);
+      }
     }
-    for (const auto& e : report.errors)
-      if (!idOf(e.resource)) spdlog::error("{}", e.str());
+    // report.errors begins with the plan's errors, logged above; the rest came from the steps.
+    for (std::size_t i = report.plan.errors.size(); i < report.errors.size(); ++i)
+      if (!idOf(report.errors[i].resource)) spdlog::error("{}", report.errors[i].str());
     backoffs.update(failed, held, desired, Clock::now());
 
     std::vector<ResourceId> waiting;  // changes held back by a backoff (theirs or a dependency's)
@@ -487,7 +493,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
                     desired.resources.size(), report.created, report.updated, report.replaced,
                     report.deleted, report.failed + report.skipped);
     if (!waiting.empty()) summary += fmt::format(", {} held back", waiting.size());
-    const bool unheldErrors = !failed.empty() || failedWhole;
+    const bool unheldErrors = !failed.empty() || failedWhole || unserved;
     if (acted || unheldErrors)
       spdlog::info("reconciled: {}", summary);
     else if (!waiting.empty())
@@ -505,7 +511,9 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   };
 
   // The exception barrier: whatever a pass throws (a bad file, bad_alloc, a plugin) is an error
-  // of that pass, retried with backoff; the daemon keeps running.
+  // of that pass, retried with backoff; the daemon keeps running. What threw may have been the
+  // validation of files the cache has already noted as read: the next pass reads them all again,
+  // or it would keep the old desired state (or, on the first pass, have none).
   auto runPass = [&] {
     PassOutcome out;
     try {
@@ -514,10 +522,12 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       spdlog::error("reconcile pass failed: {}; the host may be partly converged", e.what());
       sd_notifyf(0, "STATUS=reconcile pass failed: %s", e.what());
       out.failed = true;
+      cache = SourceCache();
     } catch (...) {
       spdlog::error("reconcile pass failed: unknown exception; the host may be partly converged");
       sd_notifyf(0, "STATUS=reconcile pass failed: unknown exception");
       out.failed = true;
+      cache = SourceCache();
     }
     ::malloc_trim(0);  // give the pass's garbage back: an idle agent should stay small
     const auto heap = ::mallinfo2();

@@ -33,6 +33,7 @@ namespace {
 void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>& results,
            std::set<ResourceId>& gaveUp) {
   std::size_t cancelled = 0;
+  const Error* denied = nullptr;  // the permission failure that stopped the run
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
     if (r.outcome == StepOutcome::kOk) {
@@ -55,6 +56,8 @@ void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>&
       ++report.skipped;
       gaveUp.insert(plan.entries[i].change.id);
     } else if (r.outcome != StepOutcome::kPending) {
+      if (!denied && r.outcome == StepOutcome::kFailed && isPermissionDenied(r.error))
+        denied = &r.error;
       ++(r.outcome == StepOutcome::kSkipped ? report.skipped : report.failed);
       report.errors.push_back(r.error);
       gaveUp.insert(plan.entries[i].change.id);
@@ -66,7 +69,9 @@ void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>&
     e.message = fmt::format(
         "apply stopped: the host denied permission, so the other {} step(s) were not tried",
         cancelled);
-    e.hint = "nodeplane needs CAP_NET_ADMIN: run it as root";
+    // What privilege is missing is the plugin's to say (the net plugin: CAP_NET_ADMIN).
+    e.hint =
+        (denied && !denied->hint.empty() ? denied->hint + ": " : std::string()) + "run it as root";
     report.errors.push_back(std::move(e));
     report.stopped = true;
   }
@@ -85,6 +90,17 @@ bool repeats(const Error& e, const std::vector<Error>& errors) {
   return std::any_of(errors.begin(), errors.end(), [&](const Error& x) {
     return x.resource == e.resource && isUnder(e.field, x.field);
   });
+}
+
+// Every error of one resource, as a desired-state file or a saved plan has it checked: the
+// schema's, then the plugin's own rules (those on a field the schema already refused, or on a
+// field under it, add nothing).
+std::vector<Error> validateResource(const Resource& r, PluginHandle& plugin) {
+  auto errs = validateAgainstSchema(r, *plugin.schema(r.id.kind));
+  for (auto& e : plugin.validate(r)) {
+    if (!repeats(e, errs)) errs.push_back(std::move(e));
+  }
+  return errs;
 }
 
 // Every error that needs a field's line is found above; what comes after (plan, apply) names
@@ -172,13 +188,7 @@ Desired Engine::prepare(LoadResult loaded) const {
                                    hint));
       continue;
     }
-    const KindSchema* schema = plugin->schema(r.id.kind);
-    // Both, so every error is listed; the plugin's own errors on a field the schema already
-    // refused (or on a field under it) add nothing.
-    auto errs = validateAgainstSchema(r, *schema);
-    for (auto& e : plugin->validate(r)) {
-      if (!repeats(e, errs)) errs.push_back(std::move(e));
-    }
+    auto errs = validateResource(r, *plugin);
     if (!errs.empty()) {
       out.errors.insert(out.errors.end(), errs.begin(), errs.end());
       invalid.push_back(std::move(r));
@@ -499,11 +509,8 @@ std::vector<Error> Engine::checkSaved(const Plan& saved, const std::string& file
       bad("spec", "the desired spec is not a mapping");
       continue;
     }
-    // The same checks as for a desired-state file: schema, then the plugin's own rules.
     r.spec = e.change.desired;
-    auto errs = validateAgainstSchema(r, *plugin->schema(r.id.kind));
-    if (errs.empty()) errs = plugin->validate(r);
-    for (auto& err : errs) {
+    for (auto& err : validateResource(r, *plugin)) {  // as for a desired-state file
       if (err.where.empty()) err.where = r.where;
       err.message = "changes[" + std::to_string(i) + "]: " + err.message;
       out.push_back(std::move(err));

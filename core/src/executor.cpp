@@ -208,9 +208,10 @@ std::vector<StepResult> executePlan(const Plan& plan, const ExecutorHooks& hooks
 
 bool isPermissionDenied(const Error& e) {
   if (e.kind == ErrorKind::kConflict || e.kind == ErrorKind::kInvalidInput) return false;
-  for (int err : {EPERM, EACCES})
-    if (e.message.find(std::strerror(err)) != std::string::npos) return true;
-  return false;
+  // EPERM only: the kernel's answer to a missing capability. EACCES ("Permission denied") is also
+  // what it says to requests no privilege fixes (an IPv6 address where IPv6 is disabled): that
+  // fails its own resource and stops nothing else.
+  return e.message.find(std::strerror(EPERM)) != std::string::npos;
 }
 
 }  // namespace nodeplane

@@ -32,7 +32,7 @@ struct ExecutorHooks {
 // each one would only repeat the same refusal.
 std::vector<StepResult> executePlan(const Plan& plan, const ExecutorHooks& hooks);
 
-// The host refused for lack of privilege: EPERM or EACCES in the message.
+// The host refused for lack of privilege: EPERM ("Operation not permitted") in the message.
 bool isPermissionDenied(const Error& e);
 
 // The last line of defence, whatever planned the step (the planner, a saved plan, a journal):

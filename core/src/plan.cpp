@@ -289,7 +289,8 @@ Json errorToJson(const Error& e) {
 std::string planDigest(const Json& plan) {
   Json body = plan;
   if (body.is_object()) body.erase("digest");
-  return fmt::format("{:016x}", fnv1a(body.dump(), fnv1a("nodeplane-plan-v1")));
+  // jsonText, not dump(): text from the host need not be UTF-8, and dump() throws on it.
+  return fmt::format("{:016x}", fnv1a(jsonText(body), fnv1a("nodeplane-plan-v1")));
 }
 
 Json planToJson(const Plan& plan) {

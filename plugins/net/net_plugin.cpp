@@ -90,8 +90,9 @@ Result<void> NetPlugin::apply(const Change& change) {
   return guarded(std::string(toString(change.action)) + " " + id.str(), [&]() -> Result<void> {
     if (!isNetKind(id.kind)) return unknownKind(id.kind);
     if (change.action != Action::kDelete) {
-      // The last check before the kernel sees a name: a saved or edited plan skips validate, and
-      // a name like "br%d" would make the kernel create br0, br1, ... that nothing owns.
+      // The last check before the kernel sees a name. The engine validates every desired file
+      // and every saved plan (Engine::checkSaved) before apply(); this only guards a caller that
+      // skipped both, since a name like "br%d" makes the kernel create br0, br1, ... unmarked.
       std::vector<std::pair<std::string, std::string>> names = {{"metadata.name", id.name}};
       for (const char* key : {"bridge", "device"})
         if (auto it = change.desired.find(key); it != change.desired.end() && it->is_string())

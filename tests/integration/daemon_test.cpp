@@ -842,5 +842,38 @@ TEST_F(DaemonTest, APassThatThrowsIsLoggedAndRetried) {
   EXPECT_TRUE(stopWith(SIGTERM));
 }
 
+// 13. Owned objects of a kind no plugin serves are an error of every pass, but not a failure of
+// the whole pass: no retry fixes a missing plugin, and a whole-pass backoff would hold back the
+// kinds that are served (events do not cut it short).
+TEST_F(DaemonTest, AnUnservedKindIsReportedNotRetried) {
+  NODEPLANE_REQUIRE_NETNS();
+  fs::create_directories(root_ / "state");
+  std::ofstream(root_ / "state" / "state.json")
+      << R"({"version": 1, "owned": [{"kind": "Gizmo", "name": "g1", "plugin": "gizmo", )"
+      << R"("undo": {}, "since": "2026-01-01T00:00:00Z"}], "results": []})"
+      << "\n";
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("un-a", 1400));
+  startDaemon();
+  ASSERT_TRUE(linkHas("un-a", 1400));
+  ASSERT_TRUE(eventually("the first pass ends", [&] {
+    return logText().find("heap after the pass") != std::string::npos;
+  }));
+  const std::size_t mark = logMark();
+  ASSERT_TRUE(sendSignal(daemon_, SIGHUP));
+  ASSERT_TRUE(eventually("the pass after SIGHUP ends", [&] {
+    return logText().find("heap after the pass", mark) != std::string::npos;
+  }));
+  const std::string t = logText();
+  EXPECT_THAT(t, ::testing::HasSubstr("Gizmo: nodeplane owns 1 object(s) of this kind (Gizmo/g1) "
+                                      "but no loaded plugin serves kind Gizmo"));
+  EXPECT_THAT(t, ::testing::Not(::testing::HasSubstr("retrying in"))) << logTail();
+  std::size_t said = 0;
+  for (auto at = t.find("Gizmo: nodeplane owns"); at != std::string::npos;
+       at = t.find("Gizmo: nodeplane owns", at + 1))
+    ++said;
+  EXPECT_EQ(said, 2u) << "once per pass" << logTail();
+  EXPECT_TRUE(running(daemon_));
+}
+
 }  // namespace
 }  // namespace nodeplane::testing

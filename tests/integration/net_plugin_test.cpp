@@ -267,7 +267,7 @@ TEST(NetTap, NeverAttachesToATapItDidNotMake) {
 }
 
 // A kernel name template ("br%d") makes the kernel pick br0, br1, ... on every create: the
-// plugin refuses it even when validate() was skipped (a saved or edited plan).
+// plugin refuses it even to a caller that skipped validate() (the engine never does).
 TEST(NetNames, TemplateNamesCreateNothing) {
   NODEPLANE_REQUIRE_NETNS();
   NetPlugin p{HostContext{}};

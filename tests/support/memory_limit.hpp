@@ -1,17 +1,19 @@
-// Running a piece of code under a memory limit: in a forked child whose address space may grow
-// by at most `headroom` bytes (RLIMIT_AS). An allocation past the limit throws std::bad_alloc
-// there, which the parent reports ("child threw std::bad_alloc"), as it does a crash.
+// Running a piece of code under a memory limit: in a forked child (runForked) whose address space
+// may grow by at most `headroom` bytes (RLIMIT_AS). An allocation past the limit throws
+// std::bad_alloc there, which comes back as "... child threw std::bad_alloc", as a crash does.
 #pragma once
 
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
-#include <exception>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <string>
+
+#include "support/process.hpp"
 
 namespace nodeplane::testing {
 
@@ -22,42 +24,16 @@ inline std::size_t addressSpaceBytes() {
   return pages * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 }
 
-// What `f` returned, or "child threw ...", "child killed by signal N", "child exited with N".
+// What `f` returned, or why it did not return (it threw, crashed, or ran for more than a minute).
 inline std::string withMemoryLimit(std::size_t headroom, const std::function<std::string()>& f) {
-  int fds[2];
-  if (::pipe(fds) != 0) return "pipe failed";
   const std::size_t limit = addressSpaceBytes() + headroom;
-  pid_t pid = ::fork();
-  if (pid < 0) return "fork failed";
-  if (pid == 0) {
-    ::close(fds[0]);
+  auto limitMemory = [limit]() -> std::string {
     rlimit rl{limit, limit};
-    ::setrlimit(RLIMIT_AS, &rl);
-    std::string out;
-    try {  // never back into the test framework: this process must end here
-      out = f();
-    } catch (const std::exception& e) {
-      out = std::string("child threw ") + e.what();
-    } catch (...) {
-      out = "child threw";
-    }
-    for (std::size_t done = 0; done < out.size();) {
-      ssize_t n = ::write(fds[1], out.data() + done, out.size() - done);
-      if (n <= 0) ::_exit(3);
-      done += static_cast<std::size_t>(n);
-    }
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, n);
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (WIFSIGNALED(status)) return "child killed by signal " + std::to_string(WTERMSIG(status));
-  if (WEXITSTATUS(status) != 0) return "child exited with " + std::to_string(WEXITSTATUS(status));
-  return out;
+    if (::setrlimit(RLIMIT_AS, &rl) != 0) return std::string("setrlimit: ") + std::strerror(errno);
+    return "";
+  };
+  ForkResult r = runForked(limitMemory, f, std::chrono::minutes(1));
+  return r.ok ? r.text : r.error;
 }
 
 }  // namespace nodeplane::testing

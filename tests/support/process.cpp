@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <exception>
 #include <string_view>
 #include <utility>
 
@@ -208,8 +209,8 @@ CliResult run(const std::vector<std::string>& argv, const std::vector<std::strin
 
 CliResult sh(const std::string& command) { return run({"/bin/sh", "-c", command}); }
 
-ForkResult runUnprivileged(const std::function<std::string()>& body,
-                           std::chrono::milliseconds timeout) {
+ForkResult runForked(const std::function<std::string()>& setup,
+                     const std::function<std::string()>& body, std::chrono::milliseconds timeout) {
   ForkResult r;
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -223,7 +224,7 @@ ForkResult runUnprivileged(const std::function<std::string()>& body,
     ::close(fds[1]);
     return r;
   }
-  if (pid == 0) {
+  if (pid == 0) {  // never back into the test framework: this process ends here
     ::close(fds[0]);
     auto send = [&](const std::string& text) {
       for (std::size_t done = 0; done < text.size();) {
@@ -232,12 +233,21 @@ ForkResult runUnprivileged(const std::function<std::string()>& body,
         done += static_cast<std::size_t>(n);
       }
     };
-    if (::geteuid() == 0 &&
-        (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0)) {
-      send(std::string("cannot become nobody (uid 65534): ") + ::strerror(errno));
-      ::_exit(2);
+    if (setup) {
+      if (std::string problem = setup(); !problem.empty()) {
+        send(problem);
+        ::_exit(2);
+      }
     }
-    send(body());
+    try {
+      send(body());
+    } catch (const std::exception& e) {
+      send(std::string("child threw ") + e.what());
+      ::_exit(3);
+    } catch (...) {
+      send("child threw");
+      ::_exit(3);
+    }
     ::_exit(0);
   }
   ::close(fds[1]);
@@ -266,6 +276,17 @@ ForkResult runUnprivileged(const std::function<std::string()>& body,
     r.ok = true;
   }
   return r;
+}
+
+ForkResult runUnprivileged(const std::function<std::string()>& body,
+                           std::chrono::milliseconds timeout) {
+  auto becomeNobody = []() -> std::string {
+    if (::geteuid() == 0 &&
+        (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0))
+      return std::string("cannot become nobody (uid 65534): ") + ::strerror(errno);
+    return "";
+  };
+  return runForked(becomeNobody, body, timeout);
 }
 
 }  // namespace nodeplane::testing

@@ -84,7 +84,14 @@ struct ForkResult {
   std::string error;  // why not ok
 };
 
-// Runs `body` in a forked child and hands back the string it returns. When the test runs as
+// Runs `setup`, then `body`, in a forked child and hands back the string `body` returns. `setup`
+// returns why the child cannot go on ("" when it can); an exception in `body` is reported
+// ("child threw ..."), as is a crash or running past `timeout`.
+ForkResult runForked(const std::function<std::string()>& setup,
+                     const std::function<std::string()>& body,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// runForked() as an unprivileged user. When the test runs as
 // root, the child first becomes nobody (uid and gid 65534, no supplementary groups), so file
 // permissions apply to it as to any user: a test of "permission denied" then runs as root too.
 ForkResult runUnprivileged(const std::function<std::string()>& body,

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 
+#include "nodeplane/text.hpp"
 #include "support/files.hpp"
 
 namespace nodeplane {
@@ -385,6 +386,24 @@ TEST_F(EngineTest, AFailureSkipsDependentsAndIndependentsGoOn) {
   EXPECT_TRUE(s.owns({"Widget", "solo"}));
 }
 
+// A permission failure stops the apply; the summary's hint is the failing plugin's own (the
+// engine does not know what privilege a plugin needs).
+TEST_F(EngineTest, APermissionFailureStopsTheApplyWithThePluginsHint) {
+  auto& e = engine({{"failApplyFor", {"base"}},
+                    {"failApplyReason", ": Operation not permitted"},
+                    {"failApplyHint", "widget needs CAP_SYS_ADMIN"}});
+  auto d = desired(std::string(kTwo) +
+                   "---\napiVersion: nodeplane.io/v1\nkind: Widget\nmetadata: {name: solo}\n");
+  ASSERT_TRUE(d.ok());
+  auto s = store();
+  auto report = e.converge(d, s, true, {});
+  EXPECT_TRUE(report.stopped);
+  ASSERT_FALSE(report.errors.empty());
+  const Error& last = report.errors.back();
+  EXPECT_THAT(last.message, HasSubstr("apply stopped: the host denied permission"));
+  EXPECT_EQ(last.hint, "widget needs CAP_SYS_ADMIN: run it as root");
+}
+
 TEST_F(EngineTest, SavedPlanRoundTripsAndIsRefusedWhenTheHostChanged) {
   auto& e = engine();
   auto d = desired(kTwo);
@@ -411,6 +430,21 @@ PlanEntry step(Action action, const std::string& name, Json desired = Json::obje
   e.change.id = {"Widget", name};
   e.change.desired = std::move(desired);
   return e;
+}
+
+// What the host reports need not be UTF-8 (an interface name is any bytes to the kernel): a plan
+// that shows it is still saved with its digest, printed, and read back.
+TEST(SavedPlan, TextThatIsNotUtf8IsDigestedNotThrown) {
+  Plan p;
+  p.fingerprint = "0123456789abcdef";
+  PlanEntry e = step(Action::kUpdate, "w");
+  e.change.observed = {{"label", "w\xff"}};
+  p.entries.push_back(e);
+  Json saved;
+  ASSERT_NO_THROW(saved = savedPlanJson(p));
+  auto back = planFromJson(Json::parse(jsonText(saved)));
+  ASSERT_TRUE(back) << back.error().str();
+  EXPECT_EQ(back->entries.size(), 1u);
 }
 
 TEST_F(EngineTest, ExecutorRefusesEveryStepOnWhatItDoesNotOwnWhateverPlannedIt) {
