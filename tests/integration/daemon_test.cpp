@@ -762,6 +762,34 @@ TEST_F(DaemonTest, FileTruncatedThenWrittenLaterIsNotPruned) {
   EXPECT_THAT(since, ::testing::Not(::testing::HasSubstr("Bridge/tr-b delete")));
 }
 
+// 10b. A write in progress that has written only some documents yet (a valid prefix: the file
+// lost resources but is not empty) settles too: the rest of the file is not pruned meanwhile.
+TEST_F(DaemonTest, FilePartlyWrittenIsNotPruned) {
+  NODEPLANE_REQUIRE_NETNS();
+  const fs::path a = desired_ / "10-a.yaml";
+  const std::string whole = bridgeYaml("pw-a", 1400) + "---\n" + bridgeYaml("pw-b", 1400) +
+                            "---\n" + bridgeYaml("pw-c", 1400);
+  writeInPlace(a, whole);
+  startDaemon();
+  ASSERT_TRUE(linkHas("pw-c", 1400));
+  ASSERT_TRUE(logged(0, "in sync:"));
+  const int index = nl_.get("pw-c")->ifindex;
+
+  const std::size_t partial = logMark();
+  writeInPlace(a, bridgeYaml("pw-a", 1400) + "---\n" + bridgeYaml("pw-b", 1400));
+  ::poll(nullptr, 0, 500);  // the slow writer's pause: part of the scenario, not a wait
+  const std::size_t rewritten = logMark();
+  writeInPlace(a, whole);
+  ASSERT_TRUE(logged(rewritten, "in sync:"));
+
+  auto now = nl_.get("pw-c");
+  EXPECT_TRUE(now && now->ifindex == index)
+      << "pw-c was deleted and made again: " << describe(now) << logTail();
+  const std::string since = logText().substr(partial);
+  EXPECT_THAT(since, ::testing::HasSubstr(a.string() + " had 3 resources and has 2 now"));
+  EXPECT_THAT(since, ::testing::Not(::testing::HasSubstr("Bridge/pw-c delete")));
+}
+
 // 11. A desired state that became empty while nodeplane owns objects: nothing is deleted, the
 // log says why and how to allow it, and the daemon waits for a change.
 TEST_F(DaemonTest, EmptyDesiredStateDeletesNothing) {
