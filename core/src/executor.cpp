@@ -1,5 +1,9 @@
 #include "executor.hpp"
 
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
@@ -12,6 +16,16 @@
 
 namespace nodeplane {
 namespace {
+
+// Whether this process lacks CAP_NET_ADMIN in its effective set. Root gets EACCES/EPERM for
+// other reasons too (IPv6 disabled on a link: "Permission denied"), which are that resource's
+// failure, not a reason to stop the whole apply.
+bool lacksNetAdmin() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::syscall(SYS_capget, &header, data) != 0) return true;  // unknown: as before
+  return (data[CAP_NET_ADMIN / 32].effective & (1u << (CAP_NET_ADMIN % 32))) == 0;
+}
 
 void cancel(StepResult& r, const PlanEntry& e) {
   r.outcome = StepOutcome::kCancelled;
@@ -209,7 +223,7 @@ std::vector<StepResult> executePlan(const Plan& plan, const ExecutorHooks& hooks
 bool isPermissionDenied(const Error& e) {
   if (e.kind == ErrorKind::kConflict || e.kind == ErrorKind::kInvalidInput) return false;
   for (int err : {EPERM, EACCES})
-    if (e.message.find(std::strerror(err)) != std::string::npos) return true;
+    if (e.message.find(std::strerror(err)) != std::string::npos) return lacksNetAdmin();
   return false;
 }
 

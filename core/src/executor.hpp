@@ -32,7 +32,8 @@ struct ExecutorHooks {
 // each one would only repeat the same refusal.
 std::vector<StepResult> executePlan(const Plan& plan, const ExecutorHooks& hooks);
 
-// The host refused for lack of privilege: EPERM or EACCES in the message.
+// The host refused for lack of privilege: EPERM or EACCES in the message, and this process
+// lacks CAP_NET_ADMIN (as root, the same errors are one resource's failure).
 bool isPermissionDenied(const Error& e);
 
 // The last line of defence, whatever planned the step (the planner, a saved plan, a journal):

@@ -521,6 +521,25 @@ TEST_F(Cli, WithoutCapNetAdminApplySaysSoOnce) {
   for (const char* l : {"br-1", "br-2", "br-3", "tap-1"}) EXPECT_FALSE(linkExists(l));
 }
 
+// As root, a refusal that is one resource's (an IPv6 address on a link with IPv6 disabled:
+// EACCES, "Permission denied") fails that resource only; the others are applied.
+TEST_F(Cli, PermissionDeniedAsRootFailsOnlyThatResource) {
+  const std::string sysctl = "/proc/sys/net/ipv6/conf/default/disable_ipv6";
+  const std::string before = slurp(sysctl).substr(0, 1);
+  ASSERT_EQ(sh("echo 1 > " + sysctl).code, 0);
+  desired_.write("a.yaml", std::string(kHead) +
+                               "kind: Bridge\nmetadata: {name: br-v6}\nspec: {addresses: "
+                               "[\"fd00::1/64\"]}\n---\n" +
+                               bridge("br-ok", 1500));
+  auto a = np({"apply", "-f", desired_.path()});
+  sh("echo " + before + " > " + sysctl);
+  EXPECT_EQ(a.code, 1) << a.out << a.err;
+  EXPECT_THAT(a.out, HasSubstr("Bridge/br-v6: adding address fd00::1/64 to br-v6: Permission "
+                               "denied: ipv6: IPv6 is disabled on this device"));
+  EXPECT_THAT(a.out, Not(HasSubstr("CAP_NET_ADMIN"))) << a.out;
+  EXPECT_TRUE(linkExists("br-ok")) << a.out;
+}
+
 TEST_F(Cli, ExportIsAcceptedByApplyUnchanged) {
   ASSERT_EQ(np({"apply", "-f", kExamples}).code, 0);
   ASSERT_EQ(sh("ip link add br-hand type bridge && ip link set br-hand mtu 1300").code, 0);
