@@ -579,17 +579,31 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       drain(watchdogTimer.get());
       sd_notify(0, "WATCHDOG=1");
     }
-    bool schedule = false;
+    bool fileEvent = false, linkEvent = false;
     if (all[1].revents & POLLIN) {
       drain(inFd.get());
       watches.refresh(opt.sources, spdlog::level::warn);  // follow swapped links and dirs
-      schedule = true;
+      fileEvent = true;
     }
     if (all.size() > 5 && (all[5].revents & (POLLIN | POLLERR))) {
-      if (netlinkEventsMatter(nlFd.get())) schedule = true;
+      if (netlinkEventsMatter(nlFd.get())) linkEvent = true;
     }
     // Never before the whole-pass backoff ends: events do not cut a retry delay short.
-    if (schedule) arm(passTimer.get(), std::max(opt.debounce, until(notBefore, Clock::now())));
+    const auto delay = std::max(opt.debounce, until(notBefore, Clock::now()));
+    if (fileEvent) {
+      arm(passTimer.get(), delay);  // the quiet time after a burst of writes
+    } else if (linkEvent) {
+      // Link events do not push a pass already due sooner further away: other software's links
+      // changing more often than the debounce time (veths of a busy container host) would
+      // otherwise hold off every repair until the resync.
+      itimerspec due{};
+      const bool armed = ::timerfd_gettime(passTimer.get(), &due) == 0 &&
+                         (due.it_value.tv_sec != 0 || due.it_value.tv_nsec != 0);
+      if (!armed || std::chrono::seconds(due.it_value.tv_sec) +
+                            std::chrono::nanoseconds(due.it_value.tv_nsec) >
+                        delay)
+        arm(passTimer.get(), delay);
+    }
     if (all[3].revents & POLLIN) {
       drain(resyncTimer.get());
       runPass();

@@ -595,6 +595,33 @@ TEST_F(DaemonTest, DriftIsRepairedOnNetlinkEvents) {
   ASSERT_TRUE(linkHas("dr-b", 1400));
 }
 
+// Other software's links changing more often than the debounce time (veths of a busy container
+// host) do not hold off the repair of drift until they stop.
+TEST_F(DaemonTest, DriftIsRepairedWhileOtherLinksKeepChanging) {
+  NODEPLANE_REQUIRE_NETNS();
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("fl-a", 1400));
+  startDaemon();
+  ASSERT_TRUE(linkHas("fl-a", 1400));
+  ASSERT_EQ(nl_.addBridge("fl-hand"), 0);
+  // Flips a link nodeplane does not manage every 30 ms, until the test ends (the Spawned's
+  // destructor kills it): the scenario, not a wait.
+  Spawned flapping = spawnLogged(
+      {"/bin/sh", "-c",
+       "while :; do ip link set fl-hand up; ip link set fl-hand down; sleep 0.03; done"},
+      root_ / "flapping.log", root_ / "flapping.log");
+  ASSERT_TRUE(flapping) << flapping.error;
+  ASSERT_EQ(nl_.setMtu("fl-a", 1300), 0);
+  // Well before the resync (3600 s); the unfixed daemon waited for the flapping to stop.
+  EXPECT_TRUE(eventually(
+      "fl-a back to mtu 1400 while fl-hand flaps",
+      [&] {
+        auto l = nl_.get("fl-a");
+        return l && l->mtu == 1400;
+      },
+      5s));
+  EXPECT_TRUE(running(flapping)) << "the flapping stopped: the test proves nothing";
+}
+
 // 6. A removed file prunes what it owned, and only that.
 TEST_F(DaemonTest, RemovedFileIsPrunedHandMadeLinksStay) {
   NODEPLANE_REQUIRE_NETNS();
