@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <system_error>
 
 namespace nodeplane::state::detail {
@@ -115,6 +116,15 @@ Result<void> ensureDir(const fs::path& dir) {
     if (!S_ISDIR(st.st_mode)) {
       Error e;
       e.message = "state directory " + dir.string() + " exists and is not a directory";
+      return std::unexpected(e);
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      Error e;
+      e.message = "state directory " + dir.string() + " is writable by its group or others (mode " +
+                  mode + "): whoever can write it can change what nodeplane believes it owns";
+      e.hint = "chmod 700 " + dir.string();
       return std::unexpected(e);
     }
     return {};

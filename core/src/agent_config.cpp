@@ -108,23 +108,31 @@ Result<AgentConfig> parseAgentConfig(const std::string& text, const std::string&
         if (!v.IsMap()) return bad("expected a mapping of label: value");
         for (const auto& l : v) cfg.labels[l.first.as<std::string>()] = l.second.as<std::string>();
       }
-      auto positive = [&](long long& out) -> bool {
+      // Bounded: the daemon computes with these in milliseconds (a retry delay doubles up to
+      // resyncSeconds), where a number of seconds near 2^63 would overflow into a negative delay.
+      constexpr long long kYear = 365LL * 24 * 3600;
+      auto positive = [&](long long& out, long long max) -> bool {
         long long n = 0;
-        if (!YAML::convert<long long>::decode(v, n) || n <= 0) return false;
+        if (!YAML::convert<long long>::decode(v, n) || n <= 0 || n > max) return false;
         out = n;
         return true;
       };
       long long n = 0;
       if (key == "resyncSeconds") {
-        if (!positive(n)) return bad("expected a positive number of seconds");
+        if (!positive(n, kYear))
+          return bad("expected a positive number of seconds, at most " + std::to_string(kYear) +
+                     " (a year)");
         cfg.resync = std::chrono::seconds(n);
       }
       if (key == "debounceMilliseconds") {
-        if (!positive(n)) return bad("expected a positive number of milliseconds");
+        if (!positive(n, 3600 * 1000))
+          return bad("expected a positive number of milliseconds, at most 3600000 (an hour)");
         cfg.debounce = std::chrono::milliseconds(n);
       }
       if (key == "lockTimeoutSeconds") {
-        if (!positive(n)) return bad("expected a positive number of seconds");
+        if (!positive(n, kYear))
+          return bad("expected a positive number of seconds, at most " + std::to_string(kYear) +
+                     " (a year)");
         cfg.lockTimeout = std::chrono::seconds(n);
       }
       if (key == "allowEmpty") {

@@ -393,28 +393,31 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     if (auto fresh = loadAndPrepare(cache, engine, opt.sources)) pending = std::move(fresh);
     const auto now = Clock::now();
     if (pending) {
-      // A file that had resources and has none now is often a write in progress (truncated, then
-      // written): wait for it to change again, up to opt.settle, before acting on it.
+      // A file that lost resources (has none, or only its first documents) is often a write in
+      // progress (truncated, then written): wait for it to change again, up to opt.settle,
+      // before acting on it.
       std::map<std::string, Clock::time_point> emptied;
       std::chrono::milliseconds settleLeft{0};
-      std::string settling;
+      std::string settling, files;
       for (const auto& [file, n] : pending->resourcesIn) {
         auto before = resourcesIn.find(file);
-        if (n != 0 || before == resourcesIn.end() || before->second == 0) continue;
+        if (before == resourcesIn.end() || n >= before->second) continue;
         auto since = emptiedSince.count(file) ? emptiedSince.at(file) : now;
         emptied[file] = since;
         if (now - since < opt.settle) {
           settleLeft = std::max(settleLeft, until(since + opt.settle, now));
-          settling += (settling.empty() ? "" : ", ") + file;
+          files += (files.empty() ? "" : ", ") + file;
+          settling += (settling.empty() ? "" : ", ") + file +
+                      (n == 0 ? std::string(" had resources and has none now")
+                              : fmt::format(" had {} resources and has {} now", before->second, n));
         }
       }
       emptiedSince = std::move(emptied);
       if (!settling.empty()) {
         spdlog::info(
-            "{} had resources and has none now (a write in progress?): waiting {} ms for it to "
-            "settle before acting on it",
+            "{} (a write in progress?): waiting {} ms for it to settle before acting on it",
             settling, settleLeft.count());
-        sd_notifyf(0, "STATUS=waiting for %s to settle", settling.c_str());
+        sd_notifyf(0, "STATUS=waiting for %s to settle", files.c_str());
         return {.again = settleLeft};
       }
       resourcesIn = std::move(pending->resourcesIn);
@@ -587,17 +590,31 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       drain(watchdogTimer.get());
       sd_notify(0, "WATCHDOG=1");
     }
-    bool schedule = false;
+    bool fileEvent = false, linkEvent = false;
     if (all[1].revents & POLLIN) {
       drain(inFd.get());
       watches.refresh(opt.sources, spdlog::level::warn);  // follow swapped links and dirs
-      schedule = true;
+      fileEvent = true;
     }
     if (all.size() > 5 && (all[5].revents & (POLLIN | POLLERR))) {
-      if (netlinkEventsMatter(nlFd.get())) schedule = true;
+      if (netlinkEventsMatter(nlFd.get())) linkEvent = true;
     }
     // Never before the whole-pass backoff ends: events do not cut a retry delay short.
-    if (schedule) arm(passTimer.get(), std::max(opt.debounce, until(notBefore, Clock::now())));
+    const auto delay = std::max(opt.debounce, until(notBefore, Clock::now()));
+    if (fileEvent) {
+      arm(passTimer.get(), delay);  // the quiet time after a burst of writes
+    } else if (linkEvent) {
+      // Link events do not push a pass already due sooner further away: other software's links
+      // changing more often than the debounce time (veths of a busy container host) would
+      // otherwise hold off every repair until the resync.
+      itimerspec due{};
+      const bool armed = ::timerfd_gettime(passTimer.get(), &due) == 0 &&
+                         (due.it_value.tv_sec != 0 || due.it_value.tv_nsec != 0);
+      if (!armed || std::chrono::seconds(due.it_value.tv_sec) +
+                            std::chrono::nanoseconds(due.it_value.tv_nsec) >
+                        delay)
+        arm(passTimer.get(), delay);
+    }
     if (all[3].revents & POLLIN) {
       drain(resyncTimer.get());
       runPass();

@@ -69,8 +69,12 @@ std::vector<fs::path> collectFiles(const std::vector<fs::path>& paths, std::vect
           addFile(e);
         } else if (!fs::exists(est)) {
           errors.push_back(fileError(e, "broken symbolic link"));
+        } else if (!fs::is_directory(est)) {
+          // Skipped, the resources it stands for would be pruned: fail closed instead.
+          errors.push_back(
+              fileError(e, "not a regular file (a FIFO, socket or device cannot be read)"));
         }
-        // Directories and other entries with a .yaml name are not sources (not recursive).
+        // Directories with a .yaml name are not sources (not recursive).
       }
       continue;
     }

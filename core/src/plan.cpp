@@ -397,6 +397,26 @@ Result<Plan> planFromJson(const Json& j) {
       if (c.contains("owner")) e.owner = ResourceId{c["owner"].at("kind"), c["owner"].at("name")};
       p.entries.push_back(std::move(e));
     }
+    // The steps must form a DAG: a cycle (or a step waiting on itself) would never run.
+    std::vector<std::size_t> waits(p.entries.size());
+    std::vector<std::vector<std::size_t>> unblocks(p.entries.size());
+    for (std::size_t i = 0; i < p.entries.size(); ++i)
+      for (auto a : p.entries[i].after) {
+        ++waits[i];
+        unblocks[a].push_back(i);
+      }
+    std::vector<std::size_t> ready;
+    for (std::size_t i = 0; i < waits.size(); ++i)
+      if (!waits[i]) ready.push_back(i);
+    for (std::size_t n = 0; n < ready.size(); ++n)
+      for (auto next : unblocks[ready[n]])
+        if (--waits[next] == 0) ready.push_back(next);
+    for (std::size_t i = 0; i < waits.size(); ++i)
+      if (waits[i])
+        return fail(ErrorKind::kInvalidInput,
+                    "plan entry changes[" + std::to_string(i) + "] (" +
+                        p.entries[i].change.id.str() +
+                        ") waits on itself through its \"after\" steps, so it would never run");
     return p;
   } catch (const std::exception& e) {
     return fail(ErrorKind::kInvalidInput, std::string("malformed plan: ") + e.what());

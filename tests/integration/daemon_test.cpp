@@ -597,6 +597,33 @@ TEST_F(DaemonTest, DriftIsRepairedOnNetlinkEvents) {
   ASSERT_TRUE(linkHas("dr-b", 1400));
 }
 
+// Other software's links changing more often than the debounce time (veths of a busy container
+// host) do not hold off the repair of drift until they stop.
+TEST_F(DaemonTest, DriftIsRepairedWhileOtherLinksKeepChanging) {
+  NODEPLANE_REQUIRE_NETNS();
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("fl-a", 1400));
+  startDaemon();
+  ASSERT_TRUE(linkHas("fl-a", 1400));
+  ASSERT_EQ(nl_.addBridge("fl-hand"), 0);
+  // Flips a link nodeplane does not manage every 30 ms, until the test ends (the Spawned's
+  // destructor kills it): the scenario, not a wait.
+  Spawned flapping = spawnLogged(
+      {"/bin/sh", "-c",
+       "while :; do ip link set fl-hand up; ip link set fl-hand down; sleep 0.03; done"},
+      root_ / "flapping.log", root_ / "flapping.log");
+  ASSERT_TRUE(flapping) << flapping.error;
+  ASSERT_EQ(nl_.setMtu("fl-a", 1300), 0);
+  // Well before the resync (3600 s); the unfixed daemon waited for the flapping to stop.
+  EXPECT_TRUE(eventually(
+      "fl-a back to mtu 1400 while fl-hand flaps",
+      [&] {
+        auto l = nl_.get("fl-a");
+        return l && l->mtu == 1400;
+      },
+      5s));
+  EXPECT_TRUE(running(flapping)) << "the flapping stopped: the test proves nothing";
+}
+
 // 6. A removed file prunes what it owned, and only that.
 TEST_F(DaemonTest, RemovedFileIsPrunedHandMadeLinksStay) {
   NODEPLANE_REQUIRE_NETNS();
@@ -762,6 +789,34 @@ TEST_F(DaemonTest, FileTruncatedThenWrittenLaterIsNotPruned) {
   const std::string since = logText().substr(truncated);
   EXPECT_THAT(since, ::testing::HasSubstr(b.string() + " had resources and has none now"));
   EXPECT_THAT(since, ::testing::Not(::testing::HasSubstr("Bridge/tr-b delete")));
+}
+
+// 10b. A write in progress that has written only some documents yet (a valid prefix: the file
+// lost resources but is not empty) settles too: the rest of the file is not pruned meanwhile.
+TEST_F(DaemonTest, FilePartlyWrittenIsNotPruned) {
+  NODEPLANE_REQUIRE_NETNS();
+  const fs::path a = desired_ / "10-a.yaml";
+  const std::string whole = bridgeYaml("pw-a", 1400) + "---\n" + bridgeYaml("pw-b", 1400) +
+                            "---\n" + bridgeYaml("pw-c", 1400);
+  writeInPlace(a, whole);
+  startDaemon();
+  ASSERT_TRUE(linkHas("pw-c", 1400));
+  ASSERT_TRUE(logged(0, "in sync:"));
+  const int index = nl_.get("pw-c")->ifindex;
+
+  const std::size_t partial = logMark();
+  writeInPlace(a, bridgeYaml("pw-a", 1400) + "---\n" + bridgeYaml("pw-b", 1400));
+  ::poll(nullptr, 0, 500);  // the slow writer's pause: part of the scenario, not a wait
+  const std::size_t rewritten = logMark();
+  writeInPlace(a, whole);
+  ASSERT_TRUE(logged(rewritten, "in sync:"));
+
+  auto now = nl_.get("pw-c");
+  EXPECT_TRUE(now && now->ifindex == index)
+      << "pw-c was deleted and made again: " << describe(now) << logTail();
+  const std::string since = logText().substr(partial);
+  EXPECT_THAT(since, ::testing::HasSubstr(a.string() + " had 3 resources and has 2 now"));
+  EXPECT_THAT(since, ::testing::Not(::testing::HasSubstr("Bridge/pw-c delete")));
 }
 
 // 11. A desired state that became empty while nodeplane owns objects: nothing is deleted, the

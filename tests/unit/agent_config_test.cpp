@@ -56,6 +56,24 @@ TEST(AgentConfig, DuplicateKeysAreErrors) {
             "agent.yaml:2:1: resyncSeconds: duplicate key \"resyncSeconds\" (first at line 1)");
 }
 
+// Durations are bounded: resyncSeconds near 2^63 overflowed the daemon's milliseconds into a
+// negative retry delay ("next attempt in -1000 ms").
+TEST(AgentConfig, DurationsAreBounded) {
+  EXPECT_EQ(firstError("resyncSeconds: 9223372036854775807\n"),
+            "agent.yaml:1:16: resyncSeconds: expected a positive number of seconds, at most "
+            "31536000 (a year)");
+  EXPECT_EQ(firstError("lockTimeoutSeconds: 31536001\n"),
+            "agent.yaml:1:21: lockTimeoutSeconds: expected a positive number of seconds, at most "
+            "31536000 (a year)");
+  EXPECT_EQ(firstError("debounceMilliseconds: 3600001\n"),
+            "agent.yaml:1:23: debounceMilliseconds: expected a positive number of milliseconds, "
+            "at most 3600000 (an hour)");
+  auto ok =
+      parseAgentConfig("resyncSeconds: 31536000\ndebounceMilliseconds: 3600000\n", "agent.yaml");
+  ASSERT_TRUE(ok) << ok.error().str();
+  EXPECT_EQ(ok->resync, std::chrono::seconds(31536000));
+}
+
 TEST(AgentConfig, AllowEmptyIsOffByDefault) {
   auto c = parseAgentConfig("resyncSeconds: 30\n", "agent.yaml");
   ASSERT_TRUE(c) << c.error().str();

@@ -526,6 +526,16 @@ TEST_F(EngineTest, AnEditedSavedPlanIsRefused) {
   EXPECT_THAT(errs[0].str(), HasSubstr("out of range 1..100"));
   EXPECT_FALSE(e.applySaved(*bad, s, {}));
 
+  Json cycle = j;  // steps that wait on each other would never run: refused, not skipped
+  cycle["changes"][0]["after"] = Json::array({0});
+  cycle["digest"] = planDigest(cycle);
+  auto cyclic = planFromJson(cycle);
+  ASSERT_FALSE(cyclic);
+  EXPECT_EQ(cyclic.error().message,
+            "plan entry changes[0] (" + j["changes"][0]["kind"].get<std::string>() + "/" +
+                j["changes"][0]["name"].get<std::string>() +
+                ") waits on itself through its \"after\" steps, so it would never run");
+
   Json claim = j;  // recording a foreign object as owned is refused too
   claim["claim"].push_back({{"kind", "Widget"}, {"name", "foreign"}});
   claim["digest"] = planDigest(claim);

@@ -3,6 +3,7 @@
 // changed.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -142,6 +143,21 @@ TEST_F(LoadSources, BrokenSymlinkIsAnError) {
   auto r = loadSources({dir_});
   ASSERT_EQ(r.errors.size(), 1u) << dump(r);
   EXPECT_EQ(r.errors[0].message, "broken symbolic link");
+}
+
+// A FIFO (or a link to a device) with a .yaml name in a directory is an error, not skipped: the
+// resources the file held would otherwise be pruned.
+TEST_F(LoadSources, FifoInADirectoryIsAnError) {
+  write("a.yaml", bridge("br0"));
+  ASSERT_EQ(::mkfifo((dir_ / "b.yaml").c_str(), 0600), 0);
+  fs::create_symlink("/dev/null", dir_ / "c.yaml");
+  fs::create_directory(dir_ / "d.yaml");  // a directory is not a source (not recursive)
+  auto r = loadSources({dir_});
+  ASSERT_EQ(r.errors.size(), 2u) << dump(r);
+  EXPECT_EQ(r.errors[0].message, "not a regular file (a FIFO, socket or device cannot be read)");
+  EXPECT_EQ(r.errors[0].where.file, (dir_ / "b.yaml").string());
+  EXPECT_EQ(r.errors[1].where.file, (dir_ / "c.yaml").string());
+  EXPECT_EQ(r.resources.size(), 1u);
 }
 
 TEST_F(LoadSources, UnreadableFileIsAnError) {

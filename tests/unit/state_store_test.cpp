@@ -93,6 +93,22 @@ TEST_F(StateStoreTest, MissingFileIsAnEmptyStoreAndTheDirectoryIsMade0700) {
   EXPECT_FALSE(fs::exists(dir_ / "state.json"));
 }
 
+// A state dir others may write is refused: anyone could replace state.json there and make
+// nodeplane record their interface as its own.
+TEST_F(StateStoreTest, StateDirWritableByOthersIsRefused) {
+  fs::create_directory(dir_);
+  fs::permissions(dir_, fs::perms::all);  // 0777
+  auto s = Store::open(dir_);
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().str(),
+            "state directory " + dir_.string() +
+                " is writable by its group or others (mode 0777): whoever can write it can change "
+                "what nodeplane believes it owns (chmod 700 " +
+                dir_.string() + ")");
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
+  EXPECT_TRUE(Store::open(dir_).has_value()) << "0750 is fine";
+}
+
 TEST_F(StateStoreTest, OwnedResultsAndUndoSurviveACommit) {
   {
     auto s = openOk();
