@@ -262,9 +262,10 @@ Result<void> updateLink(NetlinkSocket& nl, const ResourceId& id, const Json& des
   return {};
 }
 
-Result<void> deleteLink(NetlinkSocket& nl, const HostContext& host, const ResourceId& id) {
+Result<void> deleteLink(NetlinkSocket& nl, const HostContext& host, const ResourceId& id,
+                        int ifIndex) {
   const std::string what = "deleting " + who(id);
-  LinkMsg m(RTM_DELLINK, 0, id.name);
+  LinkMsg m(RTM_DELLINK, 0, ifIndex > 0 ? std::string() : id.name, 0, 0, ifIndex);
   if (!m.ok()) return fail(ErrorKind::kRetryable, what + ": could not build the netlink request");
   auto r = nl.request(m.get());
   if (r || r.error().errnum == ENODEV) return {};

@@ -15,8 +15,10 @@ Result<void> createLink(NetlinkSocket& nl, const HostContext& host, const Resour
 Result<void> updateLink(NetlinkSocket& nl, const ResourceId& id, const Json& desired,
                         const Json& observed);
 
-// Removes the link; one that is already gone counts as removed.
-Result<void> deleteLink(NetlinkSocket& nl, const HostContext& host, const ResourceId& id);
+// Removes the link; one that is already gone counts as removed. With `ifIndex`, the request
+// names that index, not the name: a link that took the name since it was read is not removed.
+Result<void> deleteLink(NetlinkSocket& nl, const HostContext& host, const ResourceId& id,
+                        int ifIndex = 0);
 
 // The ifindex of `name`, or an error (ENODEV when there is none).
 std::expected<int, NetlinkError> linkIndex(NetlinkSocket& nl, const std::string& name);

@@ -7,10 +7,11 @@
 
 namespace nodeplane::net {
 
-LinkMsg::LinkMsg(int type, int nlFlags, const std::string& name, unsigned ifFlags,
-                 unsigned change) {
+LinkMsg::LinkMsg(int type, int nlFlags, const std::string& name, unsigned ifFlags, unsigned change,
+                 int ifIndex) {
   ifinfomsg ifi{};
   ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifIndex;
   ifi.ifi_flags = ifFlags;
   ifi.ifi_change = change;
   msg_ = makeMessage(type, nlFlags, &ifi, sizeof ifi);

@@ -14,9 +14,10 @@ namespace nodeplane::net {
 
 class LinkMsg {
  public:
-  // `name` selects the link (IFLA_IFNAME); `ifFlags`/`change` go to ifi_flags/ifi_change.
-  LinkMsg(int type, int nlFlags, const std::string& name, unsigned ifFlags = 0,
-          unsigned change = 0);
+  // `name` selects the link (IFLA_IFNAME), or `ifIndex` when it is not 0 (then give no name: with
+  // both, RTM_NEWLINK would rename); `ifFlags`/`change` go to ifi_flags/ifi_change.
+  LinkMsg(int type, int nlFlags, const std::string& name, unsigned ifFlags = 0, unsigned change = 0,
+          int ifIndex = 0);
 
   LinkMsg& u8(int attr, std::uint8_t v);
   LinkMsg& u16(int attr, std::uint16_t v);

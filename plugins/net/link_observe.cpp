@@ -11,10 +11,12 @@
 #include <netlink/msg.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <map>
 
 #include "addr_text.hpp"
+#include "link_msg.hpp"
 #include "link_state.hpp"
 #include "net_schema.hpp"
 
@@ -182,6 +184,16 @@ std::expected<std::vector<LinkState>, NetlinkError> dumpLinks(NetlinkSocket& nl)
   if (!r) return std::unexpected(r.error());
   for (auto& l : links) std::sort(l.addresses.begin(), l.addresses.end());
   return links;
+}
+
+std::expected<LinkState, NetlinkError> getLink(NetlinkSocket& nl, const std::string& name) {
+  LinkMsg m(RTM_GETLINK, 0, name);
+  if (!m.ok()) return std::unexpected(NetlinkError{ENOMEM, "out of memory"});
+  std::vector<LinkState> found;
+  auto r = nl.request(m.get(), [&](const nlmsghdr* h) { parseLink(h, found); });
+  if (!r) return std::unexpected(r.error());
+  if (found.empty()) return std::unexpected(NetlinkError{ENODEV, "No such device"});
+  return std::move(found.front());
 }
 
 bool linkIsKind(const LinkState& link, const std::string& kind) {

@@ -45,6 +45,9 @@ struct LinkState {
 // Every link of the namespace with its addresses.
 std::expected<std::vector<LinkState>, NetlinkError> dumpLinks(NetlinkSocket& nl);
 
+// The link named `name` as the kernel has it now (no addresses); ENODEV when there is none.
+std::expected<LinkState, NetlinkError> getLink(NetlinkSocket& nl, const std::string& name);
+
 // True when `link` is a link of nodeplane kind `kind` (Bridge, Vxlan, Tap).
 bool linkIsKind(const LinkState& link, const std::string& kind);
 

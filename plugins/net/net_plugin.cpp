@@ -2,6 +2,7 @@
 
 #include <linux/if.h>
 
+#include <cerrno>
 #include <exception>
 
 #include "addr_text.hpp"
@@ -102,6 +103,28 @@ Result<void> NetPlugin::apply(const Change& change) {
           return fail(ErrorKind::kInvalidInput, std::string(toString(change.action)) +
                                                     " refused: " + field + ": " + *problem);
     }
+    // The last check before the kernel acts on an existing link: at this moment it is still
+    // the one nodeplane owns (marked, of this kind), and a delete names the ifindex just read,
+    // so a link someone made under the same name since the pass observed it is never touched.
+    int index = 0;
+    if (change.action != Action::kCreate && !change.adopt) {
+      auto link = getLink(*nl_, id.name);
+      if (!link && link.error().errnum == ENODEV && change.action == Action::kDelete) return {};
+      if (!link)
+        return std::unexpected(netlinkFailure(
+            link.error(),
+            std::string(toString(change.action)) + " " + id.str() + ": looking it up"));
+      if (link->alias != kOwnerMark || !linkIsKind(*link, id.kind)) {
+        Error e;
+        e.kind = ErrorKind::kConflict;
+        e.message = std::string(toString(change.action)) + " refused: the link named " + id.name +
+                    " is no longer the " + id.kind +
+                    " nodeplane manages (it changed since it was observed); not touched";
+        e.hint = "run the apply again to see the host as it is now";
+        return std::unexpected(std::move(e));
+      }
+      index = link->index;
+    }
     const Json desired = normalizeNet(id.kind, change.desired);
     switch (change.action) {
       case Action::kCreate:
@@ -109,10 +132,10 @@ Result<void> NetPlugin::apply(const Change& change) {
       case Action::kUpdate:
         return updateLink(*nl_, id, desired, normalizeNet(id.kind, change.observed));
       case Action::kReplace:
-        if (auto r = deleteLink(*nl_, host_, id); !r) return r;
+        if (auto r = deleteLink(*nl_, host_, id, index); !r) return r;
         return createLink(*nl_, host_, id, desired);
       case Action::kDelete:
-        return deleteLink(*nl_, host_, id);
+        return deleteLink(*nl_, host_, id, index);
     }
     return fail(ErrorKind::kTerminal, "unknown action");
   });

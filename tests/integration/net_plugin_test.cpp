@@ -88,6 +88,13 @@ class HandMade {
     rtnl_link_put(l);
     return rc;
   }
+  int remove(const std::string& name) {
+    rtnl_link* l = rtnl_link_alloc();
+    rtnl_link_set_name(l, name.c_str());
+    int rc = rtnl_link_delete(sk_, l);
+    rtnl_link_put(l);
+    return rc;
+  }
   int veth(const std::string& name, const std::string& peer) {
     return rtnl_link_veth_add(sk_, name.c_str(), peer.c_str(), getpid());
   }
@@ -264,6 +271,48 @@ TEST(NetTap, NeverAttachesToATapItDidNotMake) {
   auto b = createTap(HostContext{}, "br-not-tap");
   ASSERT_FALSE(b.has_value());
   EXPECT_EQ(b.error().kind, ErrorKind::kConflict);
+}
+
+// What a pass observed as nodeplane's link may be gone and replaced by someone else's of the
+// same name by the time a step runs: the plugin checks the mark when it acts and deletes by the
+// ifindex it just read, so the other link is never deleted, replaced or changed.
+TEST(NetOwnership, StepsActOnlyOnTheLinkNodeplaneOwnsWhenTheyRun) {
+  NODEPLANE_REQUIRE_NETNS();
+  NetPlugin p{HostContext{}};
+  const Json spec = {{"mtu", 1500}};
+  applyOk(p, makeChange(Action::kCreate, "Bridge", "br-swap", spec));
+  auto observed = find(p, "Bridge", "br-swap");
+  ASSERT_TRUE(observed && observed->marked);
+
+  // Swapped by hand after the observation: a bridge without the mark, then a veth.
+  HandMade hand;
+  for (const char* type : {"bridge", "veth"}) {
+    applyOk(p, makeChange(Action::kDelete, "Bridge", "br-swap", {}, observed->spec));
+    ASSERT_EQ(std::string(type) == "veth" ? hand.veth("br-swap", "br-swap-peer")
+                                          : hand.add("br-swap", type),
+              0);
+    const int index = raw("br-swap")->index;
+    for (Action a : {Action::kDelete, Action::kUpdate, Action::kReplace}) {
+      auto r = p.apply(makeChange(a, "Bridge", "br-swap", {{"mtu", 1400}}, observed->spec));
+      ASSERT_FALSE(r.has_value()) << toString(a) << " acted on a " << type << " it does not own";
+      EXPECT_EQ(r.error().kind, ErrorKind::kConflict);
+      EXPECT_EQ(r.error().message, std::string(toString(a)) +
+                                       " refused: the link named br-swap is no longer the Bridge "
+                                       "nodeplane manages (it changed since it was observed); not "
+                                       "touched");
+      auto now = raw("br-swap");
+      ASSERT_TRUE(now) << toString(a) << " deleted someone else's " << type;
+      EXPECT_EQ(now->index, index);
+      EXPECT_NE(now->mtu, 1400u);
+      EXPECT_NE(now->alias, "nodeplane");
+    }
+    // Back to a bridge of ours for the next round.
+    ASSERT_EQ(hand.remove("br-swap"), 0);
+    applyOk(p, makeChange(Action::kCreate, "Bridge", "br-swap", spec));
+  }
+  // A link of ours that is already gone: the delete has nothing to do.
+  applyOk(p, makeChange(Action::kDelete, "Bridge", "br-swap", {}, observed->spec));
+  applyOk(p, makeChange(Action::kDelete, "Bridge", "br-swap", {}, observed->spec));
 }
 
 // A kernel name template ("br%d") makes the kernel pick br0, br1, ... on every create: the
