@@ -116,13 +116,13 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
 
   ApplyReport report;
   if (!planFile.empty()) {
-    std::ifstream in(planFile);
-    if (!in)
-      return reportErrors(
-          ctx, {fail(ErrorKind::kInvalidInput, "cannot read plan file " + planFile).error()}, "");
+    // A plan of 10 000 resources is a few MB: far more is not a plan nodeplane wrote.
+    constexpr std::uintmax_t kMaxPlanBytes = 64u << 20;
+    auto text = readFile(planFile, kMaxPlanBytes, "is it a plan `nodeplane diff` wrote?");
+    if (!text) return reportErrors(ctx, {text.error()}, "nothing was applied");
     Json j;
     try {
-      j = Json::parse(in);
+      j = Json::parse(*text);
     } catch (const std::exception& e) {
       return reportErrors(
           ctx, {fail(ErrorKind::kInvalidInput, planFile + ": not JSON: " + e.what()).error()}, "");

@@ -36,6 +36,11 @@ bool isIgnoredName(std::string_view fileName);
 // does not exist is an error.
 LoadResult loadSources(const std::vector<std::filesystem::path>& paths);
 
+// The whole of `path`, or an error with the reason (and `hint`) when it cannot be read or holds
+// more than `limit` bytes (read no further: a huge file costs no memory).
+Result<std::string> readFile(const std::filesystem::path& path, std::uintmax_t limit,
+                             const std::string& hint);
+
 // The daemon's loader. It keeps only each file's content hash between calls, never the parsed
 // resources (with every field's location they are most of an idle daemon's memory, see
 // bench/README.md): when anything changed, every file is parsed again.

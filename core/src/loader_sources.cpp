@@ -87,26 +87,6 @@ std::vector<fs::path> collectFiles(const std::vector<fs::path>& paths, std::vect
   return files;
 }
 
-Result<std::string> readFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return std::unexpected(fileError(path, std::string("cannot read: ") + std::strerror(errno)));
-  }
-  std::string text;
-  char buf[65536];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    text.append(buf, static_cast<std::size_t>(in.gcount()));
-    if (text.size() > kMaxFileBytes) {
-      return std::unexpected(fileError(
-          path,
-          "file is larger than the limit of " + std::to_string(kMaxFileBytes) + " bytes (16 MiB)",
-          "split it into several files"));
-    }
-  }
-  if (in.bad()) return std::unexpected(fileError(path, "read error"));
-  return text;
-}
-
 // Appends `part` to `all`. A kind/name defined twice is not an error here: each definition may
 // be for other nodes; Engine::prepare checks duplicates among those selected for this node.
 void merge(LoadResult& all, LoadResult part) {
@@ -119,7 +99,7 @@ std::vector<std::pair<fs::path, std::string>> readSources(const std::vector<fs::
                                                           std::vector<Error>& errors) {
   std::vector<std::pair<fs::path, std::string>> out;
   for (const auto& file : collectFiles(paths, errors)) {
-    auto text = readFile(file);
+    auto text = readFile(file, kMaxFileBytes, "split it into several files");
     if (!text) {
       errors.push_back(std::move(text.error()));
       continue;
@@ -151,6 +131,26 @@ bool isIgnoredName(std::string_view fileName) {
   if (fileName.empty() || fileName.front() == '.' || fileName.back() == '~') return true;
   if (fileName.ends_with(".swp") || fileName.ends_with(".tmp")) return true;
   return !(fileName.ends_with(".yaml") || fileName.ends_with(".yml"));
+}
+
+Result<std::string> readFile(const fs::path& path, std::uintmax_t limit, const std::string& hint) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return std::unexpected(fileError(path, std::string("cannot read: ") + std::strerror(errno)));
+  }
+  std::string text;
+  char buf[65536];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (text.size() > limit) {
+      return std::unexpected(fileError(path,
+                                       "file is larger than the limit of " + std::to_string(limit) +
+                                           " bytes (" + std::to_string(limit >> 20) + " MiB)",
+                                       hint));
+    }
+  }
+  if (in.bad()) return std::unexpected(fileError(path, "read error"));
+  return text;
 }
 
 LoadResult loadSources(const std::vector<fs::path>& paths) {
