@@ -156,11 +156,14 @@ TEST(DaemonNotify, SigtermDuringALongPassExitsZeroPromptly) {
   writeBridges(dir, 20);
   NotifiedDaemon d(dir, {"NODEPLANE_TEST_STEP_DELAY_MS=1000"});
   ASSERT_TRUE(d.daemon) << d.daemon.error;
-  std::string got = receiveUntil(d.fd, "STATUS=applying: 1 of 20", std::chrono::seconds(30));
-  ASSERT_THAT(got, HasSubstr("STATUS=applying: 1 of 20 steps done")) << d.log();
+  // The pass is under way once its first bridge is there (polled every 10 ms, with a deadline).
+  for (const auto deadline = Clock::now() + std::chrono::seconds(30);
+       !linkExists("br-slow-0") && Clock::now() < deadline;)
+    ::poll(nullptr, 0, 10);
+  ASSERT_TRUE(linkExists("br-slow-0")) << d.log();
   const auto t0 = Clock::now();
   ASSERT_TRUE(sendSignal(d.daemon, SIGTERM));
-  got = receiveUntil(d.fd, "STOPPING=1", std::chrono::seconds(10));
+  std::string got = receiveUntil(d.fd, "STOPPING=1", std::chrono::seconds(30));
   EXPECT_THAT(got, HasSubstr("STOPPING=1"));
   EXPECT_EQ(waitExitCode(d.daemon, std::chrono::seconds(30)), 0) << d.log();
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
