@@ -581,6 +581,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     drain(passDone.get());
     if (passThread.joinable()) passThread.join();
     passing = false;
+    if (stopping.stop_requested()) return;  // exiting: no next pass to plan
     const PassOutcome out = passOut;
     const auto now = Clock::now();
     std::optional<Clock::time_point> next;
