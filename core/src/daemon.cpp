@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -22,8 +23,10 @@
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <system_error>
+#include <thread>
 
 namespace nodeplane {
 namespace {
@@ -334,7 +337,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   Fd passTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   Fd resyncTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   Fd watchdogTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-  if (!sigFd || !inFd || !passTimer || !resyncTimer || !watchdogTimer) {
+  Fd passDone(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));  // the pass thread ended
+  if (!sigFd || !inFd || !passTimer || !resyncTimer || !watchdogTimer || !passDone) {
     spdlog::error("cannot set up the event loop: {}", std::strerror(errno));
     return 1;
   }
@@ -365,15 +369,36 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   SourceCache cache;
   std::optional<Desired> desiredCache;  // validated desired state, while no file changes
   std::optional<Loaded> pending;        // a changed desired state not acted on yet (settling)
-  bool ready = false;
   auto backoff = std::chrono::milliseconds(0);  // of the whole pass
   Clock::time_point notBefore{};                // no pass before this (whole-pass backoff)
   Backoffs backoffs(opt.resync);
   std::map<std::string, std::size_t> resourcesIn;         // per file, at the last pass that acted
   std::map<std::string, Clock::time_point> emptiedSince;  // files seen emptied, not settled yet
 
+  // A pass runs on a thread of its own (below): these are the pass's, the poll thread leaves them
+  // alone while one runs.
+  std::stop_source stopping;  // SIGTERM/SIGINT: the executor starts no new step
+  engine.setStop(stopping.get_token());
+  auto lastProgress = Clock::time_point{};
+  engine.setProgress([&](std::size_t done, std::size_t total) {
+    const auto now = Clock::now();
+    if (done != total && now - lastProgress < std::chrono::milliseconds(200)) return;
+    lastProgress = now;
+    sd_notifyf(0, "STATUS=applying: %zu of %zu steps done", done, total);
+  });
+  struct Unhook {
+    Engine& engine;
+    ~Unhook() {
+      engine.setProgress({});
+      engine.setStop({});
+    }
+  } unhook{engine};
+
   auto pass = [&]() -> PassOutcome {
-    auto lock = state::Lock::acquire(opt.stateDir, opt.lockTimeout);
+    sd_notify(0, "STATUS=waiting for the state lock");
+    auto lock = state::Lock::acquire(opt.stateDir, opt.lockTimeout, [](long pid) {
+      if (pid > 0) sd_notifyf(0, "STATUS=waiting for the state lock held by pid %ld", pid);
+    });
     if (!lock) {
       spdlog::error("{}", lock.error().str());
       return {.failed = true};
@@ -384,6 +409,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       sd_notifyf(0, "STATUS=state store unreadable: %s", store.error().message.c_str());
       return {.failed = true};
     }
+    if (stopping.stop_requested()) return {};
+    sd_notify(0, "STATUS=reconciling");
     if (!store->pending().empty()) {
       spdlog::warn("a previous apply was interrupted; finishing it from the journal");
       if (auto r = engine.recover(*store); !r) spdlog::error("recovery: {}", r.error().str());
@@ -516,8 +543,9 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   // The exception barrier: whatever a pass throws (a bad file, bad_alloc, a plugin) is an error
   // of that pass, retried with backoff; the daemon keeps running. What threw may have been the
   // validation of files the cache has already noted as read: the next pass reads them all again,
-  // or it would keep the old desired state (or, on the first pass, have none).
-  auto runPass = [&] {
+  // or it would keep the old desired state (or, on the first pass, have none). Runs on the pass
+  // thread.
+  auto guardedPass = [&]() -> PassOutcome {
     PassOutcome out;
     try {
       out = pass();
@@ -536,11 +564,39 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     const auto heap = ::mallinfo2();
     spdlog::debug("heap after the pass: {} kB in use, {} kB mapped", heap.uordblks / 1024,
                   (heap.arena + heap.hblkhd) / 1024);
-    drain(passTimer.get());
-    if (!ready) {
-      sd_notify(0, "READY=1");
-      ready = true;
+    return out;
+  };
+
+  // One pass at a time, off the poll thread: signals, the watchdog and events are served while it
+  // runs. An event or timer during a pass marks `dirty`: one more pass follows, debounced.
+  std::jthread passThread;
+  PassOutcome passOut;  // written by the pass thread, read after passDone
+  bool passing = false, dirty = false;
+  auto startPass = [&] {
+    if (passing) {
+      dirty = true;
+      return;
     }
+    drain(passTimer.get());
+    passing = true;
+    auto run = [&] {
+      passOut = guardedPass();
+      const std::uint64_t one = 1;
+      (void)!::write(passDone.get(), &one, sizeof one);
+    };
+    try {
+      passThread = std::jthread(run);
+    } catch (const std::system_error&) {  // no thread to be had: here, then
+      run();
+    }
+  };
+  // Back on the poll thread once the pass ended: when the next one is due.
+  auto passEnded = [&] {
+    drain(passDone.get());
+    if (passThread.joinable()) passThread.join();
+    passing = false;
+    if (stopping.stop_requested()) return;  // exiting: no next pass to plan
+    const PassOutcome out = passOut;
     const auto now = Clock::now();
     std::optional<Clock::time_point> next;
     if (out.failed) {  // retry the whole pass with backoff, capped by the resync period
@@ -555,17 +611,19 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       if (out.again) next = now + *out.again;
     }
     if (next) arm(passTimer.get(), until(*next, now));
+    if (std::exchange(dirty, false))  // what happened during the pass: never before its backoff
+      arm(passTimer.get(), std::max(opt.debounce, until(notBefore, now)));
   };
 
   spdlog::info("nodeplane run: resync every {} s", opt.resync.count());
-  runPass();
+  // Loaded and watching: systemd may go on (the first pass can take minutes).
+  sd_notify(0, "READY=1");
+  startPass();
 
-  pollfd fds[5] = {{sigFd.get(), POLLIN, 0},
-                   {inFd.get(), POLLIN, 0},
-                   {passTimer.get(), POLLIN, 0},
-                   {resyncTimer.get(), POLLIN, 0},
-                   {watchdogTimer.get(), POLLIN, 0}};
-  std::vector<pollfd> all(fds, fds + 5);
+  pollfd fds[6] = {{sigFd.get(), POLLIN, 0},         {inFd.get(), POLLIN, 0},
+                   {passTimer.get(), POLLIN, 0},     {resyncTimer.get(), POLLIN, 0},
+                   {watchdogTimer.get(), POLLIN, 0}, {passDone.get(), POLLIN, 0}};
+  std::vector<pollfd> all(fds, fds + 6);
   if (nlFd) all.push_back({nlFd.get(), POLLIN, 0});
   for (;;) {
     if (::poll(all.data(), all.size(), -1) < 0) {
@@ -581,11 +639,15 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
           arm(passTimer.get(), std::chrono::milliseconds(1));
           continue;
         }
-        spdlog::info("signal {}: stopping", si.ssi_signo);
+        if (stopping.stop_requested()) continue;
+        spdlog::info("signal {}: stopping{}", si.ssi_signo,
+                     passing ? " once the steps running now end" : "");
         sd_notify(0, "STOPPING=1");
-        return 0;
+        stopping.request_stop();
       }
     }
+    if (all[5].revents & POLLIN) passEnded();
+    if (stopping.stop_requested() && !passing) return 0;
     if (all[4].revents & POLLIN) {
       drain(watchdogTimer.get());
       sd_notify(0, "WATCHDOG=1");
@@ -596,31 +658,42 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       watches.refresh(opt.sources, spdlog::level::warn);  // follow swapped links and dirs
       fileEvent = true;
     }
-    if (all.size() > 5 && (all[5].revents & (POLLIN | POLLERR))) {
+    if (all.size() > 6 && (all[6].revents & (POLLIN | POLLERR))) {
       if (netlinkEventsMatter(nlFd.get())) linkEvent = true;
     }
-    // Never before the whole-pass backoff ends: events do not cut a retry delay short.
-    const auto delay = std::max(opt.debounce, until(notBefore, Clock::now()));
-    if (fileEvent) {
-      arm(passTimer.get(), delay);  // the quiet time after a burst of writes
-    } else if (linkEvent) {
-      // Link events do not push a pass already due sooner further away: other software's links
-      // changing more often than the debounce time (veths of a busy container host) would
-      // otherwise hold off every repair until the resync.
-      itimerspec due{};
-      const bool armed = ::timerfd_gettime(passTimer.get(), &due) == 0 &&
-                         (due.it_value.tv_sec != 0 || due.it_value.tv_nsec != 0);
-      if (!armed || std::chrono::seconds(due.it_value.tv_sec) +
-                            std::chrono::nanoseconds(due.it_value.tv_nsec) >
-                        delay)
-        arm(passTimer.get(), delay);
+    if (stopping.stop_requested()) {  // waiting for the pass to end: no other starts
+      drain(passTimer.get());
+      drain(resyncTimer.get());
+      continue;
+    }
+    if ((fileEvent || linkEvent) && passing) dirty = true;  // one more pass follows this one
+    if ((fileEvent || linkEvent) && !passing) {
+      // Never before the whole-pass backoff ends: events do not cut a retry delay short.
+      const auto delay = std::max(opt.debounce, until(notBefore, Clock::now()));
+      if (fileEvent) {
+        arm(passTimer.get(), delay);  // the quiet time after a burst of writes
+      } else {
+        // Link events do not push a pass already due sooner further away: other software's
+        // links changing more often than the debounce time (veths of a busy container host)
+        // would otherwise hold off every repair until the resync.
+        itimerspec due{};
+        const bool armed = ::timerfd_gettime(passTimer.get(), &due) == 0 &&
+                           (due.it_value.tv_sec != 0 || due.it_value.tv_nsec != 0);
+        if (!armed || std::chrono::seconds(due.it_value.tv_sec) +
+                              std::chrono::nanoseconds(due.it_value.tv_nsec) >
+                          delay)
+          arm(passTimer.get(), delay);
+      }
     }
     if (all[3].revents & POLLIN) {
       drain(resyncTimer.get());
-      runPass();
+      startPass();
       continue;
     }
-    if (all[2].revents & POLLIN) runPass();
+    if (all[2].revents & POLLIN) {
+      drain(passTimer.get());
+      startPass();
+    }
   }
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <thread>
 
 #include "validate.hpp"
 
@@ -32,7 +33,7 @@ namespace {
 // Counts step outcomes into `report`; failed and skipped resources go into `gaveUp`.
 void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>& results,
            std::set<ResourceId>& gaveUp) {
-  std::size_t cancelled = 0;
+  std::size_t cancelled = 0, interrupted = 0;
   const Error* denied = nullptr;  // the permission failure that stopped the run
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
@@ -51,6 +52,9 @@ void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>&
           ++report.deleted;
           break;
       }
+    } else if (r.outcome == StepOutcome::kCancelled && r.error.kind == ErrorKind::kRetryable) {
+      ++interrupted;  // a stop was requested: not a failure of the resource
+      gaveUp.insert(plan.entries[i].change.id);
     } else if (r.outcome == StepOutcome::kCancelled) {
       ++cancelled;
       ++report.skipped;
@@ -74,6 +78,15 @@ void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>&
         (denied && !denied->hint.empty() ? denied->hint + ": " : std::string()) + "run it as root";
     report.errors.push_back(std::move(e));
     report.stopped = true;
+  }
+  if (interrupted) {
+    Error e;
+    e.kind = ErrorKind::kRetryable;
+    e.message =
+        fmt::format("apply interrupted: stopping, so {} step(s) were not tried", interrupted);
+    e.hint = "the next apply or daemon pass does them";
+    report.errors.push_back(std::move(e));
+    report.interrupted = true;
   }
 }
 
@@ -352,6 +365,11 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
     const char* v = std::getenv("NODEPLANE_TEST_CRASH_AFTER_STEPS");
     return v ? std::atol(v) : -1L;
   }();
+  // Test hook for the daemon's responsiveness tests: each step takes this much longer.
+  static const long stepDelayMs = [] {
+    const char* v = std::getenv("NODEPLANE_TEST_STEP_DELAY_MS");
+    return v ? std::atol(v) : 0L;
+  }();
 
   // Ownership is checked again when the steps run, against the host as it is now and the store
   // as it is now (claims recorded), whatever made the plan. Snapshots: steps run in parallel.
@@ -381,12 +399,16 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
                                       failed == now.failed.end() ? nullptr : &failed->second);
     if (check.verdict == OwnershipCheck::kRefuse) return std::unexpected(check.error);
     if (check.verdict == OwnershipCheck::kAlreadyGone) return {};
+    if (stepDelayMs > 0) std::this_thread::sleep_for(std::chrono::milliseconds(stepDelayMs));
     auto r = p->apply(e.change);
     if (crashAfter >= 0 && static_cast<long>(++stepsRun_) >= crashAfter) ::raise(SIGKILL);
     return r;
   };
+  hooks.stop = stop_;
+  std::size_t ended = 0;
   hooks.onStep = [&](std::size_t i, const StepResult& r) {
     const PlanEntry& e = plan.entries[i];
+    if (progress_) progress_(++ended, plan.entries.size());
     const auto at = state::nowRfc3339();
     if (r.outcome == StepOutcome::kOk) {
       (void)store.journalDone(seqs[i]);
@@ -451,7 +473,7 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
   constexpr int kRounds = 3;
   for (int round = 0; round < kRounds && plan.hasChanges(); ++round) {
     tally(report, plan, execute(plan, store, onStep), gaveUp);
-    if (report.stopped) break;
+    if (report.stopped || report.interrupted || stop_.stop_requested()) break;
     // Verify: observe again; what still differs (and did not fail) gets another round.
     obs = observe();
     Plan next = this->plan(desired, obs, store, prune);

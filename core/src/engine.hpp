@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <set>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -42,7 +43,8 @@ struct ApplyReport {
   Plan plan;                  // the plan of the first round (what `diff` would have shown)
   std::vector<Error> errors;  // plan errors, failed steps, resources that did not converge
   std::size_t created = 0, updated = 0, replaced = 0, deleted = 0, failed = 0, skipped = 0;
-  bool stopped = false;  // at a permission failure: the rest was not tried
+  bool stopped = false;      // at a permission failure: the rest was not tried
+  bool interrupted = false;  // a stop was requested (setStop): the rest was not tried
   bool ok() const { return errors.empty(); }
 };
 
@@ -54,6 +56,13 @@ class Engine {
 
   const HostContext& host() const { return host_; }
   PluginHost& plugins() { return plugins_; }
+
+  // Once `stop` is requested, execute() starts no new step (those running finish) and converge()
+  // verifies no more: it commits what was done and returns (report.interrupted).
+  void setStop(std::stop_token stop) { stop_ = std::move(stop); }
+  // Called (serialised) after each step of execute() ends: steps ended so far, steps in all.
+  using Progress = std::function<void(std::size_t done, std::size_t total)>;
+  void setProgress(Progress progress) { progress_ = std::move(progress); }
 
   Desired prepare(LoadResult loaded) const;
   // Every kind of every loaded plugin (or only `kinds`), normalised.
@@ -96,6 +105,8 @@ class Engine {
   PluginHost& plugins_;
   HostContext host_;
   std::size_t stepsRun_ = 0;  // for the crash-test hook
+  std::stop_token stop_;
+  Progress progress_;
 };
 
 }  // namespace nodeplane

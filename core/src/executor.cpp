@@ -13,11 +13,12 @@
 namespace nodeplane {
 namespace {
 
-void cancel(StepResult& r, const PlanEntry& e) {
+void cancel(StepResult& r, const PlanEntry& e, bool stopRequested = false) {
   r.outcome = StepOutcome::kCancelled;
-  r.error.kind = ErrorKind::kTerminal;
+  r.error.kind = stopRequested ? ErrorKind::kRetryable : ErrorKind::kTerminal;
   r.error.resource = e.change.id.str();
-  r.error.message = "not tried: the apply stopped at the first permission failure";
+  r.error.message = stopRequested ? "not tried: the daemon is stopping"
+                                  : "not tried: the apply stopped at the first permission failure";
 }
 
 class Run {
@@ -77,10 +78,11 @@ class Run {
         cv_.notify_all();
         return;
       }
-      if (stopped_) {  // no new step starts; those running finish on their own
+      const bool stopRequested = hooks_.stop.stop_requested();
+      if (stopped_ || stopRequested) {  // no new step starts; those running finish on their own
         for (std::size_t i : steps_)
           if (auto& r = (*results_)[i]; r.outcome == StepOutcome::kPending && !running_.count(i)) {
-            cancel(r, plan_.entries[i]);
+            cancel(r, plan_.entries[i], stopRequested && !stopped_);
             --left_;
             if (hooks_.onStep) hooks_.onStep(i, r);
           }

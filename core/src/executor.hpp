@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -12,7 +13,8 @@
 
 namespace nodeplane {
 
-// kCancelled: not tried because the run stopped at a permission failure (see executePlan).
+// kCancelled: not tried because the run stopped at a permission failure (see executePlan), or
+// because a stop was requested (error.kind kRetryable).
 enum class StepOutcome { kPending, kOk, kFailed, kSkipped, kCancelled };
 
 struct StepResult {
@@ -25,6 +27,9 @@ struct ExecutorHooks {
   std::function<unsigned(const std::string& plugin)> maxParallel;
   // Called (serialised) after each step ends, in completion order.
   std::function<void(std::size_t index, const StepResult&)> onStep;
+  // Once a stop is requested (the daemon got SIGTERM) no new step starts: steps running finish,
+  // the others end kCancelled, "not tried: the daemon is stopping".
+  std::stop_token stop;
 };
 
 // The first step that fails because the host denied permission (isPermissionDenied) stops the

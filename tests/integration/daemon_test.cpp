@@ -930,5 +930,25 @@ TEST_F(DaemonTest, AnUnservedKindIsReportedNotRetried) {
   EXPECT_TRUE(running(daemon_));
 }
 
+// 14. The pass runs off the poll thread: a file written while a long pass runs is seen then
+// (not queued behind the pass) and makes one more pass follow, which applies it.
+TEST_F(DaemonTest, AFileWrittenDuringALongPassIsAppliedByTheNextPass) {
+  NODEPLANE_REQUIRE_NETNS();
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("lp-a0", 1400) + "---\n" +
+                                           bridgeYaml("lp-a1", 1400) + "---\n" +
+                                           bridgeYaml("lp-a2", 1400));
+  ASSERT_EQ(::setenv("NODEPLANE_TEST_STEP_DELAY_MS", "500", 1), 0);
+  startDaemon();
+  ::unsetenv("NODEPLANE_TEST_STEP_DELAY_MS");
+  ASSERT_TRUE(linkExists("lp-a0"));  // the first pass is under way: two steps of 500 ms to go
+  writeInPlace(desired_ / "20-b.yaml", bridgeYaml("lp-b", 1400));
+  ASSERT_TRUE(linkHas("lp-b", 1400));
+  EXPECT_TRUE(linkHas("lp-a2", 1400));
+  ASSERT_TRUE(
+      logged(0, "reconciled: 3 resources: 3 created", {"reconciled: 4 resources: 1 created"}));
+  EXPECT_TRUE(running(daemon_));
+  EXPECT_TRUE(stopWith(SIGTERM));
+}
+
 }  // namespace
 }  // namespace nodeplane::testing
