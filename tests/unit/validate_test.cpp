@@ -6,8 +6,8 @@
 
 #include <chrono>
 
-#include "support/memory_limit.hpp"
 #include "loader.hpp"
+#include "support/memory_limit.hpp"
 
 namespace nodeplane {
 namespace {
