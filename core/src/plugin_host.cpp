@@ -14,6 +14,8 @@
 #include <set>
 #include <utility>
 
+#include "nodeplane/text.hpp"
+
 namespace nodeplane {
 namespace {
 
@@ -235,6 +237,16 @@ Result<void> PluginHost::loadAt(int dirFd, const std::string& fileName,
                 "built for plugin ABI " + std::to_string(abi) + ", this nodeplane speaks ABI " +
                     std::to_string(kAbiVersion),
                 {}, "rebuild the plugin against this nodeplane");
+  if (!lib.has(kAbiBuildSymbol))
+    return fail(ErrorKind::kTerminal, std::string("no ") + kAbiBuildSymbol + " symbol", {},
+                "rebuild the plugin against this nodeplane (NODEPLANE_PLUGIN exports it)");
+  const char* built = &lib.get<const char>(kAbiBuildSymbol);
+  const std::string build(built, ::strnlen(built, 512));
+  if (build != kAbiBuild)
+    return fail(ErrorKind::kTerminal,
+                "built with \"" + printable(build.substr(0, 200)) + "\", this nodeplane with \"" +
+                    kAbiBuild + "\"",
+                {}, "rebuild the plugin with the compiler and libraries of this nodeplane");
   if (!lib.has(kFactorySymbol))
     return fail(ErrorKind::kTerminal, std::string("no ") + kFactorySymbol + " symbol");
   auto& factory = lib.get<PluginFactory>(kFactorySymbol);

@@ -7,7 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <set>
+#include <string>
 
 #include "support/files.hpp"
 
@@ -58,7 +61,41 @@ TEST(PluginHost, RefusesAnotherAbiVersion) {
   PluginHost host;
   auto r = host.loadOne(fixture("wrong_abi"), {});
   ASSERT_FALSE(r);
-  EXPECT_THAT(r.error().message, HasSubstr("built for plugin ABI 2, this nodeplane speaks ABI 1"));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("built for plugin ABI " + std::to_string(kAbiVersion + 1) +
+                        ", this nodeplane speaks ABI " + std::to_string(kAbiVersion)));
+}
+
+// The same ABI number is not enough: C++ types cross the boundary, so the compiler and library
+// build must be the host's too.
+TEST(PluginHost, RefusesAPluginBuiltWithAnotherToolchain) {
+  PluginHost host;
+  auto r = host.loadOne(fixture("wrong_build"), {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message,
+            std::string("built with \"c++ 13.2.0; libstdc++ 20230801 cxx11-abi 1; nlohmann-json "
+                        "3.11.3\", this nodeplane with \"") +
+                kAbiBuild + "\"");
+  EXPECT_THAT(std::string(kAbiBuild), HasSubstr("; libstdc++ 2"));
+}
+
+// A plugin exports its ABI symbols and nothing else: none of its C++ symbols (nor those of the
+// static libraries in it) can interpose on the host's.
+TEST(PluginHost, APluginExportsOnlyItsAbiSymbols) {
+  const std::string so = std::string(NODEPLANE_BUILD_PLUGIN_DIR) + "/libnodeplane-net.so";
+  FILE* p = ::popen(("nm -D --defined-only " + so + " 2>&1").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::set<std::string> exported;
+  char line[4096];
+  while (std::fgets(line, sizeof line, p)) {
+    std::string l(line);
+    if (!l.empty() && l.back() == '\n') l.pop_back();
+    auto sp = l.rfind(' ');
+    exported.insert(sp == std::string::npos ? l : l.substr(sp + 1));
+  }
+  ASSERT_EQ(::pclose(p), 0) << "nm failed";
+  EXPECT_EQ(exported, (std::set<std::string>{"nodeplane_abi_build", "nodeplane_abi_version",
+                                             "nodeplane_create_plugin"}));
 }
 
 TEST(PluginHost, ContainsAFactoryThatThrows) {
@@ -189,7 +226,8 @@ TEST(PluginHost, LibrariesLoadedOneAfterAnotherAreEachTheirOwn) {
   }
   auto r = host.loadOne(fixture("wrong_abi"), {});
   ASSERT_FALSE(r);
-  EXPECT_THAT(r.error().message, HasSubstr("built for plugin ABI 2"));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("built for plugin ABI " + std::to_string(kAbiVersion + 1)));
 }
 
 TEST(PluginHost, LoadsADirectoryAndListsTheRefused) {

@@ -20,7 +20,19 @@
 namespace nodeplane {
 
 // Bump on any change to a type in core/include/nodeplane: the host wants an exact match.
-inline constexpr std::uint32_t kAbiVersion = 1;
+inline constexpr std::uint32_t kAbiVersion = 2;
+
+#define NODEPLANE_STR_(x) #x
+#define NODEPLANE_STR(x) NODEPLANE_STR_(x)
+// What else must match for C++ types (std::string, std::vector, nlohmann::json) to cross the
+// boundary: the compiler, the standard library build and its string ABI, the json library. A
+// plugin exports it (NODEPLANE_PLUGIN does) and the host wants it equal to its own, so a plugin
+// built with another toolchain is refused by name instead of crashing at its first call.
+#define NODEPLANE_ABI_BUILD \
+  "c++ " __VERSION__ "; libstdc++ " NODEPLANE_STR(__GLIBCXX__) " cxx11-abi " NODEPLANE_STR( \
+      _GLIBCXX_USE_CXX11_ABI) "; nlohmann-json " NODEPLANE_STR(NLOHMANN_JSON_VERSION_MAJOR) "." \
+      NODEPLANE_STR(NLOHMANN_JSON_VERSION_MINOR) "." NODEPLANE_STR(NLOHMANN_JSON_VERSION_PATCH)
+inline constexpr const char kAbiBuild[] = NODEPLANE_ABI_BUILD;
 
 // Every root a plugin touches, injectable so tests point them at fixtures.
 struct HostContext {
@@ -135,6 +147,7 @@ class Plugin {
 
 // The exported symbols, with C linkage so their names are stable.
 inline constexpr const char* kAbiSymbol = "nodeplane_abi_version";
+inline constexpr const char* kAbiBuildSymbol = "nodeplane_abi_build";  // a char array: kAbiBuild
 inline constexpr const char* kFactorySymbol = "nodeplane_create_plugin";
 
 // Factory signature: returns a new plugin, or nullptr with `error` set. Never throws.
@@ -147,6 +160,8 @@ using PluginFactory = Plugin*(const HostContext& host, std::string& error);
 #define NODEPLANE_PLUGIN(Type)                                                                    \
   extern "C" __attribute__((visibility("default"))) const std::uint32_t nodeplane_abi_version =   \
       ::nodeplane::kAbiVersion;                                                                   \
+  extern "C" __attribute__((visibility("default"))) const char nodeplane_abi_build[] =            \
+      NODEPLANE_ABI_BUILD;                                                                        \
   extern "C" __attribute__((visibility("default"))) ::nodeplane::Plugin* nodeplane_create_plugin( \
       const ::nodeplane::HostContext& host, std::string& error) noexcept {                        \
     try {                                                                                         \
