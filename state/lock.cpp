@@ -84,7 +84,7 @@ constexpr int kMaxReopen = 20;
 }  // namespace
 
 Result<Lock> Lock::acquire(const fs::path& stateDir, std::optional<std::chrono::milliseconds> wait,
-                           const OnBusy& onBusy) {
+                           const OnBusy& onBusy, std::stop_token stop) {
   if (auto d = detail::ensureDir(stateDir); !d) return std::unexpected(d.error());
   const fs::path path = stateDir / "lock";
   const auto start = std::chrono::steady_clock::now();
@@ -104,6 +104,10 @@ Result<Lock> Lock::acquire(const fs::path& stateDir, std::optional<std::chrono::
       for (;;) {
         const auto now = std::chrono::steady_clock::now();
         if (now >= deadline) return std::unexpected(busy(path, holderPid(fd->get()), *wait));
+        if (stop.stop_requested())
+          return fail(ErrorKind::kRetryable, "stopped while waiting for " + path.string() +
+                                                 " (held by pid " +
+                                                 std::to_string(holderPid(fd->get())) + ")");
         std::this_thread::sleep_for(
             std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
         pause = std::min(pause * 2, std::chrono::milliseconds(100));

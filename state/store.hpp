@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -61,9 +62,11 @@ class Lock {
   // (ErrorKind::kRetryable) says who holds it (the pid written into the lock file) and what to do.
   // A state directory that cannot be written (read-only filesystem, no permission) is
   // ErrorKind::kTerminal at once, "state dir DIR is not writable: <reason>": waiting cannot help.
+  // A stop requested on `stop` ends the wait at once (a daemon told to stop does not wait out
+  // the lock timeout): ErrorKind::kRetryable, "stopped while waiting for ...".
   static Result<Lock> acquire(const std::filesystem::path& stateDir,
                               std::optional<std::chrono::milliseconds> wait,
-                              const OnBusy& onBusy = {});
+                              const OnBusy& onBusy = {}, std::stop_token stop = {});
   Lock(Lock&&) noexcept;
   Lock& operator=(Lock&&) noexcept;
   Lock(const Lock&) = delete;

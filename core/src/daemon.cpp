@@ -396,9 +396,16 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
 
   auto pass = [&]() -> PassOutcome {
     sd_notify(0, "STATUS=waiting for the state lock");
-    auto lock = state::Lock::acquire(opt.stateDir, opt.lockTimeout, [](long pid) {
-      if (pid > 0) sd_notifyf(0, "STATUS=waiting for the state lock held by pid %ld", pid);
-    });
+    auto lock = state::Lock::acquire(
+        opt.stateDir, opt.lockTimeout,
+        [&](long pid) {
+          spdlog::info("waiting up to {} s for the state lock held by pid {}",
+                       std::chrono::duration_cast<std::chrono::seconds>(opt.lockTimeout).count(),
+                       pid);
+          if (pid > 0) sd_notifyf(0, "STATUS=waiting for the state lock held by pid %ld", pid);
+        },
+        stopping.get_token());
+    if (!lock && stopping.stop_requested()) return {};  // told to stop while waiting
     if (!lock) {
       spdlog::error("{}", lock.error().str());
       return {.failed = true};

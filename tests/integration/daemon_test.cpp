@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "netns.hpp"
+#include "store.hpp"
 #include "support/files.hpp"
 #include "support/process.hpp"
 
@@ -875,6 +876,23 @@ TEST_F(DaemonTest, WithoutCapNetAdminAPassSaysSoOnce) {
   EXPECT_EQ(refusals, 1u) << logTail();
   EXPECT_THAT(first, ::testing::Not(::testing::HasSubstr("not tried"))) << logTail();
   EXPECT_TRUE(running(daemon_));
+}
+
+// SIGTERM while a pass waits for the state lock (an `apply` holds it): the daemon stops at once,
+// it does not wait out lockTimeoutSeconds (10 s here; 60 s by default) first.
+TEST_F(DaemonTest, SigtermWhileWaitingForTheLockExitsAtOnce) {
+  NODEPLANE_REQUIRE_NETNS();
+  auto held = state::Lock::acquire(root_ / "state", std::nullopt);
+  ASSERT_TRUE(held.has_value()) << held.error().str();
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("lk-a", 1400));
+  startDaemon();
+  ASSERT_TRUE(
+      logged(0, "waiting up to 10 s for the state lock held by pid " + std::to_string(::getpid())));
+  const auto asked = std::chrono::steady_clock::now();
+  EXPECT_TRUE(stopWith(SIGTERM)) << logTail();  // exit 0 within its 5 s
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 5s);
+  EXPECT_FALSE(nl_.get("lk-a").has_value()) << "the pass went on after the stop";
+  EXPECT_THAT(logText(), ::testing::Not(::testing::HasSubstr("retrying in"))) << logTail();
 }
 
 // 12. The exception barrier: a pass that throws is an error of that pass, retried with backoff;
