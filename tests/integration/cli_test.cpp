@@ -528,10 +528,7 @@ TEST_F(Cli, WithoutCapNetAdminApplySaysSoOnce) {
                 (config_ / "agent.yaml").string(), "apply", "-f", desired_.path()});
   EXPECT_EQ(a.code, 1) << a.out << a.err;
   const std::string all = a.out + a.err;
-  std::size_t refusals = 0;
-  for (auto at = all.find("not permitted"); at != std::string::npos;
-       at = all.find("not permitted", at + 1))
-    ++refusals;
+  const std::size_t refusals = countOf(all, "not permitted");
   EXPECT_EQ(refusals, 1u) << all;
   EXPECT_THAT(a.out, HasSubstr("! apply stopped: the host denied permission, so the other 3 "
                                "step(s) were not tried (nodeplane needs CAP_NET_ADMIN: run it as "

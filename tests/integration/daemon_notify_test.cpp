@@ -36,12 +36,6 @@ std::string receiveUntil(int fd, const std::string& what, std::chrono::seconds l
   return all;
 }
 
-std::size_t count(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 // A notify socket in `dir` and a daemon reporting to it over the desired files in dir/desired;
 // `env` adds to the daemon's environment (the watchdog interval, test hooks).
 struct NotifiedDaemon {
@@ -148,7 +142,7 @@ TEST(DaemonNotify, WatchdogKeepsComingDuringALongPass) {
   ASSERT_THAT(got, HasSubstr("STATUS=in sync; 3 resources: 3 created")) << d.log();
   const std::string during = got.substr(0, got.find("STATUS=in sync"));
   // One every 200 ms: some 15 in 3 s; a pass that blocks the poll loop lets none through.
-  EXPECT_GE(count(during, "WATCHDOG=1"), 5u) << "notifications during the pass:\n" << during;
+  EXPECT_GE(countOf(during, "WATCHDOG=1"), 5u) << "notifications during the pass:\n" << during;
   sendSignal(d.daemon, SIGTERM);
   EXPECT_EQ(waitExitCode(d.daemon, std::chrono::seconds(10)), 0) << d.log();
 }

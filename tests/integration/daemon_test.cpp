@@ -869,10 +869,7 @@ TEST_F(DaemonTest, WithoutCapNetAdminAPassSaysSoOnce) {
       "apply stopped: the host denied permission, so the other 2 step(s) were not tried";
   ASSERT_TRUE(logged(0, stopped, {"run it as root"}));
   const std::string first = logText().substr(0, logText().find(stopped));
-  std::size_t refusals = 0;
-  for (auto at = first.find("not permitted"); at != std::string::npos;
-       at = first.find("not permitted", at + 1))
-    ++refusals;
+  const std::size_t refusals = countOf(first, "not permitted");
   EXPECT_EQ(refusals, 1u) << logTail();
   EXPECT_THAT(first, ::testing::Not(::testing::HasSubstr("not tried"))) << logTail();
   EXPECT_TRUE(running(daemon_));
@@ -940,10 +937,7 @@ TEST_F(DaemonTest, AnUnservedKindIsReportedNotRetried) {
   EXPECT_THAT(t, ::testing::HasSubstr("Gizmo: nodeplane owns 1 object(s) of this kind (Gizmo/g1) "
                                       "but no loaded plugin serves kind Gizmo"));
   EXPECT_THAT(t, ::testing::Not(::testing::HasSubstr("retrying in"))) << logTail();
-  std::size_t said = 0;
-  for (auto at = t.find("Gizmo: nodeplane owns"); at != std::string::npos;
-       at = t.find("Gizmo: nodeplane owns", at + 1))
-    ++said;
+  const std::size_t said = countOf(t, "Gizmo: nodeplane owns");
   EXPECT_EQ(said, 2u) << "once per pass" << logTail();
   EXPECT_TRUE(running(daemon_));
 }

@@ -11,6 +11,13 @@
 
 namespace nodeplane::testing {
 
+std::size_t countOf(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  if (needle.empty()) return 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
 std::string slurp(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;

@@ -1,6 +1,7 @@
 // Temporary directories and small file helpers shared by every test tier.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <string>
 
@@ -14,6 +15,9 @@ void writeFile(const std::filesystem::path& path, const std::string& text);
 
 // Appends `text` to `path` (created when absent).
 void appendFile(const std::filesystem::path& path, const std::string& text);
+
+// How often `needle` occurs in `text` (overlapping occurrences counted): "said once" checks.
+std::size_t countOf(const std::string& text, const std::string& needle);
 
 // A sysfs fixture tree under tests/fixtures/sysfs/.
 std::filesystem::path sysfsFixture(const std::string& name);
