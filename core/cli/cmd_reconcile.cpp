@@ -146,7 +146,7 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
     if (!desired) return code;
     // An empty source is more often a broken checkout or a half-written file than an intent.
     if (prune && !allowEmpty && desired->resources.empty()) {
-      if (auto doomed = deletesOfEmptyDesired(**engine, *desired, *store); !doomed.empty())
+      if (auto doomed = (*engine)->deletesOfEmptyDesired(*desired, *store); !doomed.empty())
         return reportErrors(
             ctx,
             {fail(ErrorKind::kInvalidInput,

@@ -305,23 +305,6 @@ struct PassOutcome {
 
 }  // namespace
 
-std::string listIds(const std::vector<ResourceId>& ids, std::size_t max) {
-  std::string s;
-  for (std::size_t i = 0; i < ids.size() && i < max; ++i) s += (i ? ", " : "") + ids[i].str();
-  if (ids.size() > max) s += fmt::format(", ... ({} in all)", ids.size());
-  return s;
-}
-
-std::vector<ResourceId> deletesOfEmptyDesired(Engine& engine, const Desired& desired,
-                                              const state::Store& store) {
-  std::vector<ResourceId> out;
-  if (!desired.resources.empty()) return out;
-  Plan plan = engine.plan(desired, engine.observe(), store, /*prune=*/true);
-  for (const auto& e : plan.entries)
-    if (e.change.action == Action::kDelete) out.push_back(e.change.id);
-  return out;
-}
-
 int runDaemon(Engine& engine, const DaemonOptions& opt) {
   sigset_t mask;
   sigemptyset(&mask);
@@ -469,7 +452,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       return {};  // not retryable: wait for the files to change
     }
     if (opt.prune && !opt.allowEmpty && desired.resources.empty()) {
-      if (auto doomed = deletesOfEmptyDesired(engine, desired, *store); !doomed.empty()) {
+      if (auto doomed = engine.deletesOfEmptyDesired(desired, *store); !doomed.empty()) {
         spdlog::error(
             "the desired state is empty ({} file(s), no resource for this node): refusing to "
             "delete the {} object(s) nodeplane owns ({}); nothing was changed. Waiting for a "

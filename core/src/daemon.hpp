@@ -32,13 +32,6 @@ struct DaemonOptions {
   std::chrono::milliseconds settle{2000};
 };
 
-// The deletes that `desired`, being empty, would make: what `run` (unless allowEmpty) and
-// `apply` (unless --allow-empty) refuse to do.
-std::vector<ResourceId> deletesOfEmptyDesired(Engine& engine, const Desired& desired,
-                                              const state::Store& store);
-// "Bridge/a, Bridge/b, ... (12 in all)"
-std::string listIds(const std::vector<ResourceId>& ids, std::size_t max = 5);
-
 // Returns the process exit code: 0 after SIGTERM/SIGINT, 1 if it could not start.
 int runDaemon(Engine& engine, const DaemonOptions& options);
 

@@ -648,4 +648,21 @@ Result<std::size_t> Engine::recover(state::Store& store) {
   return pending.size();
 }
 
+std::string listIds(const std::vector<ResourceId>& ids, std::size_t max) {
+  std::string s;
+  for (std::size_t i = 0; i < ids.size() && i < max; ++i) s += (i ? ", " : "") + ids[i].str();
+  if (ids.size() > max) s += fmt::format(", ... ({} in all)", ids.size());
+  return s;
+}
+
+std::vector<ResourceId> Engine::deletesOfEmptyDesired(const Desired& desired,
+                                                      const state::Store& store) {
+  std::vector<ResourceId> out;
+  if (!desired.resources.empty()) return out;
+  Plan plan = this->plan(desired, observe(), store, /*prune=*/true);
+  for (const auto& e : plan.entries)
+    if (e.change.action == Action::kDelete) out.push_back(e.change.id);
+  return out;
+}
+
 }  // namespace nodeplane

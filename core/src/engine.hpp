@@ -69,6 +69,9 @@ class Engine {
   Observation observe(const std::set<std::string>& kinds = {});
   Plan plan(const Desired& desired, const Observation& observed, const state::Store& store,
             bool prune) const;
+  // The deletes that `desired`, being empty, would make (none when it is not empty): what `run`
+  // (unless allowEmpty) and `apply` (unless --allow-empty) refuse to do.
+  std::vector<ResourceId> deletesOfEmptyDesired(const Desired& desired, const state::Store& store);
 
   // Runs the steps of `plan` (journaled), records ownership and results in `store` (no commit).
   std::vector<StepResult> execute(const Plan& plan, state::Store& store,
@@ -108,5 +111,8 @@ class Engine {
   std::stop_token stop_;
   Progress progress_;
 };
+
+// "Bridge/a, Bridge/b, ... (12 in all)"
+std::string listIds(const std::vector<ResourceId>& ids, std::size_t max = 5);
 
 }  // namespace nodeplane
