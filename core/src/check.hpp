@@ -12,12 +12,6 @@
 
 namespace nodeplane {
 
-struct CheckItem {
-  std::string name;  // "netlink", "systemd-bus", "kvm", "cpu-virtualization", "iommu", "vfio"
-  bool ok = false;
-  bool required = false;  // a missing required piece makes `check` exit 1
-  std::string detail;     // what was found, or what is missing and how to fix it
-};
 
 struct CheckReport {
   std::vector<CheckItem> items;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fnmatch.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -50,6 +51,9 @@ void tally(ApplyReport& report, const Plan& plan, const std::vector<StepResult>&
           break;
         case Action::kDelete:
           ++report.deleted;
+          break;
+        case Action::kRelease:
+          ++report.released;
           break;
       }
     } else if (r.outcome == StepOutcome::kCancelled && r.error.kind == ErrorKind::kRetryable) {
@@ -230,7 +234,7 @@ Desired Engine::prepare(LoadResult loaded) const {
 
   // Names must be unique (children may collide with written resources) and claims exclusive.
   std::map<ResourceId, const Resource*> seen;
-  std::map<std::string, const Resource*> claimed;
+  std::map<std::string, std::pair<const Resource*, bool>> claimed;  // claim -> holder, exclusive
   for (const auto& r : out.resources) {
     if (auto [it, fresh] = seen.emplace(r.id, &r); !fresh) {
       out.errors.push_back(r.error(ErrorKind::kInvalidInput, "metadata.name",
@@ -244,10 +248,12 @@ Desired Engine::prepare(LoadResult loaded) const {
       continue;
     }
     for (const auto& c : *claims) {
-      if (auto [it, fresh] = claimed.emplace(c, &r); !fresh)
+      auto [it, fresh] = claimed.emplace(c.str(), std::pair{&r, c.exclusive});
+      if (!fresh && (c.exclusive || it->second.second))
         out.errors.push_back(r.error(ErrorKind::kInvalidInput, "",
-                                     "claims " + c + ", already claimed by " +
-                                         it->second->id.str() + " at " + it->second->where.str()));
+                                     "claims " + c.str() + ", already claimed by " +
+                                         it->second.first->id.str() + " at " +
+                                         it->second.first->where.str()));
     }
   }
 
@@ -336,6 +342,31 @@ Plan Engine::plan(const Desired& desired, const Observation& observed, const sta
   return p;
 }
 
+namespace {
+
+// The ApplyContext of one step.
+class StepContext final : public ApplyContext {
+ public:
+  StepContext(HostServices& host, std::stop_token stop) : host_(host), stop_(std::move(stop)) {}
+  std::stop_token stopToken() const override { return stop_; }
+  std::chrono::steady_clock::time_point deadline() const override {
+    return std::chrono::steady_clock::time_point::max();
+  }
+  void progress(std::string_view message) override { spdlog::info("{}", message); }
+  Result<void> recordUndo(const Json&) override {
+    return fail(ErrorKind::kTerminal, "undo records are not kept yet");
+  }
+  const Json& undo() const override { return undo_; }
+  HostServices& host() override { return host_; }
+
+ private:
+  HostServices& host_;
+  std::stop_token stop_;
+  Json undo_ = Json::object();
+};
+
+}  // namespace
+
 std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
                                         const StepCallback& onStep) {
   std::vector<state::JournalEntry> intents;
@@ -400,9 +431,11 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
     if (check.verdict == OwnershipCheck::kRefuse) return std::unexpected(check.error);
     if (check.verdict == OwnershipCheck::kAlreadyGone) return {};
     if (stepDelayMs > 0) std::this_thread::sleep_for(std::chrono::milliseconds(stepDelayMs));
-    auto r = p->apply(e.change);
+    StepContext context(p->services(), stop_);
+    Outcome r = p->apply(e.change, context);
     if (crashAfter >= 0 && static_cast<long>(++stepsRun_) >= crashAfter) ::raise(SIGKILL);
-    return r;
+    if (!r.ok()) return std::unexpected(r.error);
+    return {};
   };
   hooks.stop = stop_;
   std::size_t ended = 0;

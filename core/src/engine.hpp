@@ -42,7 +42,8 @@ struct StepReport {
 struct ApplyReport {
   Plan plan;                  // the plan of the first round (what `diff` would have shown)
   std::vector<Error> errors;  // plan errors, failed steps, resources that did not converge
-  std::size_t created = 0, updated = 0, replaced = 0, deleted = 0, failed = 0, skipped = 0;
+  std::size_t created = 0, updated = 0, replaced = 0, deleted = 0, released = 0, failed = 0,
+              skipped = 0;
   bool stopped = false;      // at a permission failure: the rest was not tried
   bool interrupted = false;  // a stop was requested (setStop): the rest was not tried
   bool ok() const { return errors.empty(); }

@@ -33,6 +33,8 @@ const char* marker(Action a) {
       return "-/+";
     case Action::kDelete:
       return "-";
+    case Action::kRelease:
+      return "~-";
   }
   return "?";
 }

@@ -115,13 +115,41 @@ Result<Fd> withFreshNumber(Fd fd) {
 
 }  // namespace
 
-PluginHandle::PluginHandle(boost::dll::shared_library lib, std::unique_ptr<Plugin> plugin,
-                           std::filesystem::path file)
-    : lib_(std::move(lib)), plugin_(std::move(plugin)), file_(std::move(file)) {}
+PluginHandle::PluginHandle(boost::dll::shared_library lib, std::unique_ptr<PluginServices> services,
+                           std::unique_ptr<Plugin> plugin, std::filesystem::path file)
+    : lib_(std::move(lib)),
+      services_(std::move(services)),
+      plugin_(std::move(plugin)),
+      file_(std::move(file)) {}
 
 PluginHandle::~PluginHandle() {
+  stop();
   // The plugin object must go before its code does.
   plugin_.reset();
+}
+
+Result<void> PluginHandle::start() {
+  if (started_) return {};
+  if (startError_) return std::unexpected(*startError_);
+  auto out = guarded<Result<void>>(name_, "start", [&] { return plugin_->start(); });
+  Result<void> r = out ? *out : Result<void>(std::unexpected(out.error()));
+  if (!r) {
+    Error e = r.error();
+    e.message = "plugin " + name_ + " could not start: " + e.message;
+    startError_ = e;
+    return std::unexpected(e);
+  }
+  started_ = true;
+  return {};
+}
+
+void PluginHandle::stop() {
+  if (!started_) return;
+  started_ = false;
+  (void)guarded<bool>(name_, "stop", [&] {
+    plugin_->stop();
+    return true;
+  });
 }
 
 const KindSchema* PluginHandle::schema(const std::string& kind) const {
@@ -146,8 +174,8 @@ Result<std::vector<Resource>> PluginHandle::expand(const Resource& r) const {
   return *out;
 }
 
-Result<std::vector<std::string>> PluginHandle::claims(const Resource& r) const {
-  return guarded<std::vector<std::string>>(name_, "claims", [&] { return plugin_->claims(r); });
+Result<std::vector<Claim>> PluginHandle::claims(const Resource& r) const {
+  return guarded<std::vector<Claim>>(name_, "claims", [&] { return plugin_->claims(r); });
 }
 
 Result<Json> PluginHandle::normalize(const std::string& kind, const Json& spec) const {
@@ -155,16 +183,32 @@ Result<Json> PluginHandle::normalize(const std::string& kind, const Json& spec) 
 }
 
 Result<std::vector<ObservedObject>> PluginHandle::observe(const std::vector<std::string>& kinds) {
+  if (auto ok = start(); !ok) return std::unexpected(ok.error());
   auto out = guarded<Result<std::vector<ObservedObject>>>(name_, "observe",
                                                           [&] { return plugin_->observe(kinds); });
   if (!out) return std::unexpected(out.error());
   return *out;
 }
 
-Result<void> PluginHandle::apply(const Change& change) {
-  auto out = guarded<Result<void>>(name_, "apply", [&] { return plugin_->apply(change); });
+Outcome PluginHandle::apply(const Change& change, ApplyContext& context) {
+  if (auto ok = start(); !ok) return Outcome::failed(ok.error());
+  auto out = guarded<Outcome>(name_, "apply", [&] { return plugin_->apply(change, context); });
+  if (!out) return Outcome::failed(out.error());
+  return *out;
+}
+
+Result<void> PluginHandle::recover(const Interrupted& entry, ApplyContext& context) {
+  if (auto ok = start(); !ok) return std::unexpected(ok.error());
+  auto out =
+      guarded<Result<void>>(name_, "recover", [&] { return plugin_->recover(entry, context); });
   if (!out) return std::unexpected(out.error());
   return *out;
+}
+
+std::vector<CheckItem> PluginHandle::check() {
+  auto out = guarded<std::vector<CheckItem>>(name_, "check", [&] { return plugin_->check(); });
+  if (out) return *out;
+  return {CheckItem{name_, false, true, out.error().message}};
 }
 
 Result<PluginHost> PluginHost::load(const std::filesystem::path& dir, const HostContext& host) {
@@ -252,13 +296,15 @@ Result<void> PluginHost::loadAt(int dirFd, const std::string& fileName,
   auto& factory = lib.get<PluginFactory>(kFactorySymbol);
   const std::string label = file.filename().string();
   std::string error;
-  auto made = guarded<Plugin*>(label, "its factory", [&] { return factory(host, error); });
+  if (!shared_) shared_ = std::make_shared<SharedHostServices>(host);
+  auto services = std::make_unique<PluginServices>(shared_);
+  auto made = guarded<Plugin*>(label, "its factory", [&] { return factory(*services, error); });
   if (!made) return std::unexpected(made.error());
   if (*made == nullptr)
     return fail(ErrorKind::kTerminal,
                 "factory failed: " + (error.empty() ? std::string("no reason given") : error));
-  auto handle =
-      std::make_unique<PluginHandle>(std::move(lib), std::unique_ptr<Plugin>(*made), file);
+  auto handle = std::make_unique<PluginHandle>(std::move(lib), std::move(services),
+                                               std::unique_ptr<Plugin>(*made), file);
 
   auto name = guarded<std::string>(label, "name", [&] { return handle->plugin_->name(); });
   if (!name) return std::unexpected(name.error());
@@ -279,6 +325,7 @@ Result<void> PluginHost::loadAt(int dirFd, const std::string& fileName,
       return fail(ErrorKind::kTerminal,
                   "a plugin named " + *name + " is already loaded from " + p->file().string());
   handle->name_ = *name;
+  handle->services_->setSection(*name);
   handle->kinds_ = std::move(*kinds);
   handle->maxParallel_ = std::max(1u, *par);
   for (const auto& k : handle->kinds_) byKind_[k.kind] = handle.get();

@@ -6,9 +6,11 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "host_services.hpp"
 #include "nodeplane/plugin.hpp"
 
 namespace nodeplane {
@@ -17,8 +19,8 @@ namespace nodeplane {
 // plugin object and everything the plugin made.
 class PluginHandle {
  public:
-  PluginHandle(boost::dll::shared_library lib, std::unique_ptr<Plugin> plugin,
-               std::filesystem::path file);
+  PluginHandle(boost::dll::shared_library lib, std::unique_ptr<PluginServices> services,
+               std::unique_ptr<Plugin> plugin, std::filesystem::path file);
   ~PluginHandle();
   PluginHandle(const PluginHandle&) = delete;
   PluginHandle& operator=(const PluginHandle&) = delete;
@@ -31,19 +33,31 @@ class PluginHandle {
 
   std::vector<Error> validate(const Resource& r) const;
   Result<std::vector<Resource>> expand(const Resource& r) const;
-  Result<std::vector<std::string>> claims(const Resource& r) const;
+  Result<std::vector<Claim>> claims(const Resource& r) const;
   Result<Json> normalize(const std::string& kind, const Json& spec) const;
   Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds);
-  Result<void> apply(const Change& change);
+  Outcome apply(const Change& change, ApplyContext& context);
+  Result<void> recover(const Interrupted& entry, ApplyContext& context);
+  std::vector<CheckItem> check();
+
+  // Starts the plugin once (the first observe/apply needs it); an error is kept and returned
+  // again. stop() (also run by the destructor) joins the plugin's threads.
+  Result<void> start();
+  void stop();
+  bool started() const { return started_; }
+  PluginServices& services() { return *services_; }
 
  private:
   friend class PluginHost;
   boost::dll::shared_library lib_;
+  std::unique_ptr<PluginServices> services_;  // outlives the plugin
   std::unique_ptr<Plugin> plugin_;
   std::filesystem::path file_;
   std::string name_;
   std::vector<KindSchema> kinds_;
   unsigned maxParallel_ = 1;
+  bool started_ = false;
+  std::optional<Error> startError_;
 };
 
 struct RefusedPlugin {
@@ -69,6 +83,8 @@ class PluginHost {
   const KindSchema* schema(const std::string& kind) const;
   const std::vector<std::unique_ptr<PluginHandle>>& plugins() const { return plugins_; }
   const std::vector<RefusedPlugin>& refused() const { return refused_; }
+  // What every plugin's HostServices share (the inventory snapshot, the agent id).
+  SharedHostServices& shared() { return *shared_; }
   std::vector<std::string> kindNames() const;  // sorted
 
  private:
@@ -78,6 +94,7 @@ class PluginHost {
   std::vector<std::unique_ptr<PluginHandle>> plugins_;
   std::map<std::string, PluginHandle*> byKind_;
   std::vector<RefusedPlugin> refused_;
+  std::shared_ptr<SharedHostServices> shared_;
 };
 
 // The directory plugins are loaded from when --plugin-dir is not given: `plugins/` next to the

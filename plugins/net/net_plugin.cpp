@@ -32,8 +32,8 @@ Result<void> unknownKind(const std::string& kind) {
 
 }  // namespace
 
-NetPlugin::NetPlugin(const HostContext& host)
-    : host_(host), nl_(std::make_unique<NetlinkSocket>()) {}
+NetPlugin::NetPlugin(HostServices& services)
+    : services_(services), host_(services.context()), nl_(std::make_unique<NetlinkSocket>()) {}
 
 NetPlugin::~NetPlugin() = default;
 
@@ -47,7 +47,7 @@ std::vector<Error> NetPlugin::validate(const Resource& r) const {
   }
 }
 
-std::vector<std::string> NetPlugin::claims(const Resource& r) const {
+std::vector<Claim> NetPlugin::claims(const Resource& r) const {
   return {interfaceClaim(r.id.name)};
 }
 
@@ -86,7 +86,11 @@ Result<std::vector<ObservedObject>> NetPlugin::observe(const std::vector<std::st
   });
 }
 
-Result<void> NetPlugin::apply(const Change& change) {
+Outcome NetPlugin::apply(const Change& change, ApplyContext& /*context*/) {
+  return Outcome::from(applyNow(change));
+}
+
+Result<void> NetPlugin::applyNow(const Change& change) {
   const ResourceId& id = change.id;
   return guarded(std::string(toString(change.action)) + " " + id.str(), [&]() -> Result<void> {
     if (!isNetKind(id.kind)) return unknownKind(id.kind);
@@ -136,6 +140,8 @@ Result<void> NetPlugin::apply(const Change& change) {
         return createLink(*nl_, host_, id, desired);
       case Action::kDelete:
         return deleteLink(*nl_, host_, id, index);
+      case Action::kRelease:
+        return fail(ErrorKind::kTerminal, "release is not supported by the net plugin yet");
     }
     return fail(ErrorKind::kTerminal, "unknown action");
   });

@@ -11,7 +11,7 @@ class NetlinkSocket;
 
 class NetPlugin : public Plugin {
  public:
-  explicit NetPlugin(const HostContext& host);
+  explicit NetPlugin(HostServices& services);
   ~NetPlugin() override;
 
   std::string name() const override { return "net"; }
@@ -19,14 +19,17 @@ class NetPlugin : public Plugin {
   std::vector<Error> validate(const Resource& r) const override;
   // Every kind names one kernel interface: Bridge/x, Vxlan/x and Tap/x (or another plugin's
   // object that claims the same interface name) cannot all be x.
-  std::vector<std::string> claims(const Resource& r) const override;
+  std::vector<Claim> claims(const Resource& r) const override;
   Json normalize(const std::string& kind, const Json& spec) const override;
   Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) override;
-  Result<void> apply(const Change& change) override;
+  Outcome apply(const Change& change, ApplyContext& context) override;
   // One netlink socket, one request in flight: the executor must not call apply() concurrently.
   unsigned maxParallel() const override { return 1; }
 
  private:
+  Result<void> applyNow(const Change& change);
+
+  HostServices& services_;
   HostContext host_;
   std::unique_ptr<NetlinkSocket> nl_;  // opened on first use, kept for the plugin's life
 };

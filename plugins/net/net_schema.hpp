@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "nodeplane/error.hpp"
+#include "nodeplane/plugin.hpp"
 #include "nodeplane/resource.hpp"
 #include "nodeplane/schema.hpp"
 
@@ -24,9 +25,7 @@ std::vector<KindSchema> netKinds();
 
 // What a resource claims (Plugin::claims) for the kernel interface it is: one name space for every
 // kind of every plugin that makes interfaces.
-inline std::string interfaceClaim(const std::string& name) {
-  return "network interface \"" + name + "\"";
-}
+inline Claim interfaceClaim(const std::string& name) { return Claim{"interface", name}; }
 bool isNetKind(const std::string& kind);
 
 std::vector<Error> validateNet(const Resource& r);

@@ -21,6 +21,7 @@
 #include "link_state.hpp"
 #include "netlink_socket.hpp"
 #include "netns.hpp"
+#include "support/plugin_rig.hpp"
 
 namespace nodeplane::net {
 namespace {
@@ -60,7 +61,8 @@ void expectInSync(NetPlugin& p, const std::string& kind, const std::string& name
 }
 
 void applyOk(NetPlugin& p, const Change& c) {
-  auto r = p.apply(c);
+  test::PluginRig rig;
+  auto r = rig.apply(p, c);
   ASSERT_TRUE(r.has_value()) << toString(c.action) << " " << c.id.str() << ": " << r.error().str();
 }
 
@@ -136,7 +138,8 @@ std::optional<LinkState> raw(const std::string& name) {
 
 TEST(NetBridge, CreateObserveUpdateDelete) {
   NODEPLANE_REQUIRE_NETNS();
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   Json desired = {
       {"mtu", 1400}, {"addresses", {"FD00:1::1/64", "10.1.0.1/24"}}, {"up", true}, {"stp", true}};
   applyOk(p, makeChange(Action::kCreate, "Bridge", "br-test", desired));
@@ -163,7 +166,8 @@ TEST(NetVxlan, UnicastEnslavedLearningAndVniReplace) {
   HandMade hand;
   ASSERT_EQ(hand.veth("ul0", "ul0-peer"), 0);
   ASSERT_EQ(hand.up("ul0"), 0);
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   applyOk(p, makeChange(Action::kCreate, "Bridge", "br-ov", {{"up", true}}));
   Json desired = {{"vni", 100},      {"local", "10.0.0.1"}, {"remote", "10.0.0.2"},
                   {"device", "ul0"}, {"dstPort", 4789},     {"learning", false},
@@ -189,7 +193,8 @@ TEST(NetVxlan, UnicastEnslavedLearningAndVniReplace) {
   Json vni = learning;
   vni["vni"] = 200;
   obs = find(p, "Vxlan", "vx100");
-  EXPECT_FALSE(p.apply(makeChange(Action::kUpdate, "Vxlan", "vx100", vni, obs->spec)).has_value());
+  EXPECT_FALSE(
+      rig.apply(p, makeChange(Action::kUpdate, "Vxlan", "vx100", vni, obs->spec)).has_value());
   applyOk(p, makeChange(Action::kReplace, "Vxlan", "vx100", vni, obs->spec));
   expectInSync(p, "Vxlan", "vx100", vni);
 
@@ -202,7 +207,8 @@ TEST(NetVxlan, MulticastGroupV4AndV6) {
   HandMade hand;
   ASSERT_EQ(hand.veth("ul1", "ul1-peer"), 0);
   ASSERT_EQ(hand.up("ul1"), 0);
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   Json v4 = {{"vni", 10},
              {"group", "239.1.1.1"},
              {"device", "ul1"},
@@ -226,7 +232,8 @@ TEST(NetVxlan, MulticastGroupV4AndV6) {
 
 TEST(NetTap, CreateEnslavedPersistentDelete) {
   NODEPLANE_REQUIRE_NETNS();
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   applyOk(p, makeChange(Action::kCreate, "Bridge", "br-vm", {{"up", true}}));
   Json desired = {{"bridge", "br-vm"}, {"mtu", 1400}, {"up", true}};
   applyOk(p, makeChange(Action::kCreate, "Tap", "tap-vm0", desired));
@@ -240,7 +247,7 @@ TEST(NetTap, CreateEnslavedPersistentDelete) {
   EXPECT_FALSE(l->hasLinkLocalV6);
 
   // A second create of the same name must not silently attach to the existing tap.
-  auto again = p.apply(makeChange(Action::kCreate, "Tap", "tap-vm0", desired));
+  auto again = rig.apply(p, makeChange(Action::kCreate, "Tap", "tap-vm0", desired));
   ASSERT_FALSE(again.has_value());
   EXPECT_EQ(again.error().kind, ErrorKind::kConflict);
 
@@ -278,7 +285,8 @@ TEST(NetTap, NeverAttachesToATapItDidNotMake) {
 // ifindex it just read, so the other link is never deleted, replaced or changed.
 TEST(NetOwnership, StepsActOnlyOnTheLinkNodeplaneOwnsWhenTheyRun) {
   NODEPLANE_REQUIRE_NETNS();
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   const Json spec = {{"mtu", 1500}};
   applyOk(p, makeChange(Action::kCreate, "Bridge", "br-swap", spec));
   auto observed = find(p, "Bridge", "br-swap");
@@ -293,7 +301,7 @@ TEST(NetOwnership, StepsActOnlyOnTheLinkNodeplaneOwnsWhenTheyRun) {
               0);
     const int index = raw("br-swap")->index;
     for (Action a : {Action::kDelete, Action::kUpdate, Action::kReplace}) {
-      auto r = p.apply(makeChange(a, "Bridge", "br-swap", {{"mtu", 1400}}, observed->spec));
+      auto r = rig.apply(p, makeChange(a, "Bridge", "br-swap", {{"mtu", 1400}}, observed->spec));
       ASSERT_FALSE(r.has_value()) << toString(a) << " acted on a " << type << " it does not own";
       EXPECT_EQ(r.error().kind, ErrorKind::kConflict);
       EXPECT_EQ(r.error().message, std::string(toString(a)) +
@@ -319,7 +327,8 @@ TEST(NetOwnership, StepsActOnlyOnTheLinkNodeplaneOwnsWhenTheyRun) {
 // plugin refuses it even to a caller that skipped validate() (the engine never does).
 TEST(NetNames, TemplateNamesCreateNothing) {
   NODEPLANE_REQUIRE_NETNS();
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   auto before = p.observe({"Bridge", "Vxlan", "Tap"});
   ASSERT_TRUE(before);
   const std::vector<std::pair<std::string, Json>> cases = {
@@ -327,7 +336,7 @@ TEST(NetNames, TemplateNamesCreateNothing) {
       {"Tap", Json::object()},
       {"Vxlan", {{"vni", 7}, {"remote", "10.0.0.2"}}}};
   for (const auto& [kind, spec] : cases) {
-    auto r = p.apply(makeChange(Action::kCreate, kind, "np%d", spec));
+    auto r = rig.apply(p, makeChange(Action::kCreate, kind, "np%d", spec));
     ASSERT_FALSE(r.has_value()) << kind;
     EXPECT_EQ(r.error().kind, ErrorKind::kInvalidInput);
     EXPECT_EQ(r.error().message.rfind("create refused: metadata.name: interface name \"np%d\" "
@@ -336,7 +345,7 @@ TEST(NetNames, TemplateNamesCreateNothing) {
               0u)
         << r.error().message;
   }
-  auto bridged = p.apply(makeChange(Action::kCreate, "Tap", "tap-t", {{"bridge", "br%d"}}));
+  auto bridged = rig.apply(p, makeChange(Action::kCreate, "Tap", "tap-t", {{"bridge", "br%d"}}));
   ASSERT_FALSE(bridged.has_value());
   EXPECT_EQ(bridged.error().message.rfind("create refused: spec.bridge: ", 0), 0u);
   for (const char* made : {"np0", "np1", "br0", "tap-t"}) EXPECT_FALSE(raw(made)) << made;
@@ -349,12 +358,13 @@ TEST(NetMark, HandMadeLinkIsUnmarkedUntilAdopted) {
   NODEPLANE_REQUIRE_NETNS();
   HandMade hand;
   ASSERT_EQ(hand.add("br-hand", "bridge"), 0);
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   auto o = find(p, "Bridge", "br-hand");
   ASSERT_TRUE(o);
   EXPECT_FALSE(o->marked);
 
-  auto create = p.apply(makeChange(Action::kCreate, "Bridge", "br-hand", {{"mtu", 1400}}));
+  auto create = rig.apply(p, makeChange(Action::kCreate, "Bridge", "br-hand", {{"mtu", 1400}}));
   ASSERT_FALSE(create.has_value());
   EXPECT_EQ(create.error().kind, ErrorKind::kConflict);
   EXPECT_FALSE(find(p, "Bridge", "br-hand")->marked);
@@ -375,7 +385,8 @@ TEST(NetObserve, NeverMisreportsOtherLinkTypes) {
   ASSERT_TRUE(HandMade::tun("tap-hand", IFF_TAP));
   const bool dummy = hand.add("dummy0", "dummy") == 0;  // not every kernel has the module
 
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   auto names = [&](const std::string& kind) {
     std::set<std::string> out;
     auto all = p.observe({kind});
@@ -420,8 +431,9 @@ TEST(NetObserve, NeverMisreportsOtherLinkTypes) {
 
 TEST(NetErrors, MissingBridgeIsRetryableAndLeavesNothing) {
   NODEPLANE_REQUIRE_NETNS();
-  NetPlugin p{HostContext{}};
-  auto r = p.apply(makeChange(Action::kCreate, "Tap", "tap-orphan", {{"bridge", "br-none"}}));
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
+  auto r = rig.apply(p, makeChange(Action::kCreate, "Tap", "tap-orphan", {{"bridge", "br-none"}}));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind, ErrorKind::kRetryable);
   EXPECT_NE(r.error().message.find("br-none does not exist"), std::string::npos)
@@ -429,8 +441,8 @@ TEST(NetErrors, MissingBridgeIsRetryableAndLeavesNothing) {
   EXPECT_FALSE(raw("tap-orphan").has_value());
 
   // The kernel's own reason reaches the message (validate() would have caught this one).
-  r = p.apply(makeChange(Action::kCreate, "Vxlan", "vx-bad",
-                         {{"vni", 5}, {"remote", "10.0.0.2"}, {"local", "fd00::1"}}));
+  r = rig.apply(p, makeChange(Action::kCreate, "Vxlan", "vx-bad",
+                              {{"vni", 5}, {"remote", "10.0.0.2"}, {"local", "fd00::1"}}));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind, ErrorKind::kTerminal);
   EXPECT_NE(r.error().message.find("creating vxlan vx-bad: "), std::string::npos)

@@ -145,7 +145,7 @@ metadata: {name: b}
 spec: {color: red}
 )");
   ASSERT_EQ(d.errors.size(), 1u);
-  EXPECT_THAT(d.errors[0].str(), HasSubstr("Widget/b: claims color:red, already claimed by "
+  EXPECT_THAT(d.errors[0].str(), HasSubstr("Widget/b: claims color red, already claimed by "
                                            "Widget/a at desired.yaml:2"));
 }
 

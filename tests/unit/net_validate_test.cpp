@@ -5,6 +5,7 @@
 
 #include "engine.hpp"
 #include "net_plugin.hpp"
+#include "support/plugin_rig.hpp"
 
 namespace nodeplane::net {
 namespace {
@@ -19,7 +20,8 @@ Resource resource(const std::string& kind, const std::string& name, Json spec) {
 }
 
 std::vector<Error> check(const std::string& kind, const std::string& name, Json spec) {
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   return p.validate(resource(kind, name, std::move(spec)));
 }
 
@@ -30,7 +32,8 @@ const FieldSchema* fieldOf(const KindSchema& k, const std::string& name) {
 }
 
 TEST(NetSchema, DeclaresKindsFieldsAndReplaceRules) {
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   EXPECT_EQ(p.name(), "net");
   EXPECT_EQ(p.maxParallel(), 1u);
   auto kinds = p.kinds();
@@ -253,9 +256,10 @@ TEST(NetValidate, ReportsEveryProblem) {
 // Bridge/x, Tap/x and Vxlan/x would all be the kernel interface x: each one after the first is an
 // error naming both, with file:line, through the core's claim check (no net special case there).
 TEST(NetValidate, TwoKindsCannotBeTheSameInterface) {
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   EXPECT_EQ(p.claims(resource("Tap", "x", Json::object())),
-            std::vector<std::string>{"network interface \"x\""});
+            (std::vector<Claim>{Claim{"interface", "x"}}));
 
   auto plugins = PluginHost::load(NODEPLANE_BUILD_PLUGIN_DIR, {});
   ASSERT_TRUE(plugins) << plugins.error().str();
@@ -277,7 +281,8 @@ TEST(NetValidate, TwoKindsCannotBeTheSameInterface) {
 }
 
 TEST(NetNormalize, CanonicalSortedAddressesAndIps) {
-  NetPlugin p{HostContext{}};
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
   Json spec = {{"addresses", {"FD00:0:0::1/64", "10.0.0.1/24", "192.168.000.1/24"}}, {"mtu", 1500}};
   Json n = p.normalize("Bridge", spec);
   // inet_pton rejects leading zeros in dotted quads: left as written for validate() to report.

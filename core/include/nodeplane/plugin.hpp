@@ -6,21 +6,31 @@
 // the factory macro catches, and the host wraps every call as well.
 #pragma once
 
+#include <chrono>
+#include <compare>
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
+#include <stop_token>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nodeplane/error.hpp"
+#include "nodeplane/host/pci.hpp"
 #include "nodeplane/resource.hpp"
 #include "nodeplane/schema.hpp"
+
+namespace sdbus {
+class IConnection;
+}
 
 namespace nodeplane {
 
 // Bump on any change to a type in core/include/nodeplane: the host wants an exact match.
-inline constexpr std::uint32_t kAbiVersion = 2;
+inline constexpr std::uint32_t kAbiVersion = 3;
 
 #define NODEPLANE_STR_(x) #x
 #define NODEPLANE_STR(x) NODEPLANE_STR_(x)
@@ -51,14 +61,47 @@ struct HostContext {
   Json config = Json::object();  // the agent config (whole), for plugin-specific sections
 };
 
+// A host object a resource takes: a PCI function, a GPU, a network interface name. Two desired
+// resources may not both take one exclusively; a desired resource may not take one that an
+// object it does not replace holds now (see ObservedObject::holds).
+struct Claim {
+  std::string type;  // "pci", "gpu", "interface"
+  std::string id;    // "0000:3b:00.0", "GPU-…", "br0"
+  bool exclusive = true;
+  // "pci" only: taking this function takes every function of its IOMMU group with it (VFIO
+  // passthrough); the core widens the claim through the host inventory.
+  bool iommuGroup = false;
+
+  // `network interface "br0"`, `pci 0000:3b:00.0`: how errors name it.
+  std::string str() const {
+    if (type == "interface") return "network interface \"" + id + "\"";
+    return type + " " + id;
+  }
+  auto operator<=>(const Claim&) const = default;
+  bool operator==(const Claim&) const = default;
+};
+
 // One object found on the host, in the same schema as the desired spec.
 struct ObservedObject {
   ResourceId id;
   Json spec = Json::object();
-  bool marked = false;  // carries nodeplane's ownership mark on the object itself
+  bool marked = false;  // carries this agent's ownership mark on the object itself
+  // The identity of this instance of the object (an ifindex, a container id, a unit's invocation
+  // id), "" when the kind has none. Deletes and replaces are preconditioned on it: an object
+  // re-created under the same name since the plan was made is another object.
+  std::string uid;
+  // Carries the mark of another nodeplane agent (its agent id): not ours, never touched.
+  std::string markedByOther;
+  std::vector<Claim> holds;  // what it holds now (a VM's PCI functions)
 };
 
-enum class Action { kCreate, kUpdate, kReplace, kDelete };
+enum class Action {
+  kCreate,
+  kUpdate,
+  kReplace,
+  kDelete,
+  kRelease,  // deletionPolicy Orphan: remove the ownership mark, leave the object in place
+};
 
 inline const char* toString(Action a) {
   switch (a) {
@@ -70,12 +113,14 @@ inline const char* toString(Action a) {
       return "replace";
     case Action::kDelete:
       return "delete";
+    case Action::kRelease:
+      return "release";
   }
   return "?";
 }
 
-// What a finished step did: "created", "updated", "replaced", "deleted" (also the outcome the
-// state store records and `status` shows).
+// What a finished step did: "created", "updated", "replaced", "deleted", "released" (also the
+// outcome the state store records and `status` shows).
 inline const char* pastTense(Action a) {
   switch (a) {
     case Action::kCreate:
@@ -86,6 +131,8 @@ inline const char* pastTense(Action a) {
       return "replaced";
     case Action::kDelete:
       return "deleted";
+    case Action::kRelease:
+      return "released";
   }
   return "?";
 }
@@ -101,9 +148,124 @@ struct Change {
   Action action = Action::kCreate;
   ResourceId id;
   Json desired = Json::object();    // the full desired spec (create, update, replace)
-  Json observed = Json::object();   // the observed spec (update, replace, delete)
+  Json observed = Json::object();   // the observed spec (update, replace, delete, release)
   std::vector<FieldChange> fields;  // what differs (update, replace)
   bool adopt = false;               // mark an existing unmanaged object as ours
+  // update, replace, delete, release: the ObservedObject::uid the plan was made against. A plugin
+  // whose kind has uids acts only on the object that still has it.
+  std::string uid;
+};
+
+// How the outcome of a step is classified (controller-runtime's model).
+struct Outcome {
+  enum Class {
+    kDone,        // the change is made (verify will confirm it)
+    kInProgress,  // started, not finished: look again after `recheckAfter` (a VM booting)
+    kRetryable,   // failed for now (busy, daemon unreachable): capped exponential backoff
+    kTerminal,    // failed until a file or the host changes (conflict, invalid input, refused)
+  };
+  Class cls = kDone;
+  Error error;                                // kRetryable, kTerminal
+  std::chrono::milliseconds recheckAfter{0};  // kInProgress
+  std::string waitingFor;                     // kInProgress: "the guest to reach running"
+
+  static Outcome done() { return {}; }
+  static Outcome inProgress(std::chrono::milliseconds after, std::string waitingFor) {
+    Outcome o;
+    o.cls = kInProgress;
+    o.recheckAfter = after;
+    o.waitingFor = std::move(waitingFor);
+    return o;
+  }
+  // Classified by error.kind: kRetryable is retryable, every other kind terminal.
+  static Outcome failed(Error e) {
+    Outcome o;
+    o.cls = e.kind == ErrorKind::kRetryable ? kRetryable : kTerminal;
+    o.error = std::move(e);
+    return o;
+  }
+  // A Result<void> as an outcome: done, or failed(error).
+  static Outcome from(const Result<void>& r) { return r ? done() : failed(r.error()); }
+  bool ok() const { return cls == kDone || cls == kInProgress; }
+};
+
+// One readiness item of `nodeplane check`.
+struct CheckItem {
+  std::string name;  // "netlink", "systemd-bus", "kvm", "iommu", "vfio", "docker"
+  bool ok = false;
+  bool required = false;  // a missing required piece makes `check` exit 1
+  std::string detail;     // what was found, or what is missing and how to fix it
+};
+
+// What the core offers a plugin, owned by the core and handed to the plugin's factory (one per
+// plugin: config() is that plugin's section). Cheap to hold: nothing here connects to anything
+// until it is asked for.
+class HostServices {
+ public:
+  virtual ~HostServices() = default;
+
+  // The roots (sysfs, /dev, /proc, run and state directories) and the node's identity.
+  virtual const HostContext& context() const = 0;
+  // This plugin's section of the agent config (`net:`, `docker:` …), checked against the
+  // plugin's configSchema() before start(); an empty object when absent.
+  virtual const Json& config() const = 0;
+  // The agent instance (an id kept in the state directory): ownership marks carry it, so two
+  // agents on one host never take each other's objects. "" before the state store is opened.
+  virtual std::string agentId() const = 0;
+  // The PCI functions and GPUs of the host, read once per pass (a snapshot shared by plugins).
+  virtual Result<std::vector<host::PciFunction>> pciFunctions() = 0;
+  virtual Result<std::vector<host::Gpu>> gpus() = 0;
+  // Writes `value` to a sysfs file (`root`-relative paths are under context().sysfsRoot) and
+  // gives up after `timeout`: a write to `unbind` can hang in the kernel, so it runs where it can
+  // be abandoned and reported (kRetryable, "… did not return within 5 s"). The result is only
+  // what the write returned: read the file back to verify.
+  virtual Result<void> writeSysfs(const std::filesystem::path& file, std::string_view value,
+                                  std::chrono::milliseconds timeout) = 0;
+  // The one shared connection to systemd's manager bus (context().systemdBus), opened on first
+  // use. Owned by the core; valid until the plugin's stop() returns.
+  virtual Result<sdbus::IConnection*> systemdBus() = 0;
+};
+
+// What apply() gets besides the change.
+class ApplyContext {
+ public:
+  virtual ~ApplyContext() = default;
+  // Requested when the daemon is stopping: finish or undo the step in flight and return soon
+  // (Outcome::failed with ErrorKind::kRetryable, or kInProgress).
+  virtual std::stop_token stopToken() const = 0;
+  // When the executor stops waiting for this step; a step past it should return kInProgress.
+  virtual std::chrono::steady_clock::time_point deadline() const = 0;
+  // "unbinding 0000:3b:00.1 from snd_hda_intel": logged, and shown by `apply`.
+  virtual void progress(std::string_view message) = 0;
+  // Records what to restore when this object is deleted (the driver a PCI function had before
+  // vfio-pci), journaled and synced before it returns: call it before the disruptive step. The
+  // last record of a step is kept in the state store with the object and handed back on delete.
+  virtual Result<void> recordUndo(const Json& undo) = 0;
+  // The undo record kept for this object (delete, replace, release); an empty object when none.
+  virtual const Json& undo() const = 0;
+  virtual HostServices& host() = 0;
+};
+
+// A journal entry an interrupted apply left: a step that was started and not recorded done.
+struct Interrupted {
+  Action action = Action::kCreate;
+  ResourceId id;
+  Json undo = Json::object();  // the last undo record the step saved, if any
+};
+
+// A source of host events the daemon polls for the plugin (a netlink socket, a Docker event
+// stream, a D-Bus match).
+struct EventSource {
+  std::string name;  // "netlink link+address", for logs
+  int fd = -1;       // pollable; owned by the plugin
+};
+
+// What an event may have changed: the daemon observes only that before the next full resync.
+struct Touched {
+  bool everything = false;         // all of this plugin's kinds
+  std::set<std::string> kinds;     // these kinds, every object
+  std::set<ResourceId> resources;  // these objects
+  bool empty() const { return !everything && kinds.empty() && resources.empty(); }
 };
 
 class Plugin {
@@ -112,20 +274,33 @@ class Plugin {
 
   virtual std::string name() const = 0;
   virtual std::vector<KindSchema> kinds() const = 0;
+  // The schema of this plugin's agent-config section (the key is name()): a typo there is an
+  // error with file:line, as in desired files. Empty: the plugin takes no section.
+  virtual std::vector<FieldSchema> configSchema() const { return {}; }
+
+  // Lifecycle. The factory only constructs (cheap, no connection: `validate` and `plugins` never
+  // start a plugin). start() runs before the first observe/apply/check that needs the host;
+  // stop() joins every thread the plugin started and closes its event sources, before the
+  // library is unloaded.
+  virtual Result<void> start() { return {}; }
+  virtual void stop() {}
+
+  // Readiness items for `nodeplane check` (a netlink socket, dockerd, the systemd bus).
+  virtual std::vector<CheckItem> check() { return {}; }
 
   // Checks beyond the schema (CIDR syntax, interface names, exclusive fields). Returns every
   // problem found; build them with Resource::error() so they carry file:line.
   virtual std::vector<Error> validate(const Resource& r) const = 0;
 
   // Children this resource owns (a VM's VfioDevices and Tap). The core plans, shows, owns and
-  // deletes them like any other resource. Children set `owner` to the parent's id.
+  // deletes them like any other resource. Children set `owner` to the parent's id, and may set
+  // `dependsOn`. A kind whose expansion reads the host sets KindSchema::expandReadsHost.
   virtual Result<std::vector<Resource>> expand(const Resource&) const {
     return std::vector<Resource>{};
   }
 
-  // Host objects the resource uses exclusively (PCI addresses, `network interface "br0"`: two
-  // kinds that would be the same kernel object); two resources may not claim the same one.
-  virtual std::vector<std::string> claims(const Resource&) const { return {}; }
+  // Host objects the resource takes (see Claim).
+  virtual std::vector<Claim> claims(const Resource&) const { return {}; }
 
   // Canonical form of a spec, applied to desired and observed before they are compared
   // (canonical addresses, sorted sets).
@@ -138,8 +313,20 @@ class Plugin {
   // name shows as a conflict rather than a create.
   virtual Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) = 0;
 
-  // Make one change. Creates and adoptions must leave the ownership mark on the object.
-  virtual Result<void> apply(const Change& change) = 0;
+  // Make one change. Creates and adoptions must leave the ownership mark (with the agent id) on
+  // the object; a release removes it and leaves the object.
+  virtual Outcome apply(const Change& change, ApplyContext& context) = 0;
+
+  // Settles a journal entry the core cannot settle alone (an undo record of a step that was
+  // interrupted): finish the step or undo it. An error keeps the entry for the next start.
+  virtual Result<void> recover(const Interrupted&, ApplyContext&) { return {}; }
+
+  // Event sources, valid from start() to stop(). openEvents() (re)opens them; drainEvents() reads
+  // everything pending on one and says what may have changed. A drain error makes the daemon
+  // close and re-open the plugin's sources with backoff.
+  virtual Result<std::vector<EventSource>> openEvents() { return std::vector<EventSource>{}; }
+  virtual Result<Touched> drainEvents(int /*fd*/) { return Touched{}; }
+  virtual void closeEvents() {}
 
   // How many apply() calls the executor may run at once on this plugin.
   virtual unsigned maxParallel() const { return 1; }
@@ -151,19 +338,19 @@ inline constexpr const char* kAbiBuildSymbol = "nodeplane_abi_build";  // a char
 inline constexpr const char* kFactorySymbol = "nodeplane_create_plugin";
 
 // Factory signature: returns a new plugin, or nullptr with `error` set. Never throws.
-using PluginFactory = Plugin*(const HostContext& host, std::string& error);
+using PluginFactory = Plugin*(HostServices& host, std::string& error);
 
 }  // namespace nodeplane
 
 // Use once in a plugin's entry file: NODEPLANE_PLUGIN(nodeplane::net::NetPlugin)
-// The class needs a constructor taking `const nodeplane::HostContext&`.
+// The class needs a constructor taking `nodeplane::HostServices&` (kept for the plugin's life).
 #define NODEPLANE_PLUGIN(Type)                                                                    \
   extern "C" __attribute__((visibility("default"))) const std::uint32_t nodeplane_abi_version =   \
       ::nodeplane::kAbiVersion;                                                                   \
   extern "C" __attribute__((visibility("default"))) const char nodeplane_abi_build[] =            \
       NODEPLANE_ABI_BUILD;                                                                        \
   extern "C" __attribute__((visibility("default"))) ::nodeplane::Plugin* nodeplane_create_plugin( \
-      const ::nodeplane::HostContext& host, std::string& error) noexcept {                        \
+      ::nodeplane::HostServices& host, std::string& error) noexcept {                             \
     try {                                                                                         \
       return new Type(host);                                                                      \
     } catch (const std::exception& e) {                                                           \

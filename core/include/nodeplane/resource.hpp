@@ -27,6 +27,13 @@ struct ResourceId {
   bool operator==(const ResourceId&) const = default;
 };
 
+// What happens to an owned object when its resource leaves the desired state.
+enum class DeletionPolicy {
+  kDefault,  // Delete for what nodeplane created, Orphan for what it adopted
+  kDelete,   // delete it from the host
+  kOrphan,   // remove the ownership mark, leave it in place
+};
+
 struct Resource {
   ResourceId id;
   Json spec = Json::object();  // only the fields the source set; unset = don't care
@@ -36,6 +43,10 @@ struct Resource {
   std::vector<std::string> nodes;                   // metadata.nodes (hostname globs)
   std::map<std::string, std::string> nodeSelector;  // metadata.nodeSelector
   std::optional<ResourceId> owner;                  // set on children made by expand()
+  bool adopt = false;                               // metadata.adopt: take over an unmarked object
+  DeletionPolicy deletionPolicy = DeletionPolicy::kDefault;  // metadata.deletionPolicy
+  // metadata.dependsOn, and what expand() says: applied after these, deleted before them.
+  std::vector<ResourceId> dependsOn;
 
   // The most precise known location of `path`: the path itself, else its nearest parent, else
   // the document.

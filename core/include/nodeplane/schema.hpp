@@ -4,6 +4,7 @@
 // `compared` when it diffs.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,13 +36,27 @@ struct FieldSchema {
   bool forcesReplace = false;        // a change cannot be made in place
   bool compared = true;              // false for directives such as `adopt` (not host state)
   std::string references;            // kind this string field names (a dependency), or ""
-  std::vector<FieldSchema> fields;   // kObject / kObjectList members
+  // The value never appears in `diff`, plan JSON, logs, `status` or the state file; a change
+  // shows as "(sensitive value changed)" and a saved plan carries a hash of it.
+  bool sensitive = false;
+  std::vector<FieldSchema> fields;  // kObject / kObjectList members
+};
+
+// How the core confirms an applied change took: it observes the object again every `interval`
+// until it matches the desired spec or `timeout` has passed ("did not converge").
+struct VerifyPolicy {
+  std::chrono::milliseconds interval{0};  // 0: at once, then every 100 ms
+  std::chrono::milliseconds timeout{0};   // 0: three observations
 };
 
 struct KindSchema {
   std::string kind;
   std::string description;
   std::vector<FieldSchema> spec;
+  VerifyPolicy verify;
+  // expand() reads the host (a VM's IOMMU groups): the daemon expands again when the host
+  // inventory changed instead of reusing the last expansion.
+  bool expandReadsHost = false;
 };
 
 // JSON Schema (draft 2020-12) of one kind's spec, for docs and editors.
