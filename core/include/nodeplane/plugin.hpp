@@ -278,14 +278,18 @@ class Plugin {
   // error with file:line, as in desired files. Empty: the plugin takes no section.
   virtual std::vector<FieldSchema> configSchema() const { return {}; }
 
-  // Lifecycle. The factory only constructs (cheap, no connection: `validate` and `plugins` never
-  // start a plugin). start() runs before the first observe/apply/check that needs the host;
-  // stop() joins every thread the plugin started and closes its event sources, before the
-  // library is unloaded.
+  // Lifecycle. The factory only constructs (cheap, no connection: `validate`, `plugins` and
+  // `check` never start a plugin). start() runs once, before the first observe, apply or recover;
+  // an error there fails every later call with "plugin <name> could not start: …" (start() is not
+  // tried again in that process). stop() runs only after a successful start(), before the library
+  // is unloaded (end of a command, daemon exit): it joins every thread the plugin started and
+  // closes its event sources.
   virtual Result<void> start() { return {}; }
   virtual void stop() {}
 
-  // Readiness items for `nodeplane check` (a netlink socket, dockerd, the systemd bus).
+  // Readiness items for `nodeplane check` (a netlink socket, dockerd, the systemd bus). Called
+  // WITHOUT start(): check() diagnoses what start() and apply would need, so it must probe on its
+  // own (open and close its own connection) and say how to fix what is missing.
   virtual std::vector<CheckItem> check() { return {}; }
 
   // Checks beyond the schema (CIDR syntax, interface names, exclusive fields). Returns every
