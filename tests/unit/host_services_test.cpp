@@ -39,6 +39,23 @@ struct Services {
   }
 };
 
+// Reads a FIFO until `want` bytes came or 10 s passed.
+std::string drain(const fs::path& fifo, std::size_t want) {
+  int fd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return "cannot open " + fifo.string();
+  std::string got;
+  const auto deadline = Clock::now() + 10s;
+  while (got.size() < want && Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, 100);
+    char buf[64];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) got.append(buf, n);
+  }
+  ::close(fd);
+  return got;
+}
+
 TEST(HostServices, WritesARelativePathUnderTheSysfsRoot) {
   Services s;
   fs::create_directories(s.root / "bus/pci/drivers/vfio-pci");
@@ -88,19 +105,35 @@ TEST(HostServices, AWriteThatHangsIsAbandonedAfterItsTimeout) {
   EXPECT_LT(took, 5s);
 
   // A reader unblocks the abandoned writer: what it wrote arrives.
-  int fd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  std::string got;
-  const auto deadline = Clock::now() + 10s;
-  while (got.size() < 12 && Clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    ::poll(&p, 1, 100);
-    char buf[64];
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) got.append(buf, n);
+  EXPECT_EQ(drain(fifo, 12), "0000:3b:00.1");
+}
+
+// Abandoned writes are not piled up without end: while kMaxHungWrites still hang, no new write
+// starts; once they return, writes go through again.
+TEST(HostServices, TooManyHungWritesRefuseTheNext) {
+  Services s;
+  std::vector<fs::path> fifos;
+  for (int i = 0; i < SharedHostServices::kMaxHungWrites; ++i) {
+    fifos.push_back(s.root / ("unbind" + std::to_string(i)));
+    ASSERT_EQ(::mkfifo(fifos.back().c_str(), 0600), 0);
+    ASSERT_FALSE(s.services.writeSysfs(fifos.back().filename(), "x", 20ms));
   }
-  ::close(fd);
-  EXPECT_EQ(got, "0000:3b:00.1");
+  ::nodeplane::testing::writeFile(s.root / "bind", "");
+  auto refused = s.services.writeSysfs("bind", "y", 1s);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, ErrorKind::kRetryable);
+  EXPECT_EQ(refused.error().message, "8 earlier sysfs writes have not returned; not writing to " +
+                                         (s.root / "bind").string());
+  for (const auto& f : fifos) EXPECT_EQ(drain(f, 1), "x");
+  // The writers count themselves out as they return: wait for that, with a deadline.
+  const auto deadline = Clock::now() + 10s;
+  Result<void> again = refused;
+  while (!again && Clock::now() < deadline) {
+    again = s.services.writeSysfs("bind", "y", 1s);
+    if (!again) ::poll(nullptr, 0, 10);  // polling interval of the condition
+  }
+  ASSERT_TRUE(again) << again.error().str();
+  EXPECT_EQ(slurp(s.root / "bind"), "y");
 }
 
 TEST(HostServices, AFailedWriteSaysWhy) {

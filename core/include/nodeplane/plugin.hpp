@@ -215,10 +215,11 @@ class HostServices {
   // The PCI functions and GPUs of the host, read once per pass (a snapshot shared by plugins).
   virtual Result<std::vector<host::PciFunction>> pciFunctions() = 0;
   virtual Result<std::vector<host::Gpu>> gpus() = 0;
-  // Writes `value` to a sysfs file (`root`-relative paths are under context().sysfsRoot) and
-  // gives up after `timeout`: a write to `unbind` can hang in the kernel, so it runs where it can
-  // be abandoned and reported (kRetryable, "… did not return within 5 s"). The result is only
-  // what the write returned: read the file back to verify.
+  // Writes `value` to a sysfs file (relative paths are under context().sysfsRoot; a path with
+  // "..", or that leads out of the root, is refused) and gives up after `timeout`: a write to
+  // `unbind` can hang in the kernel, so it runs where it can be abandoned and reported
+  // (kRetryable, "… did not return within 5000 ms"). The result is only what the write returned:
+  // read the file back to verify.
   virtual Result<void> writeSysfs(const std::filesystem::path& file, std::string_view value,
                                   std::chrono::milliseconds timeout) = 0;
   // The one shared connection to systemd's manager bus (context().systemdBus), opened on first
