@@ -15,7 +15,14 @@
 namespace nodeplane::cli {
 
 int cmdCheck(Context& ctx) {
-  CheckReport report = runChecks(ctx.host());
+  // Every plugin's own items; what keeps the plugins from loading is a failed item itself.
+  auto plugins = ctx.plugins();
+  CheckReport report = runChecks(ctx.host(), plugins ? *plugins : nullptr);
+  if (!plugins)
+    for (const auto& e : plugins.error()) {
+      report.items.push_back({"plugins", false, true, e.str()});
+      report.plugin.push_back("");
+    }
   if (ctx.json())
     printJson(checkToJson(report));
   else
@@ -92,7 +99,7 @@ int cmdStatus(Context& ctx) {
 
 int cmdExport(Context& ctx, const std::string& kind) {
   auto engine = ctx.engine();
-  if (!engine) return reportErrors(ctx, {engine.error()}, "");
+  if (!engine) return reportErrors(ctx, engine.error(), "");
   if (!kind.empty() && !(*engine)->plugins().forKind(kind))
     return reportErrors(
         ctx, {fail(ErrorKind::kInvalidInput, "unknown kind \"" + kind + "\"").error()}, "");
@@ -160,7 +167,7 @@ int cmdExport(Context& ctx, const std::string& kind) {
 
 int cmdPlugins(Context& ctx) {
   auto host = ctx.plugins();
-  if (!host) return reportErrors(ctx, {host.error()}, "");
+  if (!host) return reportErrors(ctx, host.error(), "");
   const auto& plugins = (*host)->plugins();
   const auto& refused = (*host)->refused();
   if (ctx.json()) {

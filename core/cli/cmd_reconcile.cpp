@@ -46,7 +46,7 @@ Result<state::Lock> takeLock(Context& ctx) {
 
 int cmdValidate(Context& ctx, const std::vector<std::string>& paths) {
   auto engine = ctx.engine();
-  if (!engine) return reportErrors(ctx, {engine.error()}, "");
+  if (!engine) return reportErrors(ctx, engine.error(), "");
   Desired d = (*engine)->prepare(loadSources(toPaths(paths)));
   if (!d.ok()) return reportErrors(ctx, d.errors, fmt::format("{} error(s)", d.errors.size()));
   if (ctx.json()) {
@@ -67,7 +67,7 @@ int cmdValidate(Context& ctx, const std::vector<std::string>& paths) {
 
 int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune) {
   auto engine = ctx.engine();
-  if (!engine) return reportErrors(ctx, {engine.error()}, "");
+  if (!engine) return reportErrors(ctx, engine.error(), "");
   int code = kOk;
   auto desired = prepared(ctx, **engine, paths, code);
   if (!desired) return code;
@@ -91,7 +91,7 @@ int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune) {
 int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
              const std::string& planFile, bool allowEmpty) {
   auto engine = ctx.engine();
-  if (!engine) return reportErrors(ctx, {engine.error()}, "");
+  if (!engine) return reportErrors(ctx, engine.error(), "");
   auto lock = takeLock(ctx);
   if (!lock) return reportErrors(ctx, {lock.error()}, "");
   auto store = state::Store::open(ctx.stateDir());
@@ -190,7 +190,7 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
 
 int cmdRun(Context& ctx, const std::vector<std::string>& paths, bool prune) {
   auto engine = ctx.engine();
-  if (!engine) return reportErrors(ctx, {engine.error()}, "");
+  if (!engine) return reportErrors(ctx, engine.error(), "");
   DaemonOptions opt;
   opt.sources = toPaths(paths);
   opt.stateDir = ctx.stateDir();

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "nodeplane/text.hpp"
+#include "plugin_config.hpp"
 
 namespace nodeplane::cli {
 
@@ -36,18 +37,20 @@ Result<Context> Context::make(const GlobalOptions& g) {
   return ctx;
 }
 
-Result<PluginHost*> Context::plugins() {
+std::expected<PluginHost*, std::vector<Error>> Context::plugins() {
   if (!plugins_) {
     auto host = PluginHost::load(pluginDir_, host_);
-    if (!host) return std::unexpected(host.error());
+    if (!host) return std::unexpected(std::vector<Error>{host.error()});
     for (const auto& r : host->refused())
       spdlog::warn("plugin {} refused: {}", r.file.string(), r.reason);
     plugins_.emplace(std::move(*host));
+    pluginErrors_ = configurePlugins(*plugins_, config_);
   }
+  if (!pluginErrors_.empty()) return std::unexpected(pluginErrors_);
   return &*plugins_;
 }
 
-Result<Engine*> Context::engine() {
+std::expected<Engine*, std::vector<Error>> Context::engine() {
   if (!engine_) {
     auto p = plugins();
     if (!p) return std::unexpected(p.error());

@@ -32,9 +32,10 @@ class Context {
   const std::filesystem::path& stateDir() const { return stateDir_; }
   const std::filesystem::path& pluginDir() const { return pluginDir_; }
 
-  // Loads the plugins once; warns on stderr about refused ones.
-  Result<PluginHost*> plugins();
-  Result<Engine*> engine();
+  // Loads the plugins once (none is started); warns on stderr about refused ones. Fails with every
+  // problem of the plugins' agent-config sections (plugin_config.hpp).
+  std::expected<PluginHost*, std::vector<Error>> plugins();
+  std::expected<Engine*, std::vector<Error>> engine();
 
  private:
   bool json_ = false;
@@ -43,6 +44,7 @@ class Context {
   std::filesystem::path stateDir_;
   std::filesystem::path pluginDir_;
   std::optional<PluginHost> plugins_;
+  std::vector<Error> pluginErrors_;
   std::optional<Engine> engine_;
 };
 

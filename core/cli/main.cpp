@@ -98,7 +98,9 @@ int runCommand(int argc, char** argv) {
   validate->add_option("-f,--filename", files, "desired-state files or directories")->required();
 
   auto* check = app.add_subcommand(
-      "check", "Host readiness: netlink, systemd bus, KVM, IOMMU, VFIO, GPUs and IOMMU groups.");
+      "check",
+      "Host readiness: what each plugin needs (net: netlink), systemd bus, KVM, IOMMU, VFIO, GPUs "
+      "and IOMMU groups.");
   auto* status =
       app.add_subcommand("status", "Last reconcile result per resource, from the state store.");
   auto* exportCmd = app.add_subcommand(

@@ -2,10 +2,12 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "validate.hpp"
 #include "yaml_events.hpp"
 
 namespace nodeplane {
@@ -70,21 +72,8 @@ Result<AgentConfig> parseAgentConfig(const std::string& text, const std::string&
   if (root.IsNull()) return cfg;
   if (!root.IsMap())
     return std::unexpected(configError(file, root.Mark(), "", "expected a mapping"));
-  static const std::set<std::string> known = {"apiVersion",
-                                              "kind",
-                                              "hostname",
-                                              "labels",
-                                              "resyncSeconds",
-                                              "debounceMilliseconds",
-                                              "lockTimeoutSeconds",
-                                              "allowEmpty",
-                                              "stateDir",
-                                              "pluginDir",
-                                              "vfio",
-                                              "docker",
-                                              "qemu",
-                                              "vgpu",
-                                              "net"};
+  const yaml::Document* doc = checked.documents.empty() ? nullptr : &checked.documents.front();
+  const std::vector<std::string>& known = agentConfigKeys();
   try {
     for (const auto& kv : root) {
       const std::string key = kv.first.as<std::string>();
@@ -92,11 +81,25 @@ Result<AgentConfig> parseAgentConfig(const std::string& text, const std::string&
       auto bad = [&](const std::string& what) {
         return std::unexpected(configError(file, v.Mark(), key, what));
       };
-      if (!known.count(key)) {
+      if (std::find(known.begin(), known.end(), key) == known.end()) {
+        // A plugin's section: a mapping named after the plugin, checked once plugins are loaded
+        // (a list is taken too, so that the check says what it should be). A scalar is a
+        // misspelt setting.
+        if (!v.IsScalar()) {
+          const Json* value = doc && doc->value.is_object() && doc->value.contains(key)
+                                  ? &doc->value[key]
+                                  : nullptr;
+          cfg.sections[key] = value ? *value : Json();
+          continue;
+        }
         std::string list;
         for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-        return std::unexpected(configError(file, kv.first.Mark(), key,
-                                           "unknown key \"" + key + "\" (known: " + list + ")"));
+        const std::string close = closestName(key, known);
+        Error e = configError(file, kv.first.Mark(), key,
+                              "unknown key \"" + key + "\" (known: " + list +
+                                  "; a plugin's section is a mapping named after the plugin)");
+        if (!close.empty()) e.hint = "did you mean \"" + close + "\"?";
+        return std::unexpected(e);
       }
       if (key == "apiVersion" && v.as<std::string>() != kApiVersion)
         return bad("expected " + std::string(kApiVersion) + ", got \"" + v.as<std::string>() +
@@ -144,10 +147,21 @@ Result<AgentConfig> parseAgentConfig(const std::string& text, const std::string&
       if (key == "pluginDir") cfg.pluginDir = v.as<std::string>();
     }
     cfg.raw = toJson(root);
+    if (doc) cfg.locations = doc->locations;
+    cfg.where = {file, 1, 0};
   } catch (const YAML::Exception& e) {
     return std::unexpected(configError(file, e.mark, "", e.msg));
   }
   return cfg;
+}
+
+const std::vector<std::string>& agentConfigKeys() {
+  static const std::vector<std::string> keys = {"apiVersion",         "kind",
+                                                "hostname",           "labels",
+                                                "resyncSeconds",      "debounceMilliseconds",
+                                                "lockTimeoutSeconds", "allowEmpty",
+                                                "stateDir",           "pluginDir"};
+  return keys;
 }
 
 Result<AgentConfig> loadAgentConfig(const std::filesystem::path& path, bool explicitPath) {

@@ -1,5 +1,7 @@
 // The agent config, /etc/nodeplane/agent.yaml: who this node is (hostname, labels) and how the
-// agent behaves. Plugin sections (vfio, docker, qemu, vgpu, net) are passed to plugins as JSON.
+// agent behaves. Every other top-level key is the section of the plugin of that name (`net:`,
+// `docker:` …): a mapping, checked against that plugin's configSchema() once plugins are loaded
+// (plugin_config.hpp).
 #pragma once
 
 #include <chrono>
@@ -7,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "nodeplane/error.hpp"
 #include "nodeplane/resource.hpp"
@@ -27,7 +30,15 @@ struct AgentConfig {
   std::optional<std::filesystem::path> stateDir;
   std::optional<std::filesystem::path> pluginDir;
   Json raw = Json::object();  // the whole file
+  // Plugin sections by plugin name (null for `net:` with nothing under it), as the desired-state
+  // reader typed them, and where each of their fields was written ("net.x" -> file:line).
+  std::map<std::string, Json> sections;
+  std::map<std::string, SourceLocation> locations;
+  SourceLocation where;  // the file (its first line)
 };
+
+// The agent config's own keys (not plugin sections).
+const std::vector<std::string>& agentConfigKeys();
 
 // `explicitPath`: the user named the file, so a missing file is an error; otherwise a missing
 // default file means defaults. Unknown keys and wrong types are errors with file:line.

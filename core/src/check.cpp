@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <array>
 
+#include "plugin_host.hpp"
+
 namespace nodeplane {
 namespace {
 
@@ -48,14 +50,20 @@ bool CheckReport::ok() const {
                      [](const CheckItem& c) { return c.ok || !c.required; });
 }
 
-CheckReport runChecks(const HostContext& host) {
+CheckReport runChecks(const HostContext& host, PluginHost* plugins) {
   CheckReport report;
-  report.items.push_back(probeNetlink());
   report.items.push_back(probeSystemdBus(host.systemdBus));
   report.items.push_back(probeKvm(host.devRoot));
   report.items.push_back(probeCpuVirtualization(host.procRoot));
   report.items.push_back(probeIommu(host.sysfsRoot));
   report.items.push_back(probeVfio(host.sysfsRoot));
+  report.plugin.resize(report.items.size());
+  if (plugins)
+    for (const auto& p : plugins->plugins())
+      for (auto& item : p->check()) {
+        report.items.push_back(std::move(item));
+        report.plugin.push_back(p->name());
+      }
   if (auto gpus = host::readGpuInventory(host.sysfsRoot)) {
     report.gpus = std::move(*gpus);
   } else {
@@ -95,9 +103,11 @@ std::string renderCheckText(const CheckReport& report) {
 
 Json checkToJson(const CheckReport& report) {
   Json checks = Json::array();
-  for (const auto& c : report.items) {
-    checks.push_back(
-        {{"name", c.name}, {"ok", c.ok}, {"required", c.required}, {"detail", c.detail}});
+  for (std::size_t i = 0; i < report.items.size(); ++i) {
+    const auto& c = report.items[i];
+    Json item = {{"name", c.name}, {"ok", c.ok}, {"required", c.required}, {"detail", c.detail}};
+    if (i < report.plugin.size() && !report.plugin[i].empty()) item["plugin"] = report.plugin[i];
+    checks.push_back(std::move(item));
   }
   Json gpus = Json::array();
   for (const auto& gpu : report.gpus) {

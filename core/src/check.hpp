@@ -12,20 +12,25 @@
 
 namespace nodeplane {
 
+class PluginHost;
 
 struct CheckReport {
   std::vector<CheckItem> items;
+  // Per item, the plugin that reported it ("" or absent: the core's own probes).
+  std::vector<std::string> plugin;
   std::vector<host::Gpu> gpus;
   std::string gpuError;  // set when the inventory could not be read
   bool ok() const;       // every required item ok
 };
 
-CheckReport runChecks(const HostContext& host);
+// The core's probes (the systemd bus, KVM, CPU virtualization, IOMMU, VFIO: they move into the
+// qemu/vfio plugin when it exists), then the items of every loaded plugin's check(). Plugins are
+// not started for it: check() says what start() and apply would need, without needing it.
+CheckReport runChecks(const HostContext& host, PluginHost* plugins = nullptr);
 std::string renderCheckText(const CheckReport& report);
 Json checkToJson(const CheckReport& report);  // {"ok":..,"checks":[..],"gpus":[..]}
 
 // The probes behind runChecks(), one per item, each over the root it reads (check_probes.cpp).
-CheckItem probeNetlink();
 // `bus`: "system", "user", or a D-Bus address ("unix:path=/run/x/bus").
 CheckItem probeSystemdBus(const std::string& bus,
                           std::chrono::milliseconds timeout = std::chrono::seconds(3));

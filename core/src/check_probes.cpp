@@ -1,8 +1,5 @@
 // The readiness probes of `nodeplane check`. Each looks at one thing through an injected root and
 // says what it found, or what is missing and what to do about it.
-#include <netlink/cache.h>
-#include <netlink/netlink.h>
-#include <netlink/route/link.h>
 #include <sdbus-c++/sdbus-c++.h>
 
 #include <cerrno>
@@ -33,29 +30,6 @@ std::string trim(std::string s) {
 }
 
 }  // namespace
-
-CheckItem probeNetlink() {
-  CheckItem c = item("netlink", true);
-  std::unique_ptr<nl_sock, decltype(&nl_socket_free)> sock(nl_socket_alloc(), &nl_socket_free);
-  if (!sock) {
-    c.detail = "cannot allocate a netlink socket (out of memory)";
-    return c;
-  }
-  if (int err = nl_connect(sock.get(), NETLINK_ROUTE); err < 0) {
-    c.detail = std::string("cannot open a NETLINK_ROUTE socket: ") + nl_geterror(err);
-    return c;
-  }
-  nl_cache* raw = nullptr;
-  if (int err = rtnl_link_alloc_cache(sock.get(), AF_UNSPEC, &raw); err < 0) {
-    c.detail = std::string("cannot dump links over rtnetlink: ") + nl_geterror(err);
-    return c;
-  }
-  std::unique_ptr<nl_cache, decltype(&nl_cache_free)> cache(raw, &nl_cache_free);
-  int links = nl_cache_nitems(cache.get());
-  c.ok = true;
-  c.detail = "rtnetlink link dump: " + std::to_string(links) + (links == 1 ? " link" : " links");
-  return c;
-}
 
 CheckItem probeSystemdBus(const std::string& bus, std::chrono::milliseconds timeout) {
   CheckItem c = item("systemd-bus", false);

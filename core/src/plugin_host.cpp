@@ -211,6 +211,11 @@ std::vector<CheckItem> PluginHandle::check() {
   return {CheckItem{name_, false, true, out.error().message}};
 }
 
+Result<std::vector<FieldSchema>> PluginHandle::configSchema() const {
+  return guarded<std::vector<FieldSchema>>(name_, "configSchema",
+                                           [&] { return plugin_->configSchema(); });
+}
+
 Result<PluginHost> PluginHost::load(const std::filesystem::path& dir, const HostContext& host) {
   Fd dirFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dirFd.get() < 0) {

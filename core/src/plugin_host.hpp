@@ -38,7 +38,9 @@ class PluginHandle {
   Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds);
   Outcome apply(const Change& change, ApplyContext& context);
   Result<void> recover(const Interrupted& entry, ApplyContext& context);
+  // Readiness items; the plugin is not started for them (see Plugin::check).
   std::vector<CheckItem> check();
+  Result<std::vector<FieldSchema>> configSchema() const;
 
   // Starts the plugin once (the first observe/apply needs it); an error is kept and returned
   // again. stop() (also run by the destructor) joins the plugin's threads.

@@ -268,4 +268,20 @@ std::vector<Error> validateAgainstSchema(const Resource& r, const KindSchema& sc
   return out;
 }
 
+std::vector<Error> validateSection(const Json& value, const std::vector<FieldSchema>& fields,
+                                   const std::string& path,
+                                   const std::map<std::string, SourceLocation>& locations,
+                                   const SourceLocation& where) {
+  Resource located;
+  located.where = where;
+  located.locations = locations;
+  std::vector<Error> out;
+  Checker(located, out).object(value, fields, path);
+  for (auto& e : out) e.resource.clear();
+  std::stable_sort(out.begin(), out.end(), [](const Error& a, const Error& b) {
+    return std::pair(a.where.line, a.where.column) < std::pair(b.where.line, b.where.column);
+  });
+  return out;
+}
+
 }  // namespace nodeplane

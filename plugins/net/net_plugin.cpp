@@ -32,10 +32,41 @@ Result<void> unknownKind(const std::string& kind) {
 
 }  // namespace
 
-NetPlugin::NetPlugin(HostServices& services)
-    : services_(services), host_(services.context()), nl_(std::make_unique<NetlinkSocket>()) {}
+static Result<void> notStarted() {
+  return fail(ErrorKind::kTerminal, "the net plugin was not started (start() opens its socket)");
+}
+
+NetPlugin::NetPlugin(HostServices& services) : services_(services), host_(services.context()) {}
 
 NetPlugin::~NetPlugin() = default;
+
+Result<void> NetPlugin::start() {
+  auto nl = std::make_unique<NetlinkSocket>();
+  if (auto r = nl->open(); !r) return std::unexpected(netlinkFailure(r.error(), "starting"));
+  nl_ = std::move(nl);
+  return {};
+}
+
+void NetPlugin::stop() { nl_.reset(); }
+
+std::vector<CheckItem> NetPlugin::check() {
+  // A socket of its own: check() runs without start().
+  CheckItem c{"netlink", false, true, ""};
+  NetlinkSocket nl;
+  if (auto r = nl.open(); !r) {
+    c.detail = "cannot open a NETLINK_ROUTE socket: " + describe(r.error());
+    return {c};
+  }
+  auto links = dumpLinks(nl);
+  if (!links) {
+    c.detail = "cannot dump links over rtnetlink: " + describe(links.error());
+    return {c};
+  }
+  c.ok = true;
+  c.detail = "rtnetlink link dump: " + std::to_string(links->size()) +
+             (links->size() == 1 ? " link" : " links");
+  return {c};
+}
 
 std::vector<KindSchema> NetPlugin::kinds() const { return netKinds(); }
 
@@ -63,6 +94,7 @@ Result<std::vector<ObservedObject>> NetPlugin::observe(const std::vector<std::st
   return guarded("observing links", [&]() -> Result<std::vector<ObservedObject>> {
     for (const auto& kind : kinds)
       if (!isNetKind(kind)) return std::unexpected(unknownKind(kind).error());
+    if (!nl_) return std::unexpected(notStarted().error());
     auto links = dumpLinks(*nl_);  // one link dump + one address dump for every kind
     if (!links) return std::unexpected(netlinkFailure(links.error(), "listing network links"));
     std::vector<ObservedObject> out;
@@ -94,6 +126,7 @@ Result<void> NetPlugin::applyNow(const Change& change) {
   const ResourceId& id = change.id;
   return guarded(std::string(toString(change.action)) + " " + id.str(), [&]() -> Result<void> {
     if (!isNetKind(id.kind)) return unknownKind(id.kind);
+    if (!nl_) return notStarted();
     if (change.action != Action::kDelete) {
       // The last check before the kernel sees a name. The engine validates every desired file
       // and every saved plan (Engine::checkSaved) before apply(); this only guards a caller that

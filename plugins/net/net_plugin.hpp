@@ -15,6 +15,12 @@ class NetPlugin : public Plugin {
   ~NetPlugin() override;
 
   std::string name() const override { return "net"; }
+  // The `net:` section of the agent config takes no settings: its schema is empty.
+  // start() opens the NETLINK_ROUTE socket every observe and apply uses; stop() closes it.
+  Result<void> start() override;
+  void stop() override;
+  // "netlink" (required): a NETLINK_ROUTE socket of its own opens and dumps the links.
+  std::vector<CheckItem> check() override;
   std::vector<KindSchema> kinds() const override;
   std::vector<Error> validate(const Resource& r) const override;
   // Every kind names one kernel interface: Bridge/x, Vxlan/x and Tap/x (or another plugin's
@@ -31,7 +37,7 @@ class NetPlugin : public Plugin {
 
   HostServices& services_;
   HostContext host_;
-  std::unique_ptr<NetlinkSocket> nl_;  // opened on first use, kept for the plugin's life
+  std::unique_ptr<NetlinkSocket> nl_;  // open from start() to stop()
 };
 
 }  // namespace nodeplane::net

@@ -40,6 +40,9 @@ class NetlinkSocket {
 
   using Handler = std::function<void(const nlmsghdr*)>;
 
+  // Connects (once); request() and dump() open it themselves when it is not.
+  NlResult open();
+
   // Sends `msg` with NLM_F_ACK and waits for the ack. Replies (a GET's answer) go to `onReply`.
   NlResult request(nl_msg* msg, const Handler& onReply = {});
 
@@ -49,7 +52,6 @@ class NetlinkSocket {
                 const std::function<void()>& reset = {});
 
  private:
-  NlResult open();
   NlResult exchange(nl_msg* msg, bool isDump, const Handler& onReply, bool& interrupted);
 
   nl_sock* sock_ = nullptr;

@@ -3,6 +3,7 @@
 // private bus (the probe must read its version). Every process is started here and stopped by PID.
 #include <fcntl.h>
 #include <poll.h>
+#include <sdbus-c++/sdbus-c++.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mount.h>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "host_services.hpp"
 #include "netns.hpp"
 #include "support/files.hpp"
 #include "support/process.hpp"
@@ -257,6 +259,24 @@ TEST(CheckSystemdBus, ReadsTheVersionOfARealUserManager) {
     EXPECT_TRUE(c.ok) << c.detail;
   }
   EXPECT_TRUE(found);
+
+  // The connection plugins get (HostServices::systemdBus): one per host, opened on first use,
+  // and it reaches the manager.
+  auto shared = std::make_shared<SharedHostServices>(host);
+  PluginServices docker(shared), qemu(shared);
+  auto bus = docker.systemdBus();
+  ASSERT_TRUE(bus) << bus.error().str();
+  auto again = qemu.systemdBus();
+  ASSERT_TRUE(again) << again.error().str();
+  EXPECT_EQ(*bus, *again) << "one shared connection";
+  auto proxy = sdbus::createProxy(**bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1");
+  sdbus::Variant version;
+  proxy->callMethod("Get")
+      .onInterface("org.freedesktop.DBus.Properties")
+      .withTimeout(2s)
+      .withArguments(std::string("org.freedesktop.systemd1.Manager"), std::string("Version"))
+      .storeResultsTo(version);
+  EXPECT_EQ(item.detail, "systemd " + version.get<std::string>() + " on the " + address + " bus");
   manager.stop();
 }
 

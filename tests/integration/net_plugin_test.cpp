@@ -136,10 +136,49 @@ std::optional<LinkState> raw(const std::string& name) {
   return std::nullopt;
 }
 
+// The socket is opened by start(), not by the constructor (`validate` and `plugins` construct
+// plugins and never start them), and closed by stop().
+TEST(NetPlugin, ObservesAndAppliesOnlyBetweenStartAndStop) {
+  NODEPLANE_REQUIRE_NETNS();
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
+  const std::string notStarted = "the net plugin was not started (start() opens its socket)";
+  auto before = p.observe({"Bridge"});
+  ASSERT_FALSE(before);
+  EXPECT_EQ(before.error().message, notStarted);
+  auto refused =
+      rig.apply(p, makeChange(Action::kCreate, "Bridge", "br-unstarted", Json::object()));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message, notStarted);
+
+  ASSERT_TRUE(p.start());
+  auto started = p.observe({"Bridge"});
+  ASSERT_TRUE(started) << started.error().str();
+  for (const auto& o : *started) EXPECT_NE(o.id.name, "br-unstarted");
+  p.stop();
+  auto after = p.observe({"Bridge"});
+  ASSERT_FALSE(after);
+  EXPECT_EQ(after.error().message, notStarted);
+}
+
+// The `netlink` item of `nodeplane check` is the net plugin's, and needs no start().
+TEST(NetPlugin, CheckDumpsLinksOverItsOwnSocket) {
+  NODEPLANE_REQUIRE_NETNS();
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
+  auto items = p.check();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].name, "netlink");
+  EXPECT_TRUE(items[0].required);
+  EXPECT_TRUE(items[0].ok) << items[0].detail;
+  EXPECT_NE(items[0].detail.find("rtnetlink link dump: "), std::string::npos) << items[0].detail;
+}
+
 TEST(NetBridge, CreateObserveUpdateDelete) {
   NODEPLANE_REQUIRE_NETNS();
   test::PluginRig rig;
   NetPlugin p{rig.services};
+  ASSERT_TRUE(p.start());
   Json desired = {
       {"mtu", 1400}, {"addresses", {"FD00:1::1/64", "10.1.0.1/24"}}, {"up", true}, {"stp", true}};
   applyOk(p, makeChange(Action::kCreate, "Bridge", "br-test", desired));
@@ -168,6 +207,7 @@ TEST(NetVxlan, UnicastEnslavedLearningAndVniReplace) {
   ASSERT_EQ(hand.up("ul0"), 0);
   test::PluginRig rig;
   NetPlugin p{rig.services};
+  ASSERT_TRUE(p.start());
   applyOk(p, makeChange(Action::kCreate, "Bridge", "br-ov", {{"up", true}}));
   Json desired = {{"vni", 100},      {"local", "10.0.0.1"}, {"remote", "10.0.0.2"},
                   {"device", "ul0"}, {"dstPort", 4789},     {"learning", false},
@@ -209,6 +249,7 @@ TEST(NetVxlan, MulticastGroupV4AndV6) {
   ASSERT_EQ(hand.up("ul1"), 0);
   test::PluginRig rig;
   NetPlugin p{rig.services};
+  ASSERT_TRUE(p.start());
   Json v4 = {{"vni", 10},
              {"group", "239.1.1.1"},
              {"device", "ul1"},
@@ -234,6 +275,7 @@ TEST(NetTap, CreateEnslavedPersistentDelete) {
   NODEPLANE_REQUIRE_NETNS();
   test::PluginRig rig;
   NetPlugin p{rig.services};
+  ASSERT_TRUE(p.start());
   applyOk(p, makeChange(Action::kCreate, "Bridge", "br-vm", {{"up", true}}));
   Json desired = {{"bridge", "br-vm"}, {"mtu", 1400}, {"up", true}};
   applyOk(p, makeChange(Action::kCreate, "Tap", "tap-vm0", desired));
@@ -287,6 +329,7 @@ TEST(NetOwnership, StepsActOnlyOnTheLinkNodeplaneOwnsWhenTheyRun) {
   NODEPLANE_REQUIRE_NETNS();
   test::PluginRig rig;
   NetPlugin p{rig.services};
+  ASSERT_TRUE(p.start());
   const Json spec = {{"mtu", 1500}};
   applyOk(p, makeChange(Action::kCreate, "Bridge", "br-swap", spec));
   auto observed = find(p, "Bridge", "br-swap");
@@ -329,6 +372,7 @@ TEST(NetNames, TemplateNamesCreateNothing) {
   NODEPLANE_REQUIRE_NETNS();
   test::PluginRig rig;
   NetPlugin p{rig.services};
+  ASSERT_TRUE(p.start());
   auto before = p.observe({"Bridge", "Vxlan", "Tap"});
   ASSERT_TRUE(before);
   const std::vector<std::pair<std::string, Json>> cases = {
@@ -360,6 +404,7 @@ TEST(NetMark, HandMadeLinkIsUnmarkedUntilAdopted) {
   ASSERT_EQ(hand.add("br-hand", "bridge"), 0);
   test::PluginRig rig;
   NetPlugin p{rig.services};
+  ASSERT_TRUE(p.start());
   auto o = find(p, "Bridge", "br-hand");
   ASSERT_TRUE(o);
   EXPECT_FALSE(o->marked);
@@ -387,6 +432,7 @@ TEST(NetObserve, NeverMisreportsOtherLinkTypes) {
 
   test::PluginRig rig;
   NetPlugin p{rig.services};
+  ASSERT_TRUE(p.start());
   auto names = [&](const std::string& kind) {
     std::set<std::string> out;
     auto all = p.observe({kind});
@@ -433,6 +479,7 @@ TEST(NetErrors, MissingBridgeIsRetryableAndLeavesNothing) {
   NODEPLANE_REQUIRE_NETNS();
   test::PluginRig rig;
   NetPlugin p{rig.services};
+  ASSERT_TRUE(p.start());
   auto r = rig.apply(p, makeChange(Action::kCreate, "Tap", "tap-orphan", {{"bridge", "br-none"}}));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind, ErrorKind::kRetryable);

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 
+#include "plugin_host.hpp"
 #include "support/files.hpp"
 
 namespace nodeplane {
@@ -115,13 +116,6 @@ TEST(CheckProbes, Vfio) {
   EXPECT_TRUE(contains(none.detail, "modprobe vfio-pci")) << none.detail;
 }
 
-TEST(CheckProbes, Netlink) {
-  auto c = probeNetlink();
-  EXPECT_TRUE(c.required);
-  EXPECT_TRUE(c.ok) << c.detail;
-  EXPECT_TRUE(contains(c.detail, "link")) << c.detail;
-}
-
 TEST(CheckProbes, SystemdBusFailuresAreReported) {
   TempDir tmp;
   auto noSocket = probeSystemdBus("unix:path=" + (tmp.path() / "bus").string());
@@ -155,16 +149,41 @@ TEST(Check, RunChecksOverFixtures) {
   CheckReport report = runChecks(fx.host);
   std::vector<std::string> names;
   for (const auto& c : report.items) names.push_back(c.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"netlink", "systemd-bus", "kvm", "cpu-virtualization",
-                                             "iommu", "vfio"}));
+  // No netlink item: that probe is the net plugin's (and no plugin is loaded here).
+  EXPECT_EQ(names, (std::vector<std::string>{"systemd-bus", "kvm", "cpu-virtualization", "iommu",
+                                             "vfio"}));
   for (const auto& c : report.items) {
-    EXPECT_EQ(c.required, c.name == "netlink") << c.name;
+    EXPECT_FALSE(c.required) << c.name;
     EXPECT_EQ(c.ok, c.name != "systemd-bus") << c.name << ": " << c.detail;
   }
   EXPECT_TRUE(report.ok()) << "systemd-bus is not required";
   EXPECT_EQ(report.gpuError, "");
   ASSERT_EQ(report.gpus.size(), 1u);
   EXPECT_EQ(report.gpus[0].function.driver, "vfio-pci");
+}
+
+// Every loaded plugin is asked (Plugin::check), without being started; its items carry its name.
+TEST(Check, AsksEveryLoadedPluginWithoutStartingIt) {
+  FixtureHost fx;
+  TempDir tmp;
+  fx.host.config["lifecycle"] = {{"record", (tmp.path() / "calls").string()}, {"level", 4}};
+  PluginHost plugins;
+  ASSERT_TRUE(plugins.loadOne(
+      fs::path(NODEPLANE_TEST_PLUGIN_DIR) / "lifecycle" / "libnodeplane-lifecycle.so", fx.host));
+  plugins.plugins()[0]->services().setConfig(fx.host.config["lifecycle"]);
+  CheckReport report = runChecks(fx.host, &plugins);
+  ASSERT_EQ(report.items.size(), 6u);
+  EXPECT_EQ(report.items[5].name, "gadget-bench");
+  EXPECT_EQ(report.items[5].detail, "level 4");
+  Json j = checkToJson(report);
+  EXPECT_EQ(j["checks"][5], Json({{"name", "gadget-bench"},
+                                  {"ok", true},
+                                  {"required", false},
+                                  {"detail", "level 4"},
+                                  {"plugin", "lifecycle"}}));
+  EXPECT_FALSE(j["checks"][0].contains("plugin")) << "the core's own probes name no plugin";
+  EXPECT_FALSE(plugins.plugins()[0]->started());
+  EXPECT_EQ(::nodeplane::testing::slurp(tmp.path() / "calls"), "check\n");
 }
 
 TEST(Check, GpuErrorWhenSysfsIsMissing) {

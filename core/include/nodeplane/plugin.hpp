@@ -215,10 +215,11 @@ class HostServices {
   // The PCI functions and GPUs of the host, read once per pass (a snapshot shared by plugins).
   virtual Result<std::vector<host::PciFunction>> pciFunctions() = 0;
   virtual Result<std::vector<host::Gpu>> gpus() = 0;
-  // Writes `value` to a sysfs file (`root`-relative paths are under context().sysfsRoot) and
-  // gives up after `timeout`: a write to `unbind` can hang in the kernel, so it runs where it can
-  // be abandoned and reported (kRetryable, "… did not return within 5 s"). The result is only
-  // what the write returned: read the file back to verify.
+  // Writes `value` to a sysfs file (relative paths are under context().sysfsRoot; a path with
+  // "..", or that leads out of the root, is refused) and gives up after `timeout`: a write to
+  // `unbind` can hang in the kernel, so it runs where it can be abandoned and reported
+  // (kRetryable, "… did not return within 5000 ms"). The result is only what the write returned:
+  // read the file back to verify.
   virtual Result<void> writeSysfs(const std::filesystem::path& file, std::string_view value,
                                   std::chrono::milliseconds timeout) = 0;
   // The one shared connection to systemd's manager bus (context().systemdBus), opened on first
@@ -278,14 +279,18 @@ class Plugin {
   // error with file:line, as in desired files. Empty: the plugin takes no section.
   virtual std::vector<FieldSchema> configSchema() const { return {}; }
 
-  // Lifecycle. The factory only constructs (cheap, no connection: `validate` and `plugins` never
-  // start a plugin). start() runs before the first observe/apply/check that needs the host;
-  // stop() joins every thread the plugin started and closes its event sources, before the
-  // library is unloaded.
+  // Lifecycle. The factory only constructs (cheap, no connection: `validate`, `plugins` and
+  // `check` never start a plugin). start() runs once, before the first observe, apply or recover;
+  // an error there fails every later call with "plugin <name> could not start: …" (start() is not
+  // tried again in that process). stop() runs only after a successful start(), before the library
+  // is unloaded (end of a command, daemon exit): it joins every thread the plugin started and
+  // closes its event sources.
   virtual Result<void> start() { return {}; }
   virtual void stop() {}
 
-  // Readiness items for `nodeplane check` (a netlink socket, dockerd, the systemd bus).
+  // Readiness items for `nodeplane check` (a netlink socket, dockerd, the systemd bus). Called
+  // WITHOUT start(): check() diagnoses what start() and apply would need, so it must probe on its
+  // own (open and close its own connection) and say how to fix what is missing.
   virtual std::vector<CheckItem> check() { return {}; }
 
   // Checks beyond the schema (CIDR syntax, interface names, exclusive fields). Returns every
