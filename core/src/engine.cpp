@@ -292,7 +292,7 @@ Desired Engine::prepare(LoadResult loaded) const {
 Observation Engine::observe(const std::set<std::string>& only) {
   Observation obs;
   // A pass starts here: plugins see the host inventory as it is now, once for the whole pass.
-  if (!plugins_.plugins().empty()) plugins_.shared().newPass();
+  if (auto* shared = plugins_.shared()) shared->newPass();
   for (const auto& p : plugins_.plugins()) {
     std::vector<std::string> kinds;
     for (const auto& ks : p->kinds())

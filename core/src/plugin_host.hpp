@@ -86,7 +86,8 @@ class PluginHost {
   const std::vector<std::unique_ptr<PluginHandle>>& plugins() const { return plugins_; }
   const std::vector<RefusedPlugin>& refused() const { return refused_; }
   // What every plugin's HostServices share (the inventory snapshot, the agent id).
-  SharedHostServices& shared() { return *shared_; }
+  // Null until the first library is loaded.
+  SharedHostServices* shared() { return shared_.get(); }
   std::vector<std::string> kindNames() const;  // sorted
 
  private:
