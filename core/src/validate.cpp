@@ -115,6 +115,11 @@ class Checker {
     }
     std::string message = "unknown field \"" + key + "\"";
     message += fields.empty() ? " (this kind has no spec fields)" : " (known: " + known + ")";
+    if (path == "spec.adopt" || path == "spec.deletionPolicy") {  // where older versions had it
+      add(path, message,
+          "moved to metadata." + key + ": write it under metadata (for every kind), not spec");
+      return;
+    }
     std::string close = closestName(key, names);
     add(path, message, close.empty() ? "" : "did you mean \"" + close + "\"?");
   }
