@@ -148,12 +148,12 @@ Result<void> NetPlugin::applyNow(const Change& change) {
         Error e;
         e.kind = ErrorKind::kConflict;
         e.message = std::string(toString(change.action)) + " refused: the link named " + id.name +
-                    " is no longer the " + id.kind + " the plan was made against (" +
-                    (!sameUid ? "ifindex " + change.uid + " then, " + std::to_string(link->index) +
-                                    " now: re-created since"
-                     : other ? "it carries another nodeplane agent's mark"
-                             : "it changed since it was observed") +
-                    "); not touched";
+                    " is no longer the " + id.kind +
+                    (!sameUid ? " the plan was made against (ifindex " + change.uid + " then, " +
+                                    std::to_string(link->index) + " now: re-created since)"
+                     : other ? " it was (it carries another nodeplane agent's mark)"
+                             : " nodeplane manages (it changed since it was observed)") +
+                    "; not touched";
         e.hint = "run the apply again to see the host as it is now";
         return std::unexpected(std::move(e));
       }

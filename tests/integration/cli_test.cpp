@@ -730,7 +730,6 @@ TEST_F(Cli, UsageErrorsExitOneWithTheMessage) {
       {{"frobnicate"}, "error: A subcommand is required\n"},
       {{"validate"}, "error: --filename is required\n"},
       {{"--output", "yaml", "status"}, "error: --output: yaml not in {text,json}\n"},
-      {{"apply", "--plan", "p.json", "-f", "x"}, "error: --filename excludes --plan\n"},
   };
   for (const auto& c : cases) {
     auto r = np(c.args);
