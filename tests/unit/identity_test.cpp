@@ -150,6 +150,21 @@ TEST_F(IdentityEngine, AnAdoptedObjectIsReleasedWhenItsFileGoesUnlessItAskedForD
   EXPECT_FALSE(s.owns({"Widget", "hand"})) << "a released object is no longer ours";
 }
 
+TEST_F(IdentityEngine, ADeletionPolicyChangedOnAnObjectInSyncIsKeptForThePrune) {
+  auto& e = engine();
+  auto s = store();
+  ASSERT_TRUE(e.converge(desired(widget("w")), s, true, {}).ok());
+  EXPECT_EQ(s.owned().at({"Widget", "w"}).pruneAs(), DeletionPolicy::kDelete);
+  auto orphan = desired(widget("w", "deletionPolicy: Orphan"));
+  auto r = e.converge(orphan, s, true, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r.plan.entries.empty()) << "in sync: nothing to apply";
+  EXPECT_EQ(s.owned().at({"Widget", "w"}).pruneAs(), DeletionPolicy::kOrphan);
+  Plan p = e.plan(desired(widget("x")), e.observe(), s, true);
+  ASSERT_EQ(p.entries.size(), 2u);
+  EXPECT_EQ(p.entries[0].change.action, Action::kRelease);
+}
+
 TEST_F(IdentityEngine, StepsAreHeldToTheUidThePlanWasMadeAgainst) {
   auto& e = engine(
       {{"existing", {{{"name", "w"}, {"spec", {{"size", 3}}}, {"marked", true}, {"uid", "u2"}}}}});
@@ -271,6 +286,13 @@ TEST_F(IdentityEngine, ASensitiveValueIsNeverShownAndASavedPlanCarriesItsHash) {
   ASSERT_TRUE(r) << r.error().str();
   ASSERT_TRUE(r->ok()) << r->errors[0].str();
   EXPECT_EQ(e.observe().objects.at({"Widget", "s"}).spec["secret"], "new-pw");
+
+  // Nor in an error about it.
+  auto invalid = desired(widget("s", "", "size: 3, secret: 424242"));
+  ASSERT_EQ(invalid.errors.size(), 1u);
+  EXPECT_EQ(invalid.errors[0].str(),
+            "desired.yaml:5:17: Widget/s spec.secret: not a valid value (expected a string; the "
+            "value is sensitive, so it is not shown)");
 
   // Nor in the state file (results, status).
   ASSERT_TRUE(s.commit());
