@@ -110,6 +110,8 @@ int cmdExport(Context& ctx, const std::string& kind) {
     refused.back().resource = resource;
   };
   for (const auto& [id, o] : obs.objects) {
+    // Another agent's object belongs to that agent's desired state: this one may not take it.
+    if (!o.markedByOther.empty()) continue;
     Json spec = Json::object();
     for (const auto& [k, v] : o.spec.items())
       if (!v.is_null()) spec[k] = v;

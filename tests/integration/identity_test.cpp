@@ -12,6 +12,7 @@ namespace nodeplane::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 namespace fs = std::filesystem;
 
 std::string bridgeDoc(const std::string& name, const std::string& metadata = "") {
@@ -106,6 +107,10 @@ TEST_F(Identity, TwoAgentsInOneNamespacePruneOnlyTheirOwnBridges) {
   EXPECT_EQ(take.code, 1) << take.out << take.err;
   EXPECT_THAT(take.out, HasSubstr("Bridge/br-b2: exists, managed by another nodeplane agent "
                                   "(agent id "));
+  auto e = np("a", {"export", "--kind", "Bridge"});
+  EXPECT_EQ(e.code, 0) << e.err;
+  EXPECT_THAT(e.out, HasSubstr("name: br-a2"));
+  EXPECT_THAT(e.out, Not(HasSubstr("br-b2"))) << "export offered agent b's bridge to agent a";
 }
 
 TEST_F(Identity, AnAdoptedBridgeIsReleasedWhenItsFileGoesUnlessItAskedForDelete) {
