@@ -165,6 +165,33 @@ TEST_F(IdentityEngine, ADeletionPolicyChangedOnAnObjectInSyncIsKeptForThePrune) 
   EXPECT_EQ(p.entries[0].change.action, Action::kRelease);
 }
 
+// A release cut short by a crash: the record goes once the mark is off; a release that did not
+// get to remove the mark leaves the object owned, for the next prune to release again.
+TEST_F(IdentityEngine, AnInterruptedReleaseIsSettledFromTheJournal) {
+  auto& e = engine({{"existing",
+                     {{{"name", "done"}, {"spec", {{"size", 2}}}},
+                      {{"name", "not-yet"}, {"spec", {{"size", 2}}}, {"marked", true}}}}});
+  {
+    auto s = store();
+    for (const char* name : {"done", "not-yet"}) {
+      state::OwnedObject o;
+      o.id = {"Widget", name};
+      o.plugin = "widget";
+      o.adopted = true;
+      s.setOwned(o);
+    }
+    ASSERT_TRUE(s.commit());
+    state::JournalEntry a{s.nextSeq(), "release", {"Widget", "done"}, "widget", Json::object()};
+    state::JournalEntry b{s.nextSeq(), "release", {"Widget", "not-yet"}, "widget", Json::object()};
+    ASSERT_TRUE(s.journalIntent({a, b}));
+  }
+  auto s = store();
+  auto n = e.recover(s);
+  ASSERT_TRUE(n) << n.error().str();
+  EXPECT_FALSE(s.owns({"Widget", "done"})) << "released: no longer ours";
+  EXPECT_TRUE(s.owns({"Widget", "not-yet"})) << "still marked: still ours";
+}
+
 TEST_F(IdentityEngine, StepsAreHeldToTheUidThePlanWasMadeAgainst) {
   auto& e = engine(
       {{"existing", {{{"name", "w"}, {"spec", {{"size", 3}}}, {"marked", true}, {"uid", "u2"}}}}});
