@@ -67,6 +67,9 @@ Result<std::string> encodeState(const std::map<ResourceId, OwnedObject>& owned,
                 {"undo", obj.undo.is_null() ? Json::object() : obj.undo},
                 {"since", obj.since}};
       if (obj.owner) j["owner"] = idJson(*obj.owner);
+      if (obj.adopted) j["adopted"] = true;
+      if (obj.deletionPolicy != DeletionPolicy::kDefault)
+        j["deletionPolicy"] = obj.deletionPolicy == DeletionPolicy::kDelete ? "Delete" : "Orphan";
       o.push_back(std::move(j));
     }
     Json r = Json::array();
@@ -128,13 +131,31 @@ Result<StateData> decodeState(std::string_view text, const std::filesystem::path
         const Json& j = (*owned)[i];
         const auto p = "owned[" + std::to_string(i) + "]";
         if (!r.object(j, p)) break;
-        r.onlyKeys(j, {"kind", "name", "plugin", "owner", "undo", "since"}, p);
+        r.onlyKeys(
+            j, {"kind", "name", "plugin", "owner", "undo", "since", "adopted", "deletionPolicy"},
+            p);
         OwnedObject o;
         o.id = {r.str(j, "kind", p, true), r.str(j, "name", p, true)};
         o.plugin = r.str(j, "plugin", p, true);
         o.owner = r.optionalId(j, "owner", p);
         if (auto u = j.find("undo"); u != j.end()) o.undo = *u;
         o.since = r.str(j, "since", p);
+        if (auto a = j.find("adopted"); a != j.end()) {
+          if (a->is_boolean())
+            o.adopted = a->get<bool>();
+          else
+            r.fail(p + ".adopted: expected a boolean, found " + a->type_name());
+        }
+        if (j.contains("deletionPolicy")) {
+          const auto policy = r.str(j, "deletionPolicy", p);
+          if (policy == "Delete")
+            o.deletionPolicy = DeletionPolicy::kDelete;
+          else if (policy == "Orphan")
+            o.deletionPolicy = DeletionPolicy::kOrphan;
+          else if (r.ok())
+            r.fail(p + ".deletionPolicy: expected \"Delete\" or \"Orphan\", found \"" + policy +
+                   "\"");
+        }
         if (r.ok() && out.owned.count(o.id)) r.fail(p + ": " + o.id.str() + " listed twice");
         if (r.ok()) out.owned.emplace(o.id, std::move(o));
       }

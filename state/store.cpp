@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <ctime>
 
+#include "agent_id.hpp"
 #include "file_io.hpp"
 #include "journal_codec.hpp"
 #include "state_codec.hpp"
@@ -113,6 +114,10 @@ Result<Store> Store::load(const fs::path& stateDir, bool readOnly) {
       return std::unexpected(lostStateFile(stateDir));
     if (errno != ENOENT) return std::unexpected(sysError("stat", stateDir / kBackupFile, errno));
   }
+
+  auto id = detail::agentId(stateDir, !readOnly);
+  if (!id) return std::unexpected(id.error());
+  s.agentId_ = std::move(*id);
 
   const fs::path journalPath = stateDir / kJournalFile;
   auto journal = detail::readFile(journalPath);

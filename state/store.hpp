@@ -4,6 +4,7 @@
 // Files under the state directory (mode 0700 dir, 0600 files):
 //   state.json    ownership + results; written atomically (temp, fsync, rename, fsync dir)
 //   journal.jsonl intent records of the apply in progress; empty or absent when none is
+//   agent-id      this agent's id (16 hex digits), made once; ownership marks carry it
 //   lock          flock(2) target; held for the whole of an `apply` and for each pass of the
 //                 daemon (see Lock)
 #pragma once
@@ -29,6 +30,16 @@ struct OwnedObject {
   std::optional<ResourceId> owner;  // parent resource for expanded children
   Json undo = Json::object();       // what to restore when it is deleted (e.g. original driver)
   std::string since;                // RFC 3339 UTC time it became ours
+  // Taken over (metadata.adopt) rather than created: by default released, not deleted, when its
+  // resource leaves the desired state.
+  bool adopted = false;
+  // metadata.deletionPolicy as last applied: the file is gone when the prune happens.
+  DeletionPolicy deletionPolicy = DeletionPolicy::kDefault;
+  // What a prune does: kDelete or kOrphan (kDefault resolved by `adopted`).
+  DeletionPolicy pruneAs() const {
+    if (deletionPolicy != DeletionPolicy::kDefault) return deletionPolicy;
+    return adopted ? DeletionPolicy::kOrphan : DeletionPolicy::kDelete;
+  }
 };
 
 struct ResourceResult {
@@ -132,6 +143,9 @@ class Store {
   Result<void> clearJournal();
 
   const std::filesystem::path& dir() const { return dir_; }
+  // This agent's id (DIR/agent-id), made by the first open() of the directory and never changed.
+  // "" from openReadOnly() of a directory that has none yet (nothing was ever applied from it).
+  const std::string& agentId() const { return agentId_; }
 
  private:
   Store() = default;
@@ -141,6 +155,7 @@ class Store {
   Result<void> appendJournal(const std::string& lines, bool sync);
 
   std::filesystem::path dir_;
+  std::string agentId_;
   std::map<ResourceId, OwnedObject> owned_;
   std::map<ResourceId, ResourceResult> results_;
   std::vector<Pending> pending_;

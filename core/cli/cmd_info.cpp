@@ -105,6 +105,7 @@ int cmdExport(Context& ctx, const std::string& kind) {
         ctx, {fail(ErrorKind::kInvalidInput, "unknown kind \"" + kind + "\"").error()}, "");
   auto store = state::Store::openReadOnly(ctx.stateDir());
   if (!store) return reportErrors(ctx, {store.error()}, "");
+  (*engine)->useAgentOf(*store);
   Observation obs = kind.empty() ? (*engine)->observe() : (*engine)->observe({kind});
   std::vector<Error> errors;
   for (const auto& [k, e] : obs.failed) errors.push_back(e);
@@ -116,15 +117,18 @@ int cmdExport(Context& ctx, const std::string& kind) {
     refused.back().resource = resource;
   };
   for (const auto& [id, o] : obs.objects) {
+    // Another agent's object belongs to that agent's desired state: this one may not take it.
+    if (!o.markedByOther.empty()) continue;
     Json spec = Json::object();
     for (const auto& [k, v] : o.spec.items())
       if (!v.is_null()) spec[k] = v;
     // The planner's rule: ours when it carries the mark; a record in the store without the mark
     // is not enough (re-created or changed by hand). Applying the export must not be refused.
-    if (!o.marked) spec["adopt"] = true;
+    Json metadata = {{"name", id.name}};
+    if (!o.marked && !(o.legacyMark && store->owns(id))) metadata["adopt"] = true;
     Json doc = {{"apiVersion", std::string(kApiVersion)},
                 {"kind", id.kind},
-                {"metadata", {{"name", id.name}}},
+                {"metadata", metadata},
                 {"spec", spec}};
     if (auto problem = exportProblem(doc))
       refuse(id.str(), *problem);

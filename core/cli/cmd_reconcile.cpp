@@ -9,6 +9,7 @@
 #include "context.hpp"
 #include "daemon.hpp"
 #include "nodeplane/text.hpp"
+#include "sensitive.hpp"
 
 namespace nodeplane::cli {
 namespace {
@@ -73,6 +74,7 @@ int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune) {
   if (!desired) return code;
   auto store = state::Store::openReadOnly(ctx.stateDir());  // diff only reads: creates nothing
   if (!store) return reportErrors(ctx, {store.error()}, "");
+  (*engine)->useAgentOf(*store);
   Observation obs = (*engine)->observe();
   Plan plan = (*engine)->plan(*desired, obs, *store, prune);
   if (ctx.json()) {
@@ -133,6 +135,18 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
       e.message = planFile + ": " + e.message;
       return reportErrors(ctx, {e}, "nothing was applied");
     }
+    // Sensitive values are only hashes in a saved plan: the desired files give them back.
+    std::optional<Desired> desired;
+    if (!paths.empty()) {
+      int code = kOk;
+      desired = prepared(ctx, **engine, paths, code);
+      if (!desired) return code;
+    }
+    if (auto errs = resolveSensitive(*plan, desired ? &desired->resources : nullptr, planFile);
+        !errs.empty())
+      return reportErrors(
+          ctx, errs,
+          fmt::format("{} error(s) in the saved plan: nothing was applied", errs.size()));
     if (auto errs = (*engine)->checkSaved(*plan, planFile); !errs.empty())
       return reportErrors(
           ctx, errs,
@@ -168,6 +182,7 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
                {"updated", report.updated},
                {"replaced", report.replaced},
                {"deleted", report.deleted},
+               {"released", report.released},
                {"failed", report.failed},
                {"skipped", report.skipped},
                {"inSync", report.plan.inSync.size()},
@@ -178,10 +193,12 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
       printed.insert(e.str());
     }
     std::cout << fmt::format(
-        "Apply {}: {} created, {} updated, {} replaced, {} deleted, {} failed, {} skipped, {} in "
-        "sync.\n",
+        "Apply {}: {} created, {} updated, {} replaced, {} deleted, {}{} failed, {} skipped, {} "
+        "in sync.\n",
         report.ok() ? "complete" : "incomplete", report.created, report.updated, report.replaced,
-        report.deleted, report.failed, report.skipped, report.plan.inSync.size());
+        report.deleted,
+        report.released ? fmt::format("{} released (left in place), ", report.released) : "",
+        report.failed, report.skipped, report.plan.inSync.size());
     for (const auto& e : report.errors)  // what the step lines above did not say
       if (!printed.count(e.str())) std::cout << "! " << printable(e.str()) << "\n";
   }

@@ -76,15 +76,14 @@ int runCommand(int argc, char** argv) {
   auto* apply = app.add_subcommand("apply",
                                    "Converge the host to the desired state; exit 0 "
                                    "converged, 1 error.");
-  auto* applyFiles =
-      apply->add_option("-f,--filename", files, "desired-state files or directories");
+  apply->add_option("-f,--filename", files, "desired-state files or directories");
   apply->add_flag("--no-prune", noPrune, "keep owned objects that are missing from -f");
   apply->add_flag("--allow-empty", allowEmpty,
                   "let sources with no resource for this node delete everything nodeplane owns");
-  auto* applyPlan = apply->add_option(
+  apply->add_option(
       "--plan", planFile,
-      "apply a plan saved by `diff --output json`; refused if the host changed since");
-  applyPlan->excludes(applyFiles);
+      "apply a plan saved by `diff --output json`; refused if the host changed since (with -f: "
+      "the desired files it was made from, which fill in its sensitive values)");
 
   auto* run = app.add_subcommand(
       "run",

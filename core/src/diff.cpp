@@ -14,11 +14,15 @@ void diffInto(const Json& desired, const Json& observed, const std::vector<Field
     const std::string path = prefix.empty() ? f.name : prefix + "." + f.name;
     const Json o = observed.is_object() && observed.contains(f.name) ? observed.at(f.name) : Json();
     const bool replace = parentForcesReplace || f.forcesReplace;
-    if (f.type == FieldType::kObject && d->is_object() && !f.fields.empty()) {
+    if (f.type == FieldType::kObject && d->is_object() && !f.fields.empty() && !f.sensitive) {
       diffInto(*d, o.is_object() ? o : Json::object(), f.fields, path, replace, out);
       continue;
     }
-    if (*d != o) out.push_back({path, o, *d, replace});
+    if (*d == o) continue;
+    if (f.sensitive)
+      out.push_back({path, Json(), Json(), replace, true});  // what differs, never the values
+    else
+      out.push_back({path, o, *d, replace});
   }
 }
 

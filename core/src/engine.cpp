@@ -319,6 +319,11 @@ Observation Engine::observe(const std::set<std::string>& only) {
   return obs;
 }
 
+void Engine::useAgentOf(const state::Store& store) {
+  if (plugins_.plugins().empty()) return;  // no plugin, nothing shared to tell
+  plugins_.shared().setAgentId(store.agentId());
+}
+
 std::set<ResourceId> Engine::ownedIds(const state::Store& store) const {
   std::set<ResourceId> out;
   for (const auto& [id, _] : store.owned()) out.insert(id);
@@ -328,6 +333,9 @@ std::set<ResourceId> Engine::ownedIds(const state::Store& store) const {
 Plan Engine::plan(const Desired& desired, const Observation& observed, const state::Store& store,
                   bool prune) const {
   const auto owned = ownedIds(store);
+  std::map<ResourceId, DeletionPolicy> pruneAs;
+  for (const auto& [id, o] : store.owned())
+    if (o.pruneAs() == DeletionPolicy::kOrphan) pruneAs.emplace(id, DeletionPolicy::kOrphan);
   PlanInput in{desired.resources,
                desired.graph,
                observed,
@@ -337,7 +345,8 @@ Plan Engine::plan(const Desired& desired, const Observation& observed, const sta
                  auto* p = plugins_.forKind(k);
                  return p ? p->name() : std::string();
                },
-               prune};
+               prune,
+               &pruneAs};
   Plan p = makePlan(in);
   auto unserved = unservedOwned(store);
   p.errors.insert(p.errors.end(), unserved.begin(), unserved.end());
@@ -447,16 +456,20 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
     const auto at = state::nowRfc3339();
     if (r.outcome == StepOutcome::kOk) {
       (void)store.journalDone(seqs[i]);
-      if (e.change.action == Action::kDelete) {
+      if (e.change.action == Action::kDelete || e.change.action == Action::kRelease) {
         store.forget(e.change.id);
         store.clearResult(e.change.id);
       } else {
-        if (!store.owns(e.change.id)) {
-          state::OwnedObject o;
+        auto known = store.owned().find(e.change.id);
+        if (known == store.owned().end() || e.change.adopt ||
+            known->second.deletionPolicy != e.deletionPolicy) {
+          state::OwnedObject o =
+              known == store.owned().end() ? state::OwnedObject{} : known->second;
           o.id = e.change.id;
           o.plugin = e.plugin;
           o.owner = e.owner;
-          o.since = at;
+          if (e.change.adopt) o.adopted = true;
+          o.deletionPolicy = e.deletionPolicy;
           store.setOwned(std::move(o));
         }
         const char* outcome = pastTense(e.change.action);
@@ -498,6 +511,16 @@ void Engine::record(const Plan& plan, state::Store& store, bool inSyncResults) c
 ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool prune,
                              const StepCallback& onStep, const std::set<ResourceId>& hold) {
   ApplyReport report;
+  useAgentOf(store);
+  // A deletionPolicy changed in a file of an object that is in sync: the store must know it
+  // before the file goes away.
+  for (const auto& r : desired.resources)
+    if (auto o = store.owned().find(r.id);
+        o != store.owned().end() && o->second.deletionPolicy != r.deletionPolicy) {
+      state::OwnedObject changed = o->second;
+      changed.deletionPolicy = r.deletionPolicy;
+      store.setOwned(std::move(changed));
+    }
   Observation obs = observe();
   Plan plan = this->plan(desired, obs, store, prune);
   report.plan = plan;
@@ -561,7 +584,8 @@ std::vector<Error> Engine::checkSaved(const Plan& saved, const std::string& file
                         e.plugin + "\"");
       continue;
     }
-    if (e.change.action == Action::kDelete) continue;  // nothing desired to check
+    if (e.change.action == Action::kDelete || e.change.action == Action::kRelease)
+      continue;  // nothing desired to check
     if (!e.change.desired.is_object()) {
       bad("spec", "the desired spec is not a mapping");
       continue;
@@ -617,6 +641,7 @@ Result<ApplyReport> Engine::applySaved(const Plan& saved, state::Store& store,
                                        const StepCallback& onStep, const std::string& file) {
   if (auto errs = checkSaved(saved, file); !errs.empty()) return std::unexpected(errs.front());
   if (auto errs = unservedOwned(store); !errs.empty()) return std::unexpected(errs.front());
+  useAgentOf(store);
   Observation obs = observe();
   const auto now = obs.fingerprint(ownedIds(store));
   if (now != saved.fingerprint)
@@ -652,6 +677,7 @@ Result<std::size_t> Engine::recover(state::Store& store) {
   if (pending.empty()) return 0;
   std::set<std::string> kinds;
   for (const auto& p : pending) kinds.insert(p.entry.id.kind);
+  useAgentOf(store);
   Observation obs = observe(kinds);
   const auto at = state::nowRfc3339();
   for (const auto& p : pending) {
@@ -659,6 +685,13 @@ Result<std::size_t> Engine::recover(state::Store& store) {
     if (!obs.kinds.count(id.kind)) continue;  // cannot tell: leave the store as it is
     auto it = obs.objects.find(id);
     const bool present = it != obs.objects.end();
+    if (p.entry.action == "release") {  // done once the mark is off (or the object gone)
+      if (!present || !it->second.marked) {
+        store.forget(id);
+        store.clearResult(id);
+      }
+      continue;
+    }
     if (p.entry.action == "delete") {
       if (!present) {
         store.forget(id);
@@ -694,6 +727,7 @@ std::vector<ResourceId> Engine::deletesOfEmptyDesired(const Desired& desired,
                                                       const state::Store& store) {
   std::vector<ResourceId> out;
   if (!desired.resources.empty()) return out;
+  useAgentOf(store);
   Plan plan = this->plan(desired, observe(), store, /*prune=*/true);
   for (const auto& e : plan.entries)
     if (e.change.action == Action::kDelete) out.push_back(e.change.id);

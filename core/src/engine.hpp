@@ -66,6 +66,10 @@ class Engine {
   void setProgress(Progress progress) { progress_ = std::move(progress); }
 
   Desired prepare(LoadResult loaded) const;
+  // Hands the store's agent id to the plugins (their ownership marks carry it). converge(),
+  // applySaved(), recover() and deletesOfEmptyDesired() do it themselves; call it before an
+  // observe() whose result is planned against `store` (diff, export).
+  void useAgentOf(const state::Store& store);
   // Every kind of every loaded plugin (or only `kinds`), normalised.
   Observation observe(const std::set<std::string>& kinds = {});
   Plan plan(const Desired& desired, const Observation& observed, const state::Store& store,

@@ -167,12 +167,13 @@ OwnershipCheck checkOwnership(const PlanEntry& step, bool recordedOwned, const O
     if (now) return refuse("it already exists", "run `nodeplane diff` again");
     return out;
   }
+  const bool removes = c.action == Action::kDelete || c.action == Action::kRelease;
   if (!now) {
-    if (c.action == Action::kDelete && recordedOwned) {  // ours, and already gone
+    if (removes && recordedOwned) {  // ours, and already gone
       out.verdict = OwnershipCheck::kAlreadyGone;
       return out;
     }
-    if (c.action == Action::kDelete)  // whatever has that name now is not ours
+    if (removes)  // whatever has that name now is not ours
       return refuse(
           "nodeplane does not own it (not recorded in the state store, not on the "
           "host as a " +
@@ -180,18 +181,22 @@ OwnershipCheck checkOwnership(const PlanEntry& step, bool recordedOwned, const O
           "nodeplane changes only what it created or adopted");
     return refuse("it is not on the host as a " + c.id.kind, "run `nodeplane diff` again");
   }
-  if (c.adopt && c.action != Action::kDelete) {
-    const auto adopt = c.desired.is_object() ? c.desired.find("adopt") : c.desired.end();
-    if (adopt == c.desired.end() || *adopt != true)
-      return refuse("adopting needs `adopt: true` in its desired spec",
-                    "set `adopt: true` in its spec to let nodeplane take it over");
-    return out;
-  }
-  if (!recordedOwned || !now->marked)
+  if (!c.uid.empty() && now->uid != c.uid)
+    return refuse("it is not the object the plan was made against (uid " + c.uid + " then, " +
+                      (now->uid.empty() ? std::string("none") : now->uid) +
+                      " now: removed and made again since)",
+                  "run `nodeplane diff` again and review the new plan");
+  if (!now->markedByOther.empty())
+    return refuse(
+        "it carries the mark of another nodeplane agent (agent id " + now->markedByOther + ")",
+        "each agent changes only its own objects");
+  if (c.adopt && !removes) return out;
+  const bool marked = now->marked || (now->legacyMark && recordedOwned);
+  if (!recordedOwned || !marked)
     return refuse(std::string("nodeplane does not own it (") +
-                      (!recordedOwned && !now->marked ? "not recorded in the state store, no mark"
-                       : !recordedOwned               ? "not recorded in the state store"
-                                                      : "it does not carry nodeplane's mark") +
+                      (!recordedOwned && !marked ? "not recorded in the state store, no mark"
+                       : !recordedOwned          ? "not recorded in the state store"
+                                                 : "it does not carry nodeplane's mark") +
                       ")",
                   "nodeplane changes only what it created or adopted");
   return out;
@@ -201,7 +206,11 @@ std::vector<StepResult> executePlan(const Plan& plan, const ExecutorHooks& hooks
   std::vector<StepResult> results(plan.entries.size());
   std::vector<std::size_t> deletes, rest;
   for (std::size_t i = 0; i < plan.entries.size(); ++i)
-    (plan.entries[i].change.action == Action::kDelete ? deletes : rest).push_back(i);
+    (plan.entries[i].change.action == Action::kDelete ||
+             plan.entries[i].change.action == Action::kRelease
+         ? deletes
+         : rest)
+        .push_back(i);
   bool stopped = false;
   Run(plan, hooks, deletes, stopped).execute(results);
   Run(plan, hooks, rest, stopped).execute(results);

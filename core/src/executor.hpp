@@ -1,7 +1,7 @@
 // Runs a plan as a DAG: a step starts once every step it waits for has succeeded; a failed step
-// skips everything that depends on it, independent steps go on. Deletes run before the rest (a
-// name freed by a delete may be reused by a create). At most maxParallel(plugin) steps of one
-// plugin run at once.
+// skips everything that depends on it, independent steps go on. Deletes and releases run before the
+// rest (a name freed by a delete may be reused by a create). At most maxParallel(plugin) steps of
+// one plugin run at once.
 #pragma once
 
 #include <functional>
@@ -43,8 +43,10 @@ bool isPermissionDenied(const Error& e);
 // The last line of defence, whatever planned the step (the planner, a saved plan, a journal):
 // a delete, replace or update acts only on an object nodeplane owns when the step runs, that is
 // recorded in the state store AND carrying nodeplane's mark as observed just before the steps
-// run. Adopting (an update or replace with `adopt`) needs `adopt: true` in the desired spec.
-// A create must not find the object there already.
+// run (a legacy mark without agent id counts when the store records it), and that is still the
+// object the plan was made against (Change::uid, when set, equals the observed uid). Adopting
+// (an update or replace with Change::adopt) never takes an object another agent marked. A
+// release is checked like a delete. A create must not find the object there already.
 struct OwnershipCheck {
   enum Verdict { kRun, kRefuse, kAlreadyGone } verdict = kRun;
   Error error;  // kRefuse: why

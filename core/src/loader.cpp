@@ -14,7 +14,8 @@ namespace {
 constexpr std::size_t kMaxFileBytes = 16 * 1024 * 1024;
 
 const std::vector<std::string> kTopLevelKeys = {"apiVersion", "kind", "metadata", "spec"};
-const std::vector<std::string> kMetadataKeys = {"name", "nodes", "nodeSelector"};
+const std::vector<std::string> kMetadataKeys = {"name", "nodes", "nodeSelector", "adopt",
+                                                "deletionPolicy"};
 
 std::string quote(const std::string& s) { return "\"" + s + "\""; }
 
@@ -137,6 +138,29 @@ class EnvelopeChecker {
         ok = stringList(value, path, r.nodes) && ok;
       } else if (key == "nodeSelector") {
         ok = stringMap(value, path, r.nodeSelector) && ok;
+      } else if (key == "adopt") {
+        if (value.is_boolean()) {
+          r.adopt = value.get<bool>();
+        } else {
+          add(at(path), path, "expected true or false, got " + describeValue(value),
+              value.is_string() ? "write it without quotes" : "");
+          ok = false;
+        }
+      } else if (key == "deletionPolicy") {
+        if (value == "Delete") {
+          r.deletionPolicy = DeletionPolicy::kDelete;
+        } else if (value == "Orphan") {
+          r.deletionPolicy = DeletionPolicy::kOrphan;
+        } else {
+          std::string close =
+              value.is_string() ? closestName(value.get<std::string>(), {"Delete", "Orphan"}) : "";
+          add(at(path), path,
+              describeValue(value) +
+                  " is not a deletion policy (expected Delete or Orphan: what happens to the "
+                  "object when its resource leaves the desired state)",
+              close.empty() ? "" : "did you mean " + quote(close) + "?");
+          ok = false;
+        }
       } else {
         unknownKey(path, key, kMetadataKeys);
       }

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "nodeplane/text.hpp"
+#include "sensitive.hpp"
 
 namespace nodeplane {
 namespace {
@@ -50,7 +51,8 @@ std::string Observation::fingerprint(const std::set<ResourceId>& owned) const {
   std::uint64_t h = fnv1a("nodeplane-observation-v1");
   for (const auto& [id, o] : objects) {
     h = fnv1a(id.str(), h);
-    h = fnv1a(o.marked ? "1" : "0", h);
+    h = fnv1a(o.marked ? "1" : o.legacyMark ? "L" : "0", h);
+    h = fnv1a(o.markedByOther, h);
     h = fnv1a(jsonText(o.spec), h);
   }
   for (const auto& id : owned) h = fnv1a("owned:" + id.str(), h);
@@ -102,6 +104,21 @@ std::optional<Error> nameTaken(const PlanInput& in, const ResourceId& id,
 
 Plan makePlan(const PlanInput& in) {
   Plan plan;
+  // Ours: carries this agent's mark, or the legacy mark (no agent id) on an object our store
+  // records. Another agent's mark, or a legacy one we have no record of, is never ours.
+  auto ours = [&](const ResourceId& id, const ObservedObject& o) {
+    return o.marked || (o.legacyMark && in.owned.count(id));
+  };
+  std::map<std::string, std::vector<std::string>> sensitiveOf;  // kind -> its sensitive paths
+  auto sensitive = [&](const std::string& kind) -> const std::vector<std::string>& {
+    auto it = sensitiveOf.find(kind);
+    if (it == sensitiveOf.end()) {
+      const KindSchema* ks = in.schema(kind);
+      it = sensitiveOf.emplace(kind, ks ? sensitivePaths(ks->spec) : std::vector<std::string>{})
+               .first;
+    }
+    return it->second;
+  };
   std::map<ResourceId, std::size_t> entryOf;  // resource -> index in `changes`
   std::vector<PlanEntry> changes;
   std::set<ResourceId> desiredIds;
@@ -131,26 +148,43 @@ Plan makePlan(const PlanInput& in) {
       // Ours = carries the mark (a marked object missing from the state store is claimed
       // first, so the store records it before any step acts on it). A record without the mark
       // is not enough: the object may have been replaced by hand.
-      const bool owned = obs->second.marked;
-      const bool adopt = r.spec.value("adopt", false);
-      if (!owned && !adopt) {
+      const ObservedObject& o = obs->second;
+      const bool owned = ours(r.id, o);
+      if (!o.markedByOther.empty()) {  // adopt or not: another agent's object is never taken
         plan.errors.push_back(
-            in.owned.count(r.id)
+            r.error(ErrorKind::kConflict, "",
+                    "exists, managed by another nodeplane agent (agent id " + o.markedByOther + ")",
+                    "each agent changes only its own objects: pick another name, or remove it from "
+                    "that agent's desired state"));
+        continue;
+      }
+      if (!owned && !r.adopt) {
+        plan.errors.push_back(
+            o.legacyMark
+                ? r.error(ErrorKind::kConflict, "",
+                          "exists, carrying a nodeplane mark without an agent id (an older "
+                          "nodeplane's) that this agent's state store does not record",
+                          "if it is this agent's (its state was lost), set `metadata.adopt: "
+                          "true` to take it back; if another agent's, pick another name")
+            : in.owned.count(r.id)
                 ? r.error(ErrorKind::kConflict, "", lostMark,
-                          "set `adopt: true` in its spec to manage it again, or remove it")
+                          "set `metadata.adopt: true` to manage it again, or remove it")
                 : r.error(ErrorKind::kConflict, "", "exists, not managed by nodeplane",
-                          "set `adopt: true` in its spec to let nodeplane take it over, or pick "
+                          "set `metadata.adopt: true` to let nodeplane take it over, or pick "
                           "another name"));
         continue;
       }
       if (owned && in.owned.count(r.id) == 0) plan.claim.push_back(r.id);
       entry.change.fields = diffSpec(r.spec, obs->second.spec, ks ? ks->spec : kNoFields);
       entry.change.adopt = !owned;
+      entry.change.uid = o.uid;
+      // A legacy mark on an object we own: an update writes this agent's mark over it.
+      const bool remark = owned && !o.marked;
       const bool replace = std::any_of(entry.change.fields.begin(), entry.change.fields.end(),
                                        [](const FieldChange& c) { return c.forcesReplace; });
       if (replace) {
         entry.change.action = Action::kReplace;
-      } else if (!entry.change.fields.empty() || entry.change.adopt) {
+      } else if (!entry.change.fields.empty() || entry.change.adopt || remark) {
         entry.change.action = Action::kUpdate;
       } else {  // in sync: the common case of a daemon pass, so nothing is copied
         plan.inSync.push_back(r.id);
@@ -163,6 +197,8 @@ Plan makePlan(const PlanInput& in) {
     entry.owner = r.owner;
     entry.change.id = r.id;
     entry.change.desired = r.spec;
+    entry.deletionPolicy = r.deletionPolicy;
+    entry.sensitive = sensitive(r.id.kind);
     for (std::size_t d : in.graph.deps[i])
       if (auto it = entryOf.find(in.desired[d].id); it != entryOf.end())
         entry.after.push_back(it->second);
@@ -176,7 +212,7 @@ Plan makePlan(const PlanInput& in) {
   if (in.prune) {
     for (const auto& [id, o] : in.observed.objects) {
       if (desiredIds.count(id)) continue;
-      if (!o.marked) {
+      if (!ours(id, o)) {
         if (in.owned.count(id)) {
           Error e;
           e.kind = ErrorKind::kConflict;
@@ -190,9 +226,13 @@ Plan makePlan(const PlanInput& in) {
       if (in.owned.count(id) == 0) plan.claim.push_back(id);
       PlanEntry e;
       e.plugin = in.pluginOf(id.kind);
-      e.change.action = Action::kDelete;
+      const bool orphan =
+          in.pruneAs && in.pruneAs->count(id) && in.pruneAs->at(id) == DeletionPolicy::kOrphan;
+      e.change.action = orphan ? Action::kRelease : Action::kDelete;
       e.change.id = id;
+      e.change.uid = o.uid;
       e.change.observed = o.spec;
+      e.sensitive = sensitive(id.kind);
       deleteOf[id] = deletes.size();
       deletes.push_back(std::move(e));
     }
@@ -237,7 +277,10 @@ std::string describeFields(const std::vector<FieldChange>& fields) {
   std::string out;
   for (const auto& f : fields) {
     if (!out.empty()) out += ", ";
-    out += fmt::format("{}: {} -> {}", f.path, valueText(f.from), valueText(f.to));
+    if (f.sensitive)
+      out += f.path + ": (sensitive value changed)";
+    else
+      out += fmt::format("{}: {} -> {}", f.path, valueText(f.from), valueText(f.to));
   }
   return out;
 }
@@ -248,6 +291,9 @@ std::string renderPlanText(const Plan& plan) {
     const auto& c = e.change;
     std::string line = fmt::format("{} {} {}", marker(c.action), c.id.str(), toString(c.action));
     if (c.adopt) line += " (adopt)";
+    if (c.action == Action::kUpdate && !c.adopt && c.fields.empty())
+      line += " (re-mark: a mark without agent id gets this agent's)";
+    if (c.action == Action::kRelease) line += " (the mark is removed, the object stays)";
     std::vector<FieldChange> shown = c.fields;
     if (c.action == Action::kReplace)  // lead with what forces the replace
       std::stable_partition(shown.begin(), shown.end(),
@@ -260,10 +306,13 @@ std::string renderPlanText(const Plan& plan) {
     out += fmt::format("No changes: the host matches the desired state ({} resources).\n",
                        plan.inSync.size());
   } else {
+    const auto released = plan.count(Action::kRelease);
     out += fmt::format(
-        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} in sync{}.\n",
+        "Plan: {} to create, {} to update, {} to replace, {} to delete, {}{} in sync{}.\n",
         plan.count(Action::kCreate), plan.count(Action::kUpdate), plan.count(Action::kReplace),
-        plan.count(Action::kDelete), plan.inSync.size(),
+        plan.count(Action::kDelete),
+        released ? fmt::format("{} to release (left in place), ", released) : std::string(),
+        plan.inSync.size(),
         plan.errors.empty() ? "" : fmt::format(", {} error(s)", plan.errors.size()));
   }
   return out;
@@ -299,20 +348,30 @@ Json planToJson(const Plan& plan) {
   Json changes = Json::array();
   for (const auto& e : plan.entries) {
     Json fields = Json::array();
-    for (const auto& f : e.change.fields)
+    for (const auto& f : e.change.fields) {
       fields.push_back(
           {{"path", f.path}, {"from", f.from}, {"to", f.to}, {"forcesReplace", f.forcesReplace}});
-    Json c = {{"action", toString(e.change.action)},
-              {"kind", e.change.id.kind},
-              {"name", e.change.id.name},
-              {"plugin", e.plugin},
-              {"desired", e.change.desired},
-              {"observed", e.change.observed},
-              {"fields", fields},
-              {"adopt", e.change.adopt},
-              {"after", e.after}};
+      if (f.sensitive) fields.back()["sensitive"] = true;
+    }
+    const auto& id = e.change.id;
+    Json c = {
+        {"action", toString(e.change.action)},
+        {"kind", e.change.id.kind},
+        {"name", e.change.id.name},
+        {"plugin", e.plugin},
+        {"desired", e.sensitive.empty() ? e.change.desired
+                                        : redactSensitive(e.change.desired, id, e.sensitive)},
+        {"observed", e.sensitive.empty() ? e.change.observed
+                                         : redactSensitive(e.change.observed, id, e.sensitive)},
+        {"fields", fields},
+        {"adopt", e.change.adopt},
+        {"after", e.after}};
     if (!e.source.empty()) c["source"] = e.source;
     if (e.owner) c["owner"] = idJson(*e.owner);
+    if (!e.change.uid.empty()) c["uid"] = e.change.uid;
+    if (!e.sensitive.empty()) c["sensitive"] = e.sensitive;
+    if (e.deletionPolicy != DeletionPolicy::kDefault)
+      c["deletionPolicy"] = e.deletionPolicy == DeletionPolicy::kDelete ? "Delete" : "Orphan";
     changes.push_back(c);
   }
   Json errors = Json::array();
@@ -329,6 +388,7 @@ Json planToJson(const Plan& plan) {
                 {"update", plan.count(Action::kUpdate)},
                 {"replace", plan.count(Action::kReplace)},
                 {"delete", plan.count(Action::kDelete)},
+                {"release", plan.count(Action::kRelease)},
                 {"inSync", plan.inSync.size()},
                 {"errors", plan.errors.size()}}},
               {"changes", changes},
@@ -382,6 +442,8 @@ Result<Plan> planFromJson(const Json& j) {
         e.change.action = Action::kReplace;
       else if (action == "delete")
         e.change.action = Action::kDelete;
+      else if (action == "release")
+        e.change.action = Action::kRelease;
       else
         return fail(ErrorKind::kInvalidInput, "unknown action \"" + action + "\" in plan");
       e.change.id = {c.at("kind"), c.at("name")};
@@ -390,13 +452,23 @@ Result<Plan> planFromJson(const Json& j) {
       e.change.observed = c.at("observed");
       e.change.adopt = c.at("adopt");
       for (const auto& f : c.at("fields"))
-        e.change.fields.push_back({f.at("path"), f.at("from"), f.at("to"), f.at("forcesReplace")});
+        e.change.fields.push_back({f.at("path"), f.at("from"), f.at("to"), f.at("forcesReplace"),
+                                   f.value("sensitive", false)});
+      e.sensitive = c.value("sensitive", std::vector<std::string>{});
       e.after = c.at("after").get<std::vector<std::size_t>>();
       for (auto a : e.after)
         if (a >= changes.size())
           return fail(ErrorKind::kInvalidInput, "plan entry refers to a missing step");
       e.source = c.value("source", "");
       if (c.contains("owner")) e.owner = ResourceId{c["owner"].at("kind"), c["owner"].at("name")};
+      e.change.uid = c.value("uid", "");
+      if (const std::string policy = c.value("deletionPolicy", ""); policy == "Delete")
+        e.deletionPolicy = DeletionPolicy::kDelete;
+      else if (policy == "Orphan")
+        e.deletionPolicy = DeletionPolicy::kOrphan;
+      else if (!policy.empty())
+        return fail(ErrorKind::kInvalidInput,
+                    "unknown deletionPolicy \"" + policy + "\" in plan (Delete or Orphan)");
       p.entries.push_back(std::move(e));
     }
     // The steps must form a DAG: a cycle (or a step waiting on itself) would never run.

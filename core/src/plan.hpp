@@ -32,6 +32,12 @@ struct PlanEntry {
   std::string source;               // "file:line" of the desired resource, if any
   std::optional<ResourceId> owner;  // for expanded children
   std::vector<std::size_t> after;   // indices of entries that must succeed first
+  // metadata.deletionPolicy of the desired resource (create, update, replace): recorded in the
+  // state store with the object, for the prune that comes when its file is gone.
+  DeletionPolicy deletionPolicy = DeletionPolicy::kDefault;
+  // Paths of the kind's sensitive fields: planToJson() writes a hash in place of their values in
+  // desired and observed (see sensitive.hpp).
+  std::vector<std::string> sensitive;
 };
 
 struct Plan {
@@ -56,6 +62,9 @@ struct PlanInput {
   SchemaLookup schema;
   std::function<std::string(const std::string& kind)> pluginOf;
   bool prune = true;
+  // What pruning does to an owned object (OwnedObject::pruneAs): kOrphan releases it; those
+  // absent (or all, when null) are deleted.
+  const std::map<ResourceId, DeletionPolicy>* pruneAs = nullptr;
 };
 
 Plan makePlan(const PlanInput& in);

@@ -115,6 +115,11 @@ class Checker {
     }
     std::string message = "unknown field \"" + key + "\"";
     message += fields.empty() ? " (this kind has no spec fields)" : " (known: " + known + ")";
+    if (path == "spec.adopt" || path == "spec.deletionPolicy") {  // where older versions had it
+      add(path, message,
+          "moved to metadata." + key + ": write it under metadata (for every kind), not spec");
+      return;
+    }
     std::string close = closestName(key, names);
     add(path, message, close.empty() ? "" : "did you mean \"" + close + "\"?");
   }
@@ -160,6 +165,18 @@ class Checker {
   }
 
   void field(const FieldSchema& f, const Json& v, const std::string& path) {
+    if (f.sensitive) {  // checked as any field, but no message may quote the value
+      const std::size_t before = out_.size();
+      FieldSchema plain = f;
+      plain.sensitive = false;
+      field(plain, v, path);
+      for (std::size_t i = before; i < out_.size(); ++i) {
+        out_[i].message = "not a valid value (expected " + std::string(expected(f.type)) +
+                          "; the value is sensitive, so it is not shown)";
+        out_[i].hint.clear();
+      }
+      return;
+    }
     switch (f.type) {
       case FieldType::kString:
         string(f, v, path);

@@ -83,9 +83,9 @@ Result<void> disableAddrGen(NetlinkSocket& nl, const std::string& name, const st
 // Everything after the link exists: the mark first (so a crash leaves an owned link, not a
 // conflict), then addrgenmode, addresses, and the link goes up last.
 Result<void> configure(NetlinkSocket& nl, const ResourceId& id, const Json& spec, int master,
-                       const std::string& what) {
+                       const std::string& what, const std::string& ownerMark) {
   LinkMsg mark(RTM_NEWLINK, 0, id.name);
-  mark.str(IFLA_IFALIAS, kOwnerMark);
+  mark.str(IFLA_IFALIAS, ownerMark);
   if (id.kind == kTap) {  // the tun ioctl set nothing else
     if (spec.contains("mtu")) mark.u32(IFLA_MTU, spec.value("mtu", 1500u));
     if (master > 0) mark.u32(IFLA_MASTER, static_cast<std::uint32_t>(master));
@@ -110,7 +110,7 @@ Error conflict(const ResourceId& id) {
   Error e;
   e.kind = ErrorKind::kConflict;
   e.message = "a link named " + id.name + " already exists, not managed by nodeplane";
-  e.hint = "set `adopt: true` to take it over, or remove it";
+  e.hint = "set `metadata.adopt: true` to take it over, or remove it";
   return e;
 }
 
@@ -152,7 +152,7 @@ std::expected<int, NetlinkError> linkIndex(NetlinkSocket& nl, const std::string&
 }
 
 Result<void> createLink(NetlinkSocket& nl, const HostContext& host, const ResourceId& id,
-                        const Json& desired) {
+                        const Json& desired, const std::string& mark) {
   const std::string what = "creating " + who(id);
   int master = 0;
   if (auto b = getString(desired, "bridge")) {
@@ -190,7 +190,7 @@ Result<void> createLink(NetlinkSocket& nl, const HostContext& host, const Resour
     }
   }
 
-  if (auto r = configure(nl, id, desired, master, what); !r) {
+  if (auto r = configure(nl, id, desired, master, what, mark); !r) {
     (void)deleteLink(nl, host, id);  // half-made and maybe unmarked: do not leave it behind
     return r;
   }
@@ -198,7 +198,7 @@ Result<void> createLink(NetlinkSocket& nl, const HostContext& host, const Resour
 }
 
 Result<void> updateLink(NetlinkSocket& nl, const ResourceId& id, const Json& desired,
-                        const Json& observed) {
+                        const Json& observed, const std::string& mark) {
   const std::string what = "updating " + who(id);
   auto differs = [&](const char* key) {
     auto d = desired.find(key);
@@ -227,7 +227,7 @@ Result<void> updateLink(NetlinkSocket& nl, const ResourceId& id, const Json& des
     flags = desired.value("up", true) ? IFF_UP : 0;
   }
   LinkMsg m(RTM_NEWLINK, 0, id.name, flags, change);
-  m.str(IFLA_IFALIAS, kOwnerMark);  // sets the mark on adoption; harmless when present
+  m.str(IFLA_IFALIAS, mark);  // sets the mark on adoption (or re-marks a legacy one)
   if (differs("mtu")) m.u32(IFLA_MTU, desired.value("mtu", 1500u));
   if (master > 0) m.u32(IFLA_MASTER, static_cast<std::uint32_t>(master));
   if (id.kind == kBridge && differs("stp")) {
@@ -260,6 +260,12 @@ Result<void> updateLink(NetlinkSocket& nl, const ResourceId& id, const Json& des
         if (auto r = addAddress(nl, *idx, a, id.name); !r) return r;
   }
   return {};
+}
+
+Result<void> releaseLink(NetlinkSocket& nl, const ResourceId& id, int ifIndex) {
+  LinkMsg m(RTM_NEWLINK, 0, std::string(), 0, 0, ifIndex);
+  m.str(IFLA_IFALIAS, "");  // an empty alias removes it
+  return send(nl, m, "releasing " + who(id) + ": removing the nodeplane mark");
 }
 
 Result<void> deleteLink(NetlinkSocket& nl, const HostContext& host, const ResourceId& id,

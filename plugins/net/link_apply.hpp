@@ -6,14 +6,17 @@
 
 namespace nodeplane::net {
 
-// Creates the link, marks it as nodeplane's, adds its addresses and brings it up (unless
+// Creates the link, marks it with `mark` (ownerMark()), adds its addresses and brings it up (unless
 // `up: false`). A link left half-made by a failure is removed again.
 Result<void> createLink(NetlinkSocket& nl, const HostContext& host, const ResourceId& id,
-                        const Json& desired);
+                        const Json& desired, const std::string& mark);
 
-// Changes what differs between the (normalized) desired and observed specs and sets the mark.
+// Changes what differs between the (normalized) desired and observed specs and sets `mark`.
 Result<void> updateLink(NetlinkSocket& nl, const ResourceId& id, const Json& desired,
-                        const Json& observed);
+                        const Json& observed, const std::string& mark);
+
+// Removes the ownership mark (the alias) of the link with `ifIndex` and leaves the link as it is.
+Result<void> releaseLink(NetlinkSocket& nl, const ResourceId& id, int ifIndex);
 
 // Removes the link; one that is already gone counts as removed. With `ifIndex`, the request
 // names that index, not the name: a link that took the name since it was read is not removed.

@@ -97,22 +97,35 @@ Result<std::vector<ObservedObject>> NetPlugin::observe(const std::vector<std::st
     if (!nl_) return std::unexpected(notStarted().error());
     auto links = dumpLinks(*nl_);  // one link dump + one address dump for every kind
     if (!links) return std::unexpected(netlinkFailure(links.error(), "listing network links"));
+    const std::string agent = services_.agentId();
+    const std::string ours = ownerMark(agent);
+    const std::string prefix = ownerMark("");
+    // Who the alias says owns the link: this agent, another one, a legacy mark, or nobody.
+    auto withMark = [&](ObservedObject o, const std::string& alias) {
+      if (!agent.empty() && alias == ours)
+        o.marked = true;
+      else if (alias == kLegacyMark)
+        o.legacyMark = true;
+      else if (alias.starts_with(prefix) && alias.size() > prefix.size())
+        o.markedByOther = alias.substr(prefix.size());
+      return o;
+    };
     std::vector<ObservedObject> out;
     for (const LinkState& l : *links) {
       bool matched = false;
       for (const auto& kind : kinds)
         if (linkIsKind(l, kind)) {
           matched = true;
-          out.push_back(ObservedObject{ResourceId{kind, l.name}, observedSpec(kind, l, *links),
-                                       l.alias == kOwnerMark});
+          out.push_back(
+              withMark({ResourceId{kind, l.name}, observedSpec(kind, l, *links)}, l.alias));
+          out.back().uid = std::to_string(l.index);
         }
       if (!matched)  // lo, a veth, a NIC...: the name is taken all the same
-        out.push_back(
-            ObservedObject{ResourceId{"", l.name},
-                           Json{{"type", !l.kind.empty()            ? l.kind
-                                         : (l.flags & IFF_LOOPBACK) ? std::string("loopback")
-                                                                    : std::string("device")}},
-                           l.alias == kOwnerMark});
+        out.push_back(withMark({ResourceId{"", l.name},
+                                Json{{"type", !l.kind.empty()            ? l.kind
+                                              : (l.flags & IFF_LOOPBACK) ? std::string("loopback")
+                                                                         : std::string("device")}}},
+                               l.alias));
     }
     return out;
   });
@@ -140,41 +153,59 @@ Result<void> NetPlugin::applyNow(const Change& change) {
           return fail(ErrorKind::kInvalidInput, std::string(toString(change.action)) +
                                                     " refused: " + field + ": " + *problem);
     }
+    const std::string agent = services_.agentId();
+    if (agent.empty())
+      return fail(ErrorKind::kTerminal, std::string(toString(change.action)) + " " + id.str() +
+                                            " refused: no agent id (the state store was not "
+                                            "opened), so the link could not carry its mark");
     // The last check before the kernel acts on an existing link: at this moment it is still
-    // the one nodeplane owns (marked, of this kind), and a delete names the ifindex just read,
-    // so a link someone made under the same name since the pass observed it is never touched.
+    // the one the plan was made against (its ifindex, when the plan recorded one) and the one
+    // nodeplane owns (marked by this agent, of this kind; an adoption: not another agent's),
+    // and a delete names the ifindex just read, so a link someone made under the same name
+    // since the pass observed it is never touched. A legacy mark passes: the core acts on one
+    // only when its state store records the link.
     int index = 0;
-    if (change.action != Action::kCreate && !change.adopt) {
+    if (change.action != Action::kCreate) {
       auto link = getLink(*nl_, id.name);
-      if (!link && link.error().errnum == ENODEV && change.action == Action::kDelete) return {};
+      if (!link && link.error().errnum == ENODEV &&
+          (change.action == Action::kDelete || change.action == Action::kRelease))
+        return {};
       if (!link)
         return std::unexpected(netlinkFailure(
             link.error(),
             std::string(toString(change.action)) + " " + id.str() + ": looking it up"));
-      if (link->alias != kOwnerMark || !linkIsKind(*link, id.kind)) {
+      const bool ours = link->alias == ownerMark(agent) || link->alias == kLegacyMark;
+      const bool other = !ours && link->alias.starts_with(ownerMark(""));
+      const bool sameUid = change.uid.empty() || change.uid == std::to_string(link->index);
+      if (!linkIsKind(*link, id.kind) || !sameUid || (change.adopt ? other : !ours)) {
         Error e;
         e.kind = ErrorKind::kConflict;
         e.message = std::string(toString(change.action)) + " refused: the link named " + id.name +
                     " is no longer the " + id.kind +
-                    " nodeplane manages (it changed since it was observed); not touched";
+                    (!sameUid ? " the plan was made against (ifindex " + change.uid + " then, " +
+                                    std::to_string(link->index) + " now: re-created since)"
+                     : other ? " it was (it carries another nodeplane agent's mark)"
+                             : " nodeplane manages (it changed since it was observed)") +
+                    "; not touched";
         e.hint = "run the apply again to see the host as it is now";
         return std::unexpected(std::move(e));
       }
       index = link->index;
     }
+    const std::string mark = ownerMark(agent);
     const Json desired = normalizeNet(id.kind, change.desired);
     switch (change.action) {
       case Action::kCreate:
-        return createLink(*nl_, host_, id, desired);
+        return createLink(*nl_, host_, id, desired, mark);
       case Action::kUpdate:
-        return updateLink(*nl_, id, desired, normalizeNet(id.kind, change.observed));
+        return updateLink(*nl_, id, desired, normalizeNet(id.kind, change.observed), mark);
       case Action::kReplace:
         if (auto r = deleteLink(*nl_, host_, id, index); !r) return r;
-        return createLink(*nl_, host_, id, desired);
+        return createLink(*nl_, host_, id, desired, mark);
       case Action::kDelete:
         return deleteLink(*nl_, host_, id, index);
       case Action::kRelease:
-        return fail(ErrorKind::kTerminal, "release is not supported by the net plugin yet");
+        return releaseLink(*nl_, id, index);
     }
     return fail(ErrorKind::kTerminal, "unknown action");
   });

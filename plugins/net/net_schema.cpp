@@ -37,20 +37,12 @@ FieldSchema bridge() {
   f.references = kBridge;
   return f;
 }
-FieldSchema adopt() {
-  FieldSchema f = field("adopt", FieldType::kBoolean,
-                        "take over an existing link of this name that nodeplane did not create");
-  f.compared = false;
-  return f;
-}
-
 }  // namespace
 
 std::vector<KindSchema> netKinds() {
   KindSchema br{kBridge, "Linux bridge; metadata.name is the interface name", {}};
   br.spec = {mtu(), addresses(), up(),
-             field("stp", FieldType::kBoolean, "kernel spanning tree (IFLA_BR_STP_STATE)"),
-             adopt()};
+             field("stp", FieldType::kBoolean, "kernel spanning tree (IFLA_BR_STP_STATE)")};
 
   // The kernel refuses to change vni and dstPort in place ("Cannot change VNI"); the endpoint
   // and underlay fields are replaced too, since in-place changes of them vary across kernels
@@ -68,11 +60,10 @@ std::vector<KindSchema> netKinds() {
              mtu(),
              bridge(),
              up(),
-             addresses(),
-             adopt()};
+             addresses()};
 
   KindSchema tap{kTap, "persistent tap device; metadata.name is the interface name", {}};
-  tap.spec = {bridge(), mtu(), up(), addresses(), adopt()};
+  tap.spec = {bridge(), mtu(), up(), addresses()};
   return {br, vx, tap};
 }
 

@@ -16,8 +16,14 @@ inline constexpr const char* kBridge = "Bridge";
 inline constexpr const char* kVxlan = "Vxlan";
 inline constexpr const char* kTap = "Tap";
 
-// The alias nodeplane writes on links it creates or adopts (IFLA_IFALIAS).
-inline constexpr const char* kOwnerMark = "nodeplane";
+// The alias nodeplane writes on links it creates or adopts (IFLA_IFALIAS): "nodeplane:<agent id>",
+// so two agents (two state directories) on one host tell their links apart. A link marked with
+// the bare legacy mark "nodeplane" (versions before agent ids) is ours only if our state store
+// records it (ObservedObject::legacyMark); an update re-marks it with the agent id.
+inline constexpr const char* kLegacyMark = "nodeplane";
+inline std::string ownerMark(const std::string& agentId) {
+  return std::string(kLegacyMark) + ":" + agentId;
+}
 
 inline constexpr int kDefaultVxlanPort = 4789;  // IANA; the kernel's own default varies
 

@@ -7,7 +7,7 @@ NODEPLANE_BUILD=${NODEPLANE_BUILD:-$NODEPLANE_ROOT/build}
 nodeplane_packages=(
   g++ cmake ninja-build pkg-config
   libyaml-cpp-dev libboost-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev
-  libsdbus-c++-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev
+  libsdbus-c++-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 dbus systemd
 )

@@ -294,19 +294,20 @@ TEST_F(Cli, RefusesAnUnmanagedLinkUntilAdopted) {
   desired_.write("b.yaml", bridge("br-hand", 1400));
   auto a = np({"apply", "-f", desired_.path()});
   EXPECT_EQ(a.code, 1);
-  EXPECT_THAT(a.out, HasSubstr("Bridge/br-hand: exists, not managed by nodeplane (set `adopt: "
-                               "true` in its spec"));
+  EXPECT_THAT(a.out, HasSubstr("Bridge/br-hand: exists, not managed by nodeplane (set "
+                               "`metadata.adopt: true` to let nodeplane take it over"));
   EXPECT_EQ(mtu("br-hand"), 1500) << "an unmanaged link is never changed";
 
   desired_.write("b.yaml", bridge("br-hand", 1400) + "  # adopted below\n");
   std::string adopted = bridge("br-hand", 1400);
-  adopted.replace(adopted.find("up: true"), 8, "up: true, adopt: true");
+  adopted.replace(adopted.find("{name: br-hand}"), 15, "{name: br-hand, adopt: true}");
   desired_.write("b.yaml", adopted);
   auto d = np({"diff", "-f", desired_.path()});
   EXPECT_THAT(d.out, HasSubstr("~ Bridge/br-hand update (adopt) mtu: 1500 -> 1400"));
   ASSERT_EQ(np({"apply", "-f", desired_.path()}).code, 0);
   EXPECT_EQ(mtu("br-hand"), 1400);
-  EXPECT_EQ(linkInfo("br-hand").value("ifalias", ""), "nodeplane");
+  EXPECT_EQ(linkInfo("br-hand").value("ifalias", ""),
+            "nodeplane:" + slurp(state_ / "state" / "agent-id").substr(0, 16));
 }
 
 TEST_F(Cli, NeverPrunesWhatItDoesNotOwn) {
@@ -461,7 +462,7 @@ TEST_F(Cli, ADesiredNameTakenByAnUnmanagedInterfaceIsAConflict) {
             0);
   desired_.write("a.yaml",
                  std::string(kHead) + "kind: Bridge\nmetadata: {name: lo}\n---\n" + kHead +
-                     "kind: Bridge\nmetadata: {name: veth-x}\nspec: {adopt: true}\n"
+                     "kind: Bridge\nmetadata: {name: veth-x, adopt: true}\n"
                      "---\n" +
                      kHead + "kind: Tap\nmetadata: {name: br-hand}\n---\n" + kHead +
                      "kind: Bridge\nmetadata: {name: tap-hand}\n---\n" + bridge("br-free", 1500));
@@ -729,7 +730,6 @@ TEST_F(Cli, UsageErrorsExitOneWithTheMessage) {
       {{"frobnicate"}, "error: A subcommand is required\n"},
       {{"validate"}, "error: --filename is required\n"},
       {{"--output", "yaml", "status"}, "error: --output: yaml not in {text,json}\n"},
-      {{"apply", "--plan", "p.json", "-f", "x"}, "error: --filename excludes --plan\n"},
   };
   for (const auto& c : cases) {
     auto r = np(c.args);

@@ -54,7 +54,6 @@ void expectInSync(NetPlugin& p, const std::string& kind, const std::string& name
   EXPECT_TRUE(o->marked) << kind << "/" << name;
   const Json d = p.normalize(kind, desired), obs = p.normalize(kind, o->spec);
   for (const auto& [key, value] : d.items()) {
-    if (key == "adopt") continue;
     EXPECT_EQ(obs.value(key, Json()), value)
         << kind << "/" << name << " spec." << key << "; observed " << obs.dump();
   }
@@ -95,6 +94,18 @@ class HandMade {
     rtnl_link_set_name(l, name.c_str());
     int rc = rtnl_link_delete(sk_, l);
     rtnl_link_put(l);
+    return rc;
+  }
+  // Sets the interface alias (where nodeplane keeps its mark), as `ip link set alias` does.
+  int alias(const std::string& name, const std::string& text) {
+    rtnl_link *l = nullptr, *change = rtnl_link_alloc();
+    int rc = rtnl_link_get_kernel(sk_, 0, name.c_str(), &l);
+    if (rc == 0) {
+      rtnl_link_set_ifalias(change, text.c_str());
+      rc = rtnl_link_change(sk_, l, change, 0);
+    }
+    if (l) rtnl_link_put(l);
+    rtnl_link_put(change);
     return rc;
   }
   int veth(const std::string& name, const std::string& peer) {
@@ -220,7 +231,7 @@ TEST(NetVxlan, UnicastEnslavedLearningAndVniReplace) {
   ASSERT_TRUE(l);
   EXPECT_EQ(l->addrGenMode, std::optional<std::uint8_t>(IN6_ADDR_GEN_MODE_NONE));
   EXPECT_FALSE(l->hasLinkLocalV6);
-  EXPECT_EQ(l->alias, "nodeplane");
+  EXPECT_EQ(l->alias, "nodeplane:00000000000000a1");
 
   Json learning = desired;
   learning["learning"] = true;
@@ -312,7 +323,7 @@ TEST(NetTap, NeverAttachesToATapItDidNotMake) {
             "IFF_TUN_EXCL: Device or resource busy)");
   auto l = raw("tap-other");
   ASSERT_TRUE(l) << "the other tap is left alone";
-  EXPECT_NE(l->alias, "nodeplane");
+  EXPECT_FALSE(l->alias.starts_with("nodeplane"));
 
   // The same for a link of another type with the name.
   HandMade hand;
@@ -355,7 +366,7 @@ TEST(NetOwnership, StepsActOnlyOnTheLinkNodeplaneOwnsWhenTheyRun) {
       ASSERT_TRUE(now) << toString(a) << " deleted someone else's " << type;
       EXPECT_EQ(now->index, index);
       EXPECT_NE(now->mtu, 1400u);
-      EXPECT_NE(now->alias, "nodeplane");
+      EXPECT_FALSE(now->alias.starts_with("nodeplane"));
     }
     // Back to a bridge of ours for the next round.
     ASSERT_EQ(hand.remove("br-swap"), 0);
@@ -364,6 +375,63 @@ TEST(NetOwnership, StepsActOnlyOnTheLinkNodeplaneOwnsWhenTheyRun) {
   // A link of ours that is already gone: the delete has nothing to do.
   applyOk(p, makeChange(Action::kDelete, "Bridge", "br-swap", {}, observed->spec));
   applyOk(p, makeChange(Action::kDelete, "Bridge", "br-swap", {}, observed->spec));
+}
+
+// Identity at act time: a step names the ifindex it was planned against (Change::uid), and a
+// link made again under the same name and mark is another link; marks carry the agent id, so
+// another agent's link and a legacy mark are told apart; a release removes the mark only.
+TEST(NetIdentity, UidsMarksAndRelease) {
+  NODEPLANE_REQUIRE_NETNS();
+  test::PluginRig rig;
+  NetPlugin p{rig.services};
+  applyOk(p, makeChange(Action::kCreate, "Bridge", "br-id", {{"mtu", 1500}}));
+  auto first = find(p, "Bridge", "br-id");
+  ASSERT_TRUE(first && first->marked);
+  EXPECT_EQ(first->uid, std::to_string(raw("br-id")->index));
+
+  HandMade hand;  // removed and made again by hand, with the same name and mark
+  ASSERT_EQ(hand.remove("br-id"), 0);
+  ASSERT_EQ(hand.add("br-id", "bridge"), 0);
+  ASSERT_EQ(hand.alias("br-id", "nodeplane:00000000000000a1"), 0);
+  ASSERT_TRUE(find(p, "Bridge", "br-id")->marked);
+  for (Action a : {Action::kDelete, Action::kRelease, Action::kUpdate, Action::kReplace}) {
+    Change c = makeChange(a, "Bridge", "br-id", {{"mtu", 1400}}, first->spec);
+    c.uid = first->uid;
+    auto r = rig.apply(p, c);
+    ASSERT_FALSE(r.has_value()) << toString(a) << " acted on a link made again since";
+    EXPECT_EQ(r.error().message, std::string(toString(a)) +
+                                     " refused: the link named br-id is no longer the Bridge "
+                                     "the plan was made against (ifindex " +
+                                     first->uid + " then, " + std::to_string(raw("br-id")->index) +
+                                     " now: re-created since); not touched");
+    ASSERT_TRUE(raw("br-id"));
+    EXPECT_NE(raw("br-id")->mtu, 1400u);
+  }
+
+  // Another agent's mark, and the legacy mark without an id.
+  ASSERT_EQ(hand.alias("br-id", "nodeplane:00000000000000b2"), 0);
+  auto other = find(p, "Bridge", "br-id");
+  EXPECT_FALSE(other->marked);
+  EXPECT_EQ(other->markedByOther, "00000000000000b2");
+  Change take = makeChange(Action::kUpdate, "Bridge", "br-id", {{"mtu", 1400}}, other->spec);
+  take.adopt = true;
+  EXPECT_FALSE(rig.apply(p, take).has_value()) << "adopted another agent's link";
+  ASSERT_EQ(hand.alias("br-id", "nodeplane"), 0);
+  auto legacy = find(p, "Bridge", "br-id");
+  EXPECT_FALSE(legacy->marked);
+  EXPECT_TRUE(legacy->legacyMark);
+  EXPECT_TRUE(legacy->markedByOther.empty());
+  // Re-marked by an update (the core plans one only when its store records the link).
+  applyOk(p, makeChange(Action::kUpdate, "Bridge", "br-id", {{"mtu", 1500}}, legacy->spec));
+  EXPECT_EQ(raw("br-id")->alias, "nodeplane:00000000000000a1");
+
+  // A release takes the mark off and leaves the link.
+  Change release = makeChange(Action::kRelease, "Bridge", "br-id", {}, legacy->spec);
+  release.uid = std::to_string(raw("br-id")->index);
+  applyOk(p, release);
+  ASSERT_TRUE(raw("br-id")) << "a release deleted the link";
+  EXPECT_EQ(raw("br-id")->alias, "");
+  EXPECT_FALSE(find(p, "Bridge", "br-id")->marked);
 }
 
 // A kernel name template ("br%d") makes the kernel pick br0, br1, ... on every create: the
@@ -414,7 +482,7 @@ TEST(NetMark, HandMadeLinkIsUnmarkedUntilAdopted) {
   EXPECT_EQ(create.error().kind, ErrorKind::kConflict);
   EXPECT_FALSE(find(p, "Bridge", "br-hand")->marked);
 
-  Json desired = {{"mtu", 1400}, {"adopt", true}, {"addresses", {"10.9.0.1/24"}}};
+  Json desired = {{"mtu", 1400}, {"addresses", {"10.9.0.1/24"}}};
   Change adopt = makeChange(Action::kUpdate, "Bridge", "br-hand", desired, o->spec);
   adopt.adopt = true;
   applyOk(p, adopt);

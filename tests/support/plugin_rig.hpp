@@ -39,7 +39,9 @@ struct PluginRig {
   explicit PluginRig(HostContext host = {}, const std::string& section = "net")
       : shared(std::make_shared<SharedHostServices>(std::move(host))), services(shared) {
     services.setSection(section);
+    shared->setAgentId(kAgentId);  // what opening a state store does
   }
+  static constexpr const char* kAgentId = "00000000000000a1";
   template <class P>
   Result<void> apply(P& plugin, const Change& change) {
     TestApplyContext context(services);

@@ -355,13 +355,13 @@ TEST_F(EngineTest, UnmanagedObjectIsRefusedUnlessAdopted) {
   Plan p = e.plan(d, e.observe(), s, true);
   ASSERT_EQ(p.errors.size(), 1u);
   EXPECT_EQ(p.errors[0].str(),
-            "desired.yaml:2:1: Widget/base: exists, not managed by nodeplane (set `adopt: true` in "
-            "its spec to let nodeplane take it over, or pick another name)");
+            "desired.yaml:2:1: Widget/base: exists, not managed by nodeplane (set `metadata.adopt: "
+            "true` to let nodeplane take it over, or pick another name)");
   EXPECT_FALSE(p.hasChanges());
 
   auto adopt = desired(
-      "apiVersion: nodeplane.io/v1\nkind: Widget\nmetadata: {name: base}\n"
-      "spec: {size: 10, adopt: true}\n");
+      "apiVersion: nodeplane.io/v1\nkind: Widget\nmetadata: {name: base, adopt: true}\n"
+      "spec: {size: 10}\n");
   Plan pa = e.plan(adopt, e.observe(), s, true);
   EXPECT_EQ(renderPlanText(pa).substr(0, 33), "~ Widget/base update (adopt)\nPlan");
   auto report = e.converge(adopt, s, true, {});
@@ -448,17 +448,19 @@ TEST(SavedPlan, TextThatIsNotUtf8IsDigestedNotThrown) {
 }
 
 TEST_F(EngineTest, ExecutorRefusesEveryStepOnWhatItDoesNotOwnWhateverPlannedIt) {
-  auto& e = engine({{"existing",
-                     {{{"name", "foreign"}, {"spec", {{"size", 3}}}, {"marked", false}},
-                      {{"name", "handmarked"}, {"spec", {{"size", 3}}}, {"marked", true}},
-                      {{"name", "remade"}, {"spec", {{"size", 3}}}, {"marked", false}}}}});
+  auto& e = engine(
+      {{"existing",
+        {{{"name", "foreign"}, {"spec", {{"size", 3}}}, {"marked", false}},
+         {{"name", "handmarked"}, {"spec", {{"size", 3}}}, {"marked", true}},
+         {{"name", "remade"}, {"spec", {{"size", 3}}}, {"marked", false}},
+         {{"name", "others"}, {"spec", {{"size", 3}}}, {"markedByOther", "0123456789abcdef"}}}}});
   auto s = store();
   state::OwnedObject rec;  // recorded as ours, but the object lost the mark: not ours
   rec.id = {"Widget", "remade"};
   rec.plugin = "widget";
   s.setOwned(rec);
-  auto adopt = step(Action::kUpdate, "remade", {{"size", 4}});
-  adopt.change.adopt = true;  // ...but the desired spec does not say `adopt: true`
+  auto adopt = step(Action::kUpdate, "others", {{"size", 4}});
+  adopt.change.adopt = true;  // another agent's object is never adopted
   Plan p;
   p.entries = {step(Action::kDelete, "foreign"), step(Action::kUpdate, "foreign", {{"size", 4}}),
                step(Action::kReplace, "foreign", {{"size", 5}}),
@@ -475,12 +477,15 @@ TEST_F(EngineTest, ExecutorRefusesEveryStepOnWhatItDoesNotOwnWhateverPlannedIt) 
   EXPECT_THAT(results[3].error.str(),
               HasSubstr("Widget/handmarked: refused to delete it: nodeplane does not own it (not "
                         "recorded in the state store)"));
-  EXPECT_THAT(results[4].error.str(),
-              HasSubstr("Widget/remade: refused to update it: adopting needs `adopt: true`"));
+  EXPECT_EQ(results[4].error.str(),
+            "Widget/others: refused to update it: it carries the mark of another nodeplane agent "
+            "(agent id 0123456789abcdef); nothing was changed (each agent changes only its own "
+            "objects)");
   Observation after = e.observe();
-  EXPECT_EQ(after.objects.size(), 3u) << "nothing was deleted";
+  EXPECT_EQ(after.objects.size(), 4u) << "nothing was deleted";
   EXPECT_EQ(after.objects.at({"Widget", "foreign"}).spec, Json({{"size", 3}}));
-  EXPECT_FALSE(after.objects.at({"Widget", "remade"}).marked) << "nothing was adopted";
+  EXPECT_FALSE(after.objects.at({"Widget", "others"}).marked) << "nothing was adopted";
+  EXPECT_EQ(after.objects.at({"Widget", "others"}).spec, Json({{"size", 3}}));
 
   Plan gone;  // recorded and marked, then deleted by hand: nothing to do, the record goes
   gone.entries = {step(Action::kDelete, "remade"), step(Action::kDelete, "nowhere")};

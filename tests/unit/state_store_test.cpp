@@ -201,7 +201,7 @@ TEST_F(StateStoreTest, CommitLeavesNoTempFilesAndKeepsThePreviousFileAsBackup) {
   auto s = openOk();
   s.forget({"Vxlan", "vx100"});
   ASSERT_TRUE(s.commit().has_value());
-  EXPECT_EQ(namesIn(dir_), (std::set<std::string>{"state.json", "state.json.bak"}));
+  EXPECT_EQ(namesIn(dir_), (std::set<std::string>{"agent-id", "state.json", "state.json.bak"}));
   EXPECT_EQ(slurp(dir_ / "state.json.bak"), first);
   EXPECT_EQ(modeOf(dir_ / "state.json.bak"), 0600u);
   EXPECT_TRUE(Json::parse(slurp(dir_ / "state.json"))["owned"].empty());

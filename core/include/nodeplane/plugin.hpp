@@ -92,6 +92,11 @@ struct ObservedObject {
   std::string uid;
   // Carries the mark of another nodeplane agent (its agent id): not ours, never touched.
   std::string markedByOther;
+  // Carries a mark without an agent id (written before marks had one): ours only when this
+  // agent's state store records the object, and then re-marked with the agent id by an update;
+  // otherwise treated like markedByOther (another agent's, or ours from a lost store: a person
+  // decides).
+  bool legacyMark = false;
   std::vector<Claim> holds;  // what it holds now (a VM's PCI functions)
 };
 
@@ -142,6 +147,9 @@ struct FieldChange {
   Json from;         // observed (null when absent)
   Json to;           // desired
   bool forcesReplace = false;
+  // A sensitive field (FieldSchema::sensitive): from and to are left null, so the value is
+  // never shown; the plugin reads it from Change::desired.
+  bool sensitive = false;
 };
 
 struct Change {
