@@ -320,8 +320,7 @@ Observation Engine::observe(const std::set<std::string>& only) {
 }
 
 void Engine::useAgentOf(const state::Store& store) {
-  if (plugins_.plugins().empty()) return;  // no plugin, nothing shared to tell
-  plugins_.shared().setAgentId(store.agentId());
+  if (auto* shared = plugins_.shared()) shared->setAgentId(store.agentId());
 }
 
 std::set<ResourceId> Engine::ownedIds(const state::Store& store) const {
