@@ -221,5 +221,78 @@ TEST_F(DaemonOutcome, StatusSaysTheDesiredStateIsInvalidWithItsErrorCount) {
               HasSubstr("STATUS=invalid desired state: 2 errors; host left as it is"));
 }
 
+// SIGTERM while the pass waits for a kind's verify (a widget that never shows its colour, with
+// a 30 s verify interval and a 60 s timeout): the wait ends at once and the daemon exits 0.
+TEST_F(DaemonOutcome, SigtermEndsAVerifyWaitAtOnce) {
+  writeFile(root_ / "desired" / "a.yaml", widget("slow"));
+  start({{"bootObserves", 1000000000}, {"verify", {{"intervalMs", 30000}, {"timeoutMs", 60000}}}});
+  ASSERT_TRUE(logged(0, "Widget/slow create"));
+  ASSERT_TRUE(sendSignal(daemon_, SIGTERM));
+  const auto t0 = Clock::now();
+  auto st = waitExit(daemon_, 5s);
+  ASSERT_TRUE(st) << "still running 5 s after SIGTERM" << logTail();
+  EXPECT_EQ(exitCode(*st), 0) << logTail();
+  EXPECT_LT(Clock::now() - t0, 2s);
+}
+
+// `nodeplane apply` with the widget plugin; `widget`: its config (the call log is DIR/widget.log).
+class CliLongApply : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::create_directory(root_ / "desired");
+    writeFile(root_ / "desired" / "a.yaml", widget("a") + "---\n" + widget("b"));
+  }
+  CliResult apply(Json config, std::vector<std::string> env = {}) {
+    config["log"] = (root_ / "widget.log").string();
+    env.push_back("NODEPLANE_TEST_WIDGET=" + config.dump());
+    return run({NODEPLANE_BINARY, "--state-dir", (root_ / "state").string(), "--plugin-dir",
+                std::string(NODEPLANE_TEST_PLUGIN_DIR) + "/widget", "apply", "-f",
+                (root_ / "desired").string()},
+               env);
+  }
+  std::string calls() const { return slurp(root_ / "widget.log"); }
+
+  TempDir root_;
+};
+
+// What a step reports while it runs is printed by `apply`, under the resource's name.
+TEST_F(CliLongApply, ApplyShowsWhatAStepReports) {
+  auto r = apply({{"recordUndo", true}});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Widget/a: recording what to undo\nWidget/a created\n"));
+}
+
+// `apply` waits for a step in progress and reports it done.
+TEST_F(CliLongApply, ApplyWaitsForAStepInProgress) {
+  auto r = apply({{"bootObserves", 4}, {"inProgressMs", 20}});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Widget/a create in progress: waiting for the widget to boot\n"));
+  EXPECT_THAT(r.out, HasSubstr("Apply complete: 2 created"));
+}
+
+// Killed between two steps, after the first saved an undo record: the next apply hands that
+// step to the plugin's recover() with the record. While recover() fails, nothing is applied and
+// the journal stays; once it succeeds, the apply goes on.
+TEST_F(CliLongApply, AStepInterruptedAfterItsUndoRecordIsRecoveredByThePlugin) {
+  auto crashed = apply({{"recordUndo", true}}, {"NODEPLANE_TEST_CRASH_AFTER_STEPS=1"});
+  ASSERT_EQ(crashed.code, 128 + SIGKILL) << crashed.out << crashed.err;
+  const auto journal = root_ / "state" / "journal.jsonl";
+  ASSERT_THAT(slurp(journal), HasSubstr(R"({"undo":{"made":"a"},"undoOf":1})"));
+
+  auto refused = apply({{"recordUndo", true}, {"failRecover", true}});
+  EXPECT_EQ(refused.code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.err,
+              HasSubstr(R"(Widget/a: the interrupted create (undo record {"made":"a"}) was not )"
+                        "recovered: widget cannot recover a yet"));
+  EXPECT_THAT(refused.err, HasSubstr("recovery failed: nothing was applied"));
+  EXPECT_THAT(slurp(journal), HasSubstr(R"("undoOf":1)")) << "the journal is kept";
+
+  auto again = apply({{"recordUndo", true}});
+  EXPECT_EQ(again.code, 0) << again.out << again.err;
+  EXPECT_THAT(again.err, HasSubstr("recovered 2 journal entries"));
+  EXPECT_THAT(calls(), HasSubstr(R"(recover create a undo {"made":"a"} context {"made":"a"})"));
+  EXPECT_EQ(slurp(journal), "");
+}
+
 }  // namespace
 }  // namespace nodeplane::testing
