@@ -472,6 +472,13 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
     } else {
       store.setResult({e.change.id, r.outcome == StepOutcome::kFailed ? "failed" : "skipped",
                        r.error.message, at});
+      if (undoRecorded[i]) {  // it may have changed the host: recovery decides, not this apply
+        spdlog::warn(
+            "{}: the step saved an undo record and did not end; the journal keeps it for the "
+            "plugin's recover() at the next apply or pass",
+            e.change.id.str());
+        unresolved_ = true;
+      }
     }
     if (onStep) onStep(e, r);
   };
@@ -523,6 +530,11 @@ std::string stillNeeds(const Change& c) {
 }
 
 }  // namespace
+
+Result<void> Engine::clearJournal(state::Store& store) {
+  if (std::exchange(unresolved_, false)) return {};  // kept whole for recover()
+  return store.clearJournal();
+}
 
 ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool prune,
                              const StepCallback& onStep, const std::set<ResourceId>& hold) {
@@ -632,7 +644,7 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
   report.observed = std::move(obs);
   if (auto ok = store.commit(); !ok)
     report.errors.push_back(ok.error());
-  else if (auto cleared = store.clearJournal(); !cleared)
+  else if (auto cleared = clearJournal(store); !cleared)
     report.errors.push_back(cleared.error());
   return report;
 }
@@ -744,7 +756,7 @@ Result<ApplyReport> Engine::applySaved(const Plan& saved, state::Store& store,
   tally(report, saved, execute(saved, store, onStep), gaveUp);
   if (auto ok = store.commit(); !ok)
     report.errors.push_back(ok.error());
-  else if (auto cleared = store.clearJournal(); !cleared)
+  else if (auto cleared = clearJournal(store); !cleared)
     report.errors.push_back(cleared.error());
   return report;
 }

@@ -127,6 +127,9 @@ class Engine {
 
  private:
   std::set<ResourceId> ownedIds(const state::Store& store) const;
+  // Empties the journal after a commit, unless a step saved an undo record and did not end
+  // (unresolved_): then it is kept whole, and the next recover() hands that step to its plugin.
+  Result<void> clearJournal(state::Store& store);
   void record(const Plan& plan, state::Store& store, bool inSyncResults) const;
 
   PluginHost& plugins_;
@@ -136,6 +139,7 @@ class Engine {
   Progress progress_;
   StepProgress stepProgress_;
   bool waitInProgress_ = true;
+  bool unresolved_ = false;  // see clearJournal()
 };
 
 // "Bridge/a, Bridge/b, ... (12 in all)"

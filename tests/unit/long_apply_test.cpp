@@ -250,5 +250,25 @@ TEST_F(LongApply, AFailedRecoveryKeepsTheJournalForTheNextStart) {
   EXPECT_EQ(calls().size(), 2u);
 }
 
+// A step that saved an undo record and then failed may have changed the host: the apply does
+// not clear the journal, so the next recovery hands the step to the plugin.
+TEST_F(LongApply, AStepThatFailsAfterItsUndoRecordLeavesItForRecovery) {
+  {
+    auto& e = engine({{"recordUndo", true}, {"failAfterUndo", true}});
+    auto s = store();
+    auto r = e.converge(desired(kOne), s, true, {});
+    ASSERT_EQ(r.errors.size(), 1u) << errorsOf(r);
+    EXPECT_EQ(r.errors[0].str(), "Widget/a: widget broke half-way");
+  }
+  auto s = store();
+  ASSERT_EQ(s.pending().size(), 1u) << "no journal entry is dropped unresolved";
+  EXPECT_FALSE(s.pending()[0].done);
+  EXPECT_EQ(s.pending()[0].entry.undo, (Json{{"made", "a"}}));
+  auto& e = engine();
+  ASSERT_TRUE(e.recover(s));
+  EXPECT_THAT(calls().back(), HasSubstr(R"(recover create a undo {"made":"a"})"));
+  EXPECT_TRUE(store().pending().empty());
+}
+
 }  // namespace
 }  // namespace nodeplane
