@@ -399,8 +399,9 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   auto backoff = std::chrono::milliseconds(0);  // of the whole pass
   Clock::time_point notBefore{};                // no pass before this (whole-pass backoff)
   Backoffs backoffs(opt.resync);
-  std::map<std::string, std::size_t> resourcesIn;         // per file, at the last pass that acted
-  std::map<std::string, Clock::time_point> emptiedSince;  // files seen emptied, not settled yet
+  std::map<std::string, std::size_t> resourcesIn;           // per file, at the last pass that acted
+  std::map<std::string, Clock::time_point> emptiedSince;    // files seen emptied, not settled yet
+  std::map<ResourceId, Clock::time_point> inProgressSince;  // steps "in progress", pass after pass
 
   // A pass runs on a thread of its own (below): these are the pass's, the poll thread leaves them
   // alone while one runs.
@@ -567,11 +568,29 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     // report.errors begins with the plan's errors, logged above; the rest came from the steps.
     for (std::size_t i = report.plan.errors.size(); i < report.errors.size(); ++i)
       if (!idOf(report.errors[i].resource)) spdlog::error("{}", report.errors[i].str());
-    backoffs.update(failed, terminal, held, desired, report.observed, Clock::now());
-    for (const auto& p : report.inProgress)
+    // A step in progress for longer than its kind's verify timeout (or the default step
+    // timeout) did not converge: a retryable failure from then on.
+    std::map<ResourceId, Clock::time_point> stillInProgress;
+    std::vector<ApplyReport::InProgress> recheck;
+    for (const auto& p : report.inProgress) {
+      const auto since = inProgressSince.count(p.id) ? inProgressSince.at(p.id) : now;
+      const auto limit = stepTimeout(engine.plugins().schema(p.id.kind));
+      if (Clock::now() - since >= limit) {
+        spdlog::error("{}: did not converge within {:g} s: still in progress{}", p.id.str(),
+                      static_cast<double>(limit.count()) / 1000.0,
+                      p.waitingFor.empty() ? "" : ", waiting for " + p.waitingFor);
+        failed.insert(p.id);
+        continue;
+      }
+      stillInProgress[p.id] = since;
+      recheck.push_back(p);
       spdlog::info("{}: in progress{}; looking again in {} ms", p.id.str(),
                    p.waitingFor.empty() ? "" : ", waiting for " + p.waitingFor,
                    p.recheckAfter.count());
+    }
+    inProgressSince = std::move(stillInProgress);
+    report.inProgress = std::move(recheck);
+    backoffs.update(failed, terminal, held, desired, report.observed, Clock::now());
 
     std::vector<ResourceId> waiting;  // changes held back by a backoff (theirs or a dependency's)
     for (const auto& e : report.plan.entries)

@@ -198,6 +198,20 @@ TEST_F(DaemonOutcome, AnInProgressStepIsRecheckedByALaterPassThenDone) {
   EXPECT_GE(applies("w").size(), 2u) << "the re-check pass looked at it again";
 }
 
+// A step that stays in progress longer than its kind's verify timeout (0.5 s) did not converge:
+// from then on it is a retryable failure, with backoff.
+TEST_F(DaemonOutcome, AStepInProgressForLongerThanItsTimeoutFails) {
+  writeFile(root_ / "desired" / "a.yaml", widget("w"));
+  start({{"bootObserves", 1000000000},
+         {"inProgressMs", 100},
+         {"verify", {{"intervalMs", 100}, {"timeoutMs", 500}}}});
+  ASSERT_TRUE(logged(0, "Widget/w: in progress, waiting for the widget to boot"));
+  ASSERT_TRUE(logged(0,
+                     "Widget/w: did not converge within 0.5 s: still in progress, waiting for "
+                     "the widget to boot"));
+  ASSERT_TRUE(logged(0, "Widget/w: attempt 1 failed; next attempt in 1000 ms"));
+}
+
 // STATUS while the deletes of a pass run: "pruning N of M", then "applying N of M".
 TEST_F(DaemonOutcome, StatusSaysPruningAndApplyingNOfM) {
   writeFile(root_ / "desired" / "a.yaml", widget("keep"));
