@@ -13,7 +13,11 @@ namespace {
 struct Done {
   std::uint64_t seq;
 };
-using Record = std::variant<JournalEntry, Done>;
+struct Undo {
+  std::uint64_t seq;
+  Json undo;
+};
+using Record = std::variant<JournalEntry, Done, Undo>;
 
 // One line as a record, or the problem with it.
 std::variant<Record, std::string> decodeLine(std::string_view line) {
@@ -31,6 +35,13 @@ std::variant<Record, std::string> decodeLine(std::string_view line) {
       Done d{r.uint(j, "done", "")};
       if (!r.ok()) return r.problem();
       return Record(d);
+    }
+    if (j.contains("undoOf")) {
+      r.onlyKeys(j, {"undoOf", "undo"}, "");
+      Undo u{r.uint(j, "undoOf", ""), Json::object()};
+      if (auto it = j.find("undo"); it != j.end()) u.undo = *it;
+      if (!r.ok()) return r.problem();
+      return Record(std::move(u));
     }
     r.onlyKeys(j, {"seq", "action", "kind", "name", "plugin", "undo"}, "");
     JournalEntry e;
@@ -67,6 +78,18 @@ Result<std::string> encodeIntent(const JournalEntry& e) {
 }
 
 std::string encodeDone(std::uint64_t seq) { return "{\"done\":" + std::to_string(seq) + "}\n"; }
+
+Result<std::string> encodeUndo(std::uint64_t seq, const Json& undo) {
+  try {
+    Json j = {{"undoOf", seq}, {"undo", undo}};
+    return j.dump() + "\n";
+  } catch (const std::exception& ex) {
+    Error err;
+    err.kind = ErrorKind::kTerminal;
+    err.message = std::string("cannot encode an undo record: ") + ex.what();
+    return std::unexpected(err);
+  }
+}
 
 Result<JournalScan> scanJournal(std::string_view text, const std::filesystem::path& path) {
   JournalScan out;
@@ -115,6 +138,10 @@ Result<JournalScan> scanJournal(std::string_view text, const std::filesystem::pa
       out.maxSeq = std::max(out.maxSeq, entry->seq);
       index[entry->seq] = out.pending.size();
       out.pending.push_back({std::move(*entry), false});
+    } else if (auto* undo = std::get_if<Undo>(&rec)) {
+      // The step's latest undo record; one for an unknown seq belongs to nothing.
+      if (auto it = index.find(undo->seq); it != index.end())
+        out.pending[it->second].entry.undo = std::move(undo->undo);
     } else {
       // A done record for an unknown seq marks nothing; it is harmless.
       auto seq = std::get<Done>(rec).seq;

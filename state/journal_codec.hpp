@@ -1,5 +1,6 @@
 // journal.jsonl: one JSON record per line, appended during an apply.
 //   {"seq":3,"action":"delete","kind":"Vxlan","name":"vx100","plugin":"net","undo":{...}}
+//   {"undoOf":3,"undo":{...}}   an undo record the step saved while it ran (replaces the last)
 //   {"done":3}
 #pragma once
 
@@ -17,6 +18,7 @@ namespace nodeplane::state::detail {
 // One line, with its newline. Fails only on strings that are not UTF-8.
 Result<std::string> encodeIntent(const JournalEntry& e);
 std::string encodeDone(std::uint64_t seq);
+Result<std::string> encodeUndo(std::uint64_t seq, const Json& undo);
 
 struct JournalScan {
   std::vector<Store::Pending> pending;  // intents in file order, with whether done

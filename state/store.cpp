@@ -241,6 +241,14 @@ Result<void> Store::journalDone(std::uint64_t seq) {
   return appendJournal(detail::encodeDone(seq), false);
 }
 
+Result<void> Store::journalUndo(std::uint64_t seq, const Json& undo) {
+  auto line = detail::encodeUndo(seq, undo);
+  if (!line) return std::unexpected(line.error());
+  std::lock_guard guard(*journalMu_);
+  if (auto p = prepareJournalAppend(); !p) return p;
+  return appendJournal(*line, true);
+}
+
 Result<void> Store::clearJournal() {
   if (auto w = writable(); !w) return w;
   const fs::path path = dir_ / kJournalFile;

@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -129,6 +131,10 @@ class Store {
   std::uint64_t nextSeq() { return nextSeq_++; }
   Result<void> journalIntent(const std::vector<JournalEntry>& entries);
   Result<void> journalDone(std::uint64_t seq);
+  // An undo record of the running step `seq` (ApplyContext::recordUndo), fsync'd before it
+  // returns: the step may do its disruptive part once this succeeded. The last one of a step
+  // is what pending() shows after a crash. Safe to call from several threads at once.
+  Result<void> journalUndo(std::uint64_t seq, const Json& undo);
   // Entries left by an apply that did not finish (read at open()), each with whether it was
   // recorded done. A truncated last line (crash mid-write) is ignored, and cut off before the
   // next append. A snapshot: journalIntent()/journalDone() do not change it; clearJournal() empties
@@ -163,6 +169,7 @@ class Store {
   std::optional<std::string> lastWritten_;  // state.json bytes as last read or written
   bool journalChecked_ = false;             // torn tail cut off, ready to append
   bool readOnly_ = false;
+  std::shared_ptr<std::mutex> journalMu_ = std::make_shared<std::mutex>();  // journalUndo()
 };
 
 // The current time, UTC, as "2026-11-21T01:02:03Z".

@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -106,9 +107,15 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
       std::cerr << "recovered " << *r << " journal entries of an interrupted apply\n";
   }
   std::set<std::string> printed;
+  std::mutex printing;  // step lines and progress lines come from several threads
   StepCallback print = [&](const PlanEntry& e, const StepResult& r) {
     if (ctx.json() || r.outcome == StepOutcome::kCancelled) return;  // summed up at the end
-    if (r.outcome == StepOutcome::kOk)
+    std::lock_guard guard(printing);
+    if (r.outcome == StepOutcome::kOk && r.cls == Outcome::kInProgress)
+      std::cout << printable(e.change.id.str()) << " " << toString(e.change.action)
+                << " in progress" << (r.waitingFor.empty() ? "" : ": waiting for ")
+                << printable(r.waitingFor) << "\n";
+    else if (r.outcome == StepOutcome::kOk)
       std::cout << printable(e.change.id.str()) << " " << pastTense(e.change.action) << "\n";
     else
       std::cout << "! " << printable(r.error.str()) << "\n";
@@ -116,6 +123,12 @@ int cmdApply(Context& ctx, const std::vector<std::string>& paths, bool prune,
     std::cout.flush();
   };
 
+  // What a long step says it is doing (also logged).
+  if (!ctx.json())
+    (*engine)->setStepProgress([&](const ResourceId& id, std::string_view message) {
+      std::lock_guard guard(printing);
+      std::cout << printable(id.str()) << ": " << printable(std::string(message)) << std::endl;
+    });
   ApplyReport report;
   if (!planFile.empty()) {
     // A plan of 10 000 resources is a few MB: far more is not a plan nodeplane wrote.

@@ -222,33 +222,64 @@ std::optional<ResourceId> idOf(const std::string& text) {
   return ResourceId{text.substr(0, slash), text.substr(slash + 1)};
 }
 
-// Per-resource retry backoff. A resource whose change failed is not tried again before its time,
-// whatever wakes the daemon (the netlink events of its own rollback included); the others still
-// converge meanwhile. A changed desired spec is a new attempt, at once.
+// What a resource looks like on the host, as a hash (0: absent): a terminal failure waits for it
+// to change.
+std::size_t observedHash(const Observation& obs, const ResourceId& id) {
+  auto it = obs.objects.find(id);
+  if (it == obs.objects.end()) return 0;
+  const auto& o = it->second;
+  return std::hash<std::string>{}(o.spec.dump(-1, ' ', false, Json::error_handler_t::replace) +
+                                  (o.marked ? "+" : "-") + o.uid + "/" + o.markedByOther) |
+         1;
+}
+
+// Per-resource retry backoff, by outcome class. A resource whose change failed retryably is not
+// tried again before its time (capped exponential backoff), whatever wakes the daemon (the
+// netlink events of its own rollback included); one that failed terminally (a conflict, input
+// the host refuses) is not tried again at all until its desired spec or its object on the host
+// changes. The others still converge meanwhile. A changed desired spec is a new attempt, at once.
 class Backoffs {
  public:
   explicit Backoffs(std::chrono::milliseconds cap) : cap_(cap) {}
 
-  // The resources to leave alone in a pass at `now`.
-  std::set<ResourceId> held(const Desired& desired, Clock::time_point now) {
+  // The kinds of the resources held by a terminal failure: what held() needs observed.
+  std::set<std::string> terminalKinds() const {
+    std::set<std::string> out;
+    for (const auto& [id, e] : entries_)
+      if (e.terminal) out.insert(id.kind);
+    return out;
+  }
+
+  // The resources to leave alone in a pass at `now`; `observed` covers terminalKinds().
+  std::set<ResourceId> held(const Desired& desired, Clock::time_point now,
+                            const Observation& observed) {
     auto specs = specHashes(desired);
     std::set<ResourceId> out;
     for (auto it = entries_.begin(); it != entries_.end();) {
       if (specs[it->first] != it->second.spec) {
-        spdlog::info("{}: {}: its backoff ends", it->first.str(),
-                     specs[it->first] ? "its desired spec changed" : "no longer desired");
+        spdlog::info("{}: {}: its {} ends", it->first.str(),
+                     specs[it->first] ? "its desired spec changed" : "no longer desired",
+                     it->second.terminal ? "hold" : "backoff");
         it = entries_.erase(it);
         continue;
       }
-      if (it->second.notBefore > now) out.insert(it->first);
+      if (it->second.terminal && observed.kinds.count(it->first.kind) &&
+          observedHash(observed, it->first) != it->second.observed) {
+        spdlog::info("{}: it changed on the host: its hold ends", it->first.str());
+        it = entries_.erase(it);
+        continue;
+      }
+      if (it->second.terminal || it->second.notBefore > now) out.insert(it->first);
       ++it;
     }
     return out;
   }
 
-  // After a pass: `failed` were tried and failed; the rest of what was not held is fine now.
-  void update(const std::set<ResourceId>& failed, const std::set<ResourceId>& held,
-              const Desired& desired, Clock::time_point now) {
+  // After a pass: `failed` were tried and failed, `terminal` among them terminally; the rest of
+  // what was not held is fine now. `observed`: the host after the pass.
+  void update(const std::set<ResourceId>& failed, const std::set<ResourceId>& terminal,
+              const std::set<ResourceId>& held, const Desired& desired, const Observation& observed,
+              Clock::time_point now) {
     for (auto it = entries_.begin(); it != entries_.end();)
       it = failed.count(it->first) || held.count(it->first) ? std::next(it) : entries_.erase(it);
     if (failed.empty()) return;
@@ -256,19 +287,30 @@ class Backoffs {
     for (const auto& id : failed) {
       Entry& e = entries_[id];
       ++e.failures;
-      e.delay = e.failures == 1 ? std::chrono::milliseconds(1000) : std::min(e.delay * 2, cap_);
-      e.notBefore = now + e.delay;
       e.spec = specs[id];
+      e.terminal = terminal.count(id) != 0;
+      if (e.terminal) {
+        e.observed = observedHash(observed, id);
+        spdlog::info(
+            "{}: attempt {} failed terminally; not tried again until its desired spec or the "
+            "object on the host changes",
+            id.str(), e.failures);
+        continue;
+      }
+      e.delay = e.failures == 1 || e.delay.count() == 0 ? std::chrono::milliseconds(1000)
+                                                        : std::min(e.delay * 2, cap_);
+      e.notBefore = now + e.delay;
       spdlog::info(
           "{}: attempt {} failed; next attempt in {} ms, not sooner whatever wakes the daemon",
           id.str(), e.failures, e.delay.count());
     }
   }
 
+  // When the next retry is due (terminal holds have none).
   std::optional<Clock::time_point> next() const {
     std::optional<Clock::time_point> t;
     for (const auto& [id, e] : entries_)
-      if (!t || e.notBefore < *t) t = e.notBefore;
+      if (!e.terminal && (!t || e.notBefore < *t)) t = e.notBefore;
     return t;
   }
 
@@ -278,6 +320,8 @@ class Backoffs {
     std::chrono::milliseconds delay{0};
     Clock::time_point notBefore;
     std::size_t spec = 0;  // hash of the desired spec it failed with (0: not desired)
+    bool terminal = false;
+    std::size_t observed = 0;  // terminal: observedHash() after the failure
   };
 
   // Hashes of the desired specs of the resources in backoff (or of `only`).
@@ -355,24 +399,35 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   auto backoff = std::chrono::milliseconds(0);  // of the whole pass
   Clock::time_point notBefore{};                // no pass before this (whole-pass backoff)
   Backoffs backoffs(opt.resync);
-  std::map<std::string, std::size_t> resourcesIn;         // per file, at the last pass that acted
-  std::map<std::string, Clock::time_point> emptiedSince;  // files seen emptied, not settled yet
+  std::map<std::string, std::size_t> resourcesIn;           // per file, at the last pass that acted
+  std::map<std::string, Clock::time_point> emptiedSince;    // files seen emptied, not settled yet
+  std::map<ResourceId, Clock::time_point> inProgressSince;  // steps "in progress", pass after pass
 
   // A pass runs on a thread of its own (below): these are the pass's, the poll thread leaves them
   // alone while one runs.
   std::stop_source stopping;  // SIGTERM/SIGINT: the executor starts no new step
   engine.setStop(stopping.get_token());
   auto lastProgress = Clock::time_point{};
-  engine.setProgress([&](std::size_t done, std::size_t total) {
+  engine.setProgress([&](std::string_view phase, std::size_t done, std::size_t total) {
     const auto now = Clock::now();
     if (done != total && now - lastProgress < std::chrono::milliseconds(200)) return;
     lastProgress = now;
-    sd_notifyf(0, "STATUS=applying: %zu of %zu steps done", done, total);
+    sd_notifyf(0, "STATUS=%.*s %zu of %zu", static_cast<int>(phase.size()), phase.data(), done,
+               total);
   });
+  // What a long step says it is doing (logged by the engine) is the daemon's status meanwhile.
+  engine.setStepProgress([](const ResourceId& id, std::string_view message) {
+    sd_notifyf(0, "STATUS=%s: %.*s", id.str().c_str(), static_cast<int>(message.size()),
+               message.data());
+  });
+  // A step "in progress" (a VM booting) is not waited for: a re-check pass looks again.
+  engine.setWaitInProgress(false);
   struct Unhook {
     Engine& engine;
     ~Unhook() {
       engine.setProgress({});
+      engine.setStepProgress({});
+      engine.setWaitInProgress(true);
       engine.setStop({});
     }
   } unhook{engine};
@@ -403,7 +458,13 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     sd_notify(0, "STATUS=reconciling");
     if (!store->pending().empty()) {
       spdlog::warn("a previous apply was interrupted; finishing it from the journal");
-      if (auto r = engine.recover(*store); !r) spdlog::error("recovery: {}", r.error().str());
+      if (auto r = engine.recover(*store); !r) {
+        // The journal is kept: changing anything now could drop what it still needs.
+        spdlog::error("recovery: {}; nothing else is done until it succeeds", r.error().str());
+        sd_notifyf(0, "STATUS=recovery of an interrupted apply failed: %s",
+                   r.error().message.c_str());
+        return {.failed = true};
+      }
     }
     // Parsed again only when a file changed (the first call always parses); held back while a
     // file that had resources and has none now settles.
@@ -447,8 +508,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       for (const auto& e : desired.errors) spdlog::error("{}", e.str());
       spdlog::error("desired state is invalid ({} error(s)): nothing applied, nothing pruned",
                     desired.errors.size());
-      sd_notifyf(0, "STATUS=invalid desired state (%zu errors); host left as it is",
-                 desired.errors.size());
+      sd_notifyf(0, "STATUS=invalid desired state: %zu error%s; host left as it is",
+                 desired.errors.size(), desired.errors.size() == 1 ? "" : "s");
       return {};  // not retryable: wait for the files to change
     }
     if (opt.prune && !opt.allowEmpty && desired.resources.empty()) {
@@ -467,8 +528,10 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       }
     }
 
-    const std::set<ResourceId> held = backoffs.held(desired, now);
-    std::set<ResourceId> failed, skipped, tried;
+    const auto terminalKinds = backoffs.terminalKinds();
+    const std::set<ResourceId> held = backoffs.held(
+        desired, now, terminalKinds.empty() ? Observation{} : engine.observe(terminalKinds));
+    std::set<ResourceId> failed, skipped, tried, terminal;
     auto report = engine.converge(
         desired, *store, opt.prune,
         [&](const PlanEntry& e, const StepResult& r) {
@@ -480,6 +543,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
           if (r.outcome == StepOutcome::kCancelled) return;  // one line for all of them, below
           spdlog::error("{}", r.error.str());
           (r.outcome == StepOutcome::kSkipped ? skipped : failed).insert(e.change.id);
+          if (r.outcome == StepOutcome::kFailed && r.cls == Outcome::kTerminal)
+            terminal.insert(e.change.id);
         },
         held);
     for (const auto& e : report.plan.errors)
@@ -490,6 +555,10 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       auto id = idOf(e.resource);
       if (id) {
         if (!held.count(*id) && !skipped.count(*id)) failed.insert(*id);
+        // A plan's conflict or invalid input: only a file or the host changing helps.
+        if (!held.count(*id) &&
+            (e.kind == ErrorKind::kConflict || e.kind == ErrorKind::kInvalidInput))
+          terminal.insert(*id);
       } else if (!e.resource.empty()) {  // a kind (Engine::unservedOwned)
         unserved = true;
       } else {
@@ -499,7 +568,29 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     // report.errors begins with the plan's errors, logged above; the rest came from the steps.
     for (std::size_t i = report.plan.errors.size(); i < report.errors.size(); ++i)
       if (!idOf(report.errors[i].resource)) spdlog::error("{}", report.errors[i].str());
-    backoffs.update(failed, held, desired, Clock::now());
+    // A step in progress for longer than its kind's verify timeout (or the default step
+    // timeout) did not converge: a retryable failure from then on.
+    std::map<ResourceId, Clock::time_point> stillInProgress;
+    std::vector<ApplyReport::InProgress> recheck;
+    for (const auto& p : report.inProgress) {
+      const auto since = inProgressSince.count(p.id) ? inProgressSince.at(p.id) : now;
+      const auto limit = stepTimeout(engine.plugins().schema(p.id.kind));
+      if (Clock::now() - since >= limit) {
+        spdlog::error("{}: did not converge within {:g} s: still in progress{}", p.id.str(),
+                      static_cast<double>(limit.count()) / 1000.0,
+                      p.waitingFor.empty() ? "" : ", waiting for " + p.waitingFor);
+        failed.insert(p.id);
+        continue;
+      }
+      stillInProgress[p.id] = since;
+      recheck.push_back(p);
+      spdlog::info("{}: in progress{}; looking again in {} ms", p.id.str(),
+                   p.waitingFor.empty() ? "" : ", waiting for " + p.waitingFor,
+                   p.recheckAfter.count());
+    }
+    inProgressSince = std::move(stillInProgress);
+    report.inProgress = std::move(recheck);
+    backoffs.update(failed, terminal, held, desired, report.observed, Clock::now());
 
     std::vector<ResourceId> waiting;  // changes held back by a backoff (theirs or a dependency's)
     for (const auto& e : report.plan.entries)
@@ -513,6 +604,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
                     desired.resources.size(), report.created, report.updated, report.replaced,
                     report.deleted, report.failed + report.skipped);
     if (!waiting.empty()) summary += fmt::format(", {} held back", waiting.size());
+    if (!report.inProgress.empty())
+      summary += fmt::format(", {} in progress", report.inProgress.size());
     const bool unheldErrors = !failed.empty() || failedWhole || unserved;
     if (acted || unheldErrors)
       spdlog::info("reconciled: {}", summary);
@@ -521,12 +614,16 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     else
       spdlog::debug("in sync: {}", summary);
     sd_notifyf(0, "STATUS=%s%s",
-               unheldErrors      ? "errors; "
-               : waiting.empty() ? "in sync; "
-                                 : "waiting to retry; ",
+               unheldErrors                 ? "errors; "
+               : !report.inProgress.empty() ? "in progress; "
+               : waiting.empty()            ? "in sync; "
+                                            : "waiting to retry; ",
                summary.c_str());
     PassOutcome out{.failed = failedWhole};
     if (auto next = backoffs.next()) out.again = until(*next, Clock::now());  // the next retry
+    for (const auto& p : report.inProgress)                                   // the re-check pass
+      out.again = std::min(out.again.value_or(p.recheckAfter),
+                           std::max(p.recheckAfter, std::chrono::milliseconds(1)));
     return out;
   };
 

@@ -6,10 +6,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <thread>
 
+#include "apply_context.hpp"
 #include "validate.hpp"
 
 namespace nodeplane {
@@ -157,6 +160,14 @@ Plan withoutEntries(const Plan& plan, const std::set<ResourceId>& drop) {
   for (auto& e : kept.entries)
     for (auto& a : e.after) a = remap.at(a);
   return kept;
+}
+
+Action actionFromJournal(const std::string& a) {
+  if (a == "delete") return Action::kDelete;
+  if (a == "replace") return Action::kReplace;
+  if (a == "update" || a == "adopt") return Action::kUpdate;
+  if (a == "release") return Action::kRelease;
+  return Action::kCreate;
 }
 
 }  // namespace
@@ -352,31 +363,6 @@ Plan Engine::plan(const Desired& desired, const Observation& observed, const sta
   return p;
 }
 
-namespace {
-
-// The ApplyContext of one step.
-class StepContext final : public ApplyContext {
- public:
-  StepContext(HostServices& host, std::stop_token stop) : host_(host), stop_(std::move(stop)) {}
-  std::stop_token stopToken() const override { return stop_; }
-  std::chrono::steady_clock::time_point deadline() const override {
-    return std::chrono::steady_clock::time_point::max();
-  }
-  void progress(std::string_view message) override { spdlog::info("{}", message); }
-  Result<void> recordUndo(const Json&) override {
-    return fail(ErrorKind::kTerminal, "undo records are not kept yet");
-  }
-  const Json& undo() const override { return undo_; }
-  HostServices& host() override { return host_; }
-
- private:
-  HostServices& host_;
-  std::stop_token stop_;
-  Json undo_ = Json::object();
-};
-
-}  // namespace
-
 std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
                                         const StepCallback& onStep) {
   std::vector<state::JournalEntry> intents;
@@ -416,10 +402,16 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
   // as it is now (claims recorded), whatever made the plan. Snapshots: steps run in parallel.
   std::set<std::string> kinds;
   std::map<ResourceId, bool> recorded;
+  std::map<ResourceId, Json> undoOf;  // the undo record kept for each object: undo()
   for (const auto& e : plan.entries) {
     kinds.insert(e.change.id.kind);
-    recorded[e.change.id] = store.owns(e.change.id);
+    auto it = store.owned().find(e.change.id);
+    recorded[e.change.id] = it != store.owned().end();
+    undoOf[e.change.id] = it != store.owned().end() ? it->second.undo : Json::object();
   }
+  // What each step recorded with recordUndo(), by plan index: written by the step's own thread,
+  // read in onStep on that thread once the step ended.
+  std::vector<std::optional<Json>> undoRecorded(plan.entries.size());
   const Observation now = observe(kinds);
 
   ExecutorHooks hooks;
@@ -428,30 +420,38 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
       if (p->name() == name) return p->maxParallel();
     return 1u;
   };
-  hooks.apply = [&](const PlanEntry& e) -> Result<void> {
+  hooks.apply = [&](const PlanEntry& e) -> Outcome {
     PluginHandle* p = plugins_.forKind(e.change.id.kind);
     if (!p || p->name() != e.plugin)
-      return fail(ErrorKind::kTerminal,
-                  "no loaded plugin " + e.plugin + " serves kind " + e.change.id.kind);
+      return Outcome::from(fail(ErrorKind::kTerminal, "no loaded plugin " + e.plugin +
+                                                          " serves kind " + e.change.id.kind));
     const auto obj = now.objects.find(e.change.id);
     const auto failed = now.failed.find(e.change.id.kind);
     const auto check = checkOwnership(e, recorded.at(e.change.id),
                                       obj == now.objects.end() ? nullptr : &obj->second,
                                       failed == now.failed.end() ? nullptr : &failed->second);
-    if (check.verdict == OwnershipCheck::kRefuse) return std::unexpected(check.error);
-    if (check.verdict == OwnershipCheck::kAlreadyGone) return {};
+    if (check.verdict == OwnershipCheck::kRefuse) return Outcome::failed(check.error);
+    if (check.verdict == OwnershipCheck::kAlreadyGone) return Outcome::done();
     if (stepDelayMs > 0) std::this_thread::sleep_for(std::chrono::milliseconds(stepDelayMs));
-    StepContext context(p->services(), stop_);
+    const std::size_t index = static_cast<std::size_t>(&e - plan.entries.data());
+    StepContext context(p->services(), stop_, stepTimeout(p->schema(e.change.id.kind)), e.change.id,
+                        undoOf.at(e.change.id), &store, seqs[index], stepProgress_);
     Outcome r = p->apply(e.change, context);
+    undoRecorded[index] = context.recorded();
     if (crashAfter >= 0 && static_cast<long>(++stepsRun_) >= crashAfter) ::raise(SIGKILL);
-    if (!r.ok()) return std::unexpected(r.error);
-    return {};
+    return r;
   };
   hooks.stop = stop_;
-  std::size_t ended = 0;
+  std::size_t deletes = 0, deletesEnded = 0, restEnded = 0;
+  for (const auto& e : plan.entries) deletes += e.change.action == Action::kDelete;
   hooks.onStep = [&](std::size_t i, const StepResult& r) {
     const PlanEntry& e = plan.entries[i];
-    if (progress_) progress_(++ended, plan.entries.size());
+    if (progress_) {
+      if (e.change.action == Action::kDelete)
+        progress_("pruning", ++deletesEnded, deletes);
+      else
+        progress_("applying", ++restEnded, plan.entries.size() - deletes);
+    }
     const auto at = state::nowRfc3339();
     if (r.outcome == StepOutcome::kOk) {
       (void)store.journalDone(seqs[i]);
@@ -459,9 +459,10 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
         store.forget(e.change.id);
         store.clearResult(e.change.id);
       } else {
+        auto& undo = undoRecorded[i];
         auto known = store.owned().find(e.change.id);
         if (known == store.owned().end() || e.change.adopt ||
-            known->second.deletionPolicy != e.deletionPolicy) {
+            known->second.deletionPolicy != e.deletionPolicy || undo) {
           state::OwnedObject o =
               known == store.owned().end() ? state::OwnedObject{} : known->second;
           o.id = e.change.id;
@@ -469,14 +470,25 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
           o.owner = e.owner;
           if (e.change.adopt) o.adopted = true;
           o.deletionPolicy = e.deletionPolicy;
+          if (undo) o.undo = std::move(*undo);  // the step's last record replaces the one kept
           store.setOwned(std::move(o));
         }
-        const char* outcome = pastTense(e.change.action);
-        store.setResult({e.change.id, outcome, describeFields(e.change.fields), at});
+        if (r.cls == Outcome::kInProgress)
+          store.setResult({e.change.id, "in-progress", r.waitingFor, at});
+        else
+          store.setResult(
+              {e.change.id, pastTense(e.change.action), describeFields(e.change.fields), at});
       }
     } else {
       store.setResult({e.change.id, r.outcome == StepOutcome::kFailed ? "failed" : "skipped",
                        r.error.message, at});
+      if (undoRecorded[i]) {  // it may have changed the host: recovery decides, not this apply
+        spdlog::warn(
+            "{}: the step saved an undo record and did not end; the journal keeps it for the "
+            "plugin's recover() at the next apply or pass",
+            e.change.id.str());
+        unresolved_ = true;
+      }
     }
     if (onStep) onStep(e, r);
   };
@@ -507,8 +519,36 @@ void Engine::record(const Plan& plan, state::Store& store, bool inSyncResults) c
   }
 }
 
+namespace {
+
+// A step done (or in progress) whose result is verified by observing, not by doing it again: a
+// kind with a verify timeout, or a step that said it is in progress.
+struct Watch {
+  std::chrono::steady_clock::time_point deadline, nextCheck;
+  std::chrono::milliseconds interval{0}, timeout{0};
+  Action action = Action::kCreate;
+  std::string waitingFor;  // in progress: what it waits for
+};
+
+std::string seconds(std::chrono::milliseconds ms) {
+  return fmt::format("{:g}", static_cast<double>(ms.count()) / 1000.0);
+}
+
+std::string stillNeeds(const Change& c) {
+  return std::string("still needs ") + toString(c.action) +
+         (c.fields.empty() ? "" : " " + describeFields(c.fields));
+}
+
+}  // namespace
+
+Result<void> Engine::clearJournal(state::Store& store) {
+  if (std::exchange(unresolved_, false)) return {};  // kept whole for recover()
+  return store.clearJournal();
+}
+
 ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool prune,
                              const StepCallback& onStep, const std::set<ResourceId>& hold) {
+  using Clock = std::chrono::steady_clock;
   ApplyReport report;
   useAgentOf(store);
   // A deletionPolicy changed in a file of an object that is in sync: the store must know it
@@ -527,32 +567,104 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
   record(plan, store, true);
   if (!hold.empty()) plan = withoutEntries(plan, hold);
   std::set<ResourceId> gaveUp = hold;  // held, failed or skipped: not retried in this apply
+  auto failAt = [&](const ResourceId& id, std::string message) {
+    Error err;
+    err.kind = ErrorKind::kRetryable;
+    err.resource = id.str();
+    err.message = std::move(message);
+    store.setResult({id, "failed", err.message, state::nowRfc3339()});
+    report.errors.push_back(std::move(err));
+    gaveUp.insert(id);
+  };
+  // Kinds without a verify policy (0/0: the net plugin's) are observed again at once and what
+  // did not take is done again, up to kRounds rounds.
   constexpr int kRounds = 3;
   for (int round = 0; round < kRounds && plan.hasChanges(); ++round) {
-    tally(report, plan, execute(plan, store, onStep), gaveUp);
+    const auto results = execute(plan, store, onStep);
+    tally(report, plan, results, gaveUp);
     if (report.stopped || report.interrupted || stop_.stop_requested()) break;
-    // Verify: observe again; what still differs (and did not fail) gets another round.
-    obs = observe();
-    Plan next = this->plan(desired, obs, store, prune);
-    record(next, store, /*inSyncResults=*/false);  // keep "created" etc. of this apply
+    const auto ended = Clock::now();
+    std::map<ResourceId, Watch> watch;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      const auto& r = results[i];
+      const Change& c = plan.entries[i].change;
+      if (r.outcome != StepOutcome::kOk) continue;
+      const KindSchema* schema = plugins_.schema(c.id.kind);
+      const VerifyPolicy policy = schema ? schema->verify : VerifyPolicy{};
+      if (r.cls == Outcome::kInProgress) {
+        if (!waitInProgress_) {  // the daemon: a later pass looks again
+          report.inProgress.push_back({c.id, r.recheckAfter, r.waitingFor});
+          gaveUp.insert(c.id);
+          continue;
+        }
+        Watch w;
+        w.interval = std::max(r.recheckAfter, std::chrono::milliseconds(1));
+        w.timeout = stepTimeout(schema);
+        w.waitingFor = r.waitingFor;
+        w.action = c.action;
+        w.deadline = ended + w.timeout;
+        w.nextCheck = ended + r.recheckAfter;
+        watch[c.id] = std::move(w);
+      } else if (policy.timeout.count() > 0) {
+        Watch w;
+        w.interval = policy.interval.count() > 0 ? policy.interval : std::chrono::milliseconds(100);
+        w.timeout = policy.timeout;
+        w.action = c.action;
+        w.deadline = ended + w.timeout;
+        w.nextCheck = ended;
+        watch[c.id] = std::move(w);
+      }
+    }
+    // Verify: observe again; watched steps until they match or their time is up, the others
+    // once. What still differs (and did not fail) gets another round.
+    Plan next;
+    for (;;) {
+      obs = observe();
+      next = this->plan(desired, obs, store, prune);
+      record(next, store, /*inSyncResults=*/false);  // keep "created" etc. of this apply
+      std::map<ResourceId, const Change*> differs;
+      for (const auto& e : next.entries) differs[e.change.id] = &e.change;
+      const auto now = Clock::now();
+      for (auto it = watch.begin(); it != watch.end();) {
+        const auto d = differs.find(it->first);
+        if (d == differs.end()) {  // converged
+          if (!it->second.waitingFor.empty())
+            store.setResult({it->first, pastTense(it->second.action), "", state::nowRfc3339()});
+          it = watch.erase(it);
+        } else if (now >= it->second.deadline) {
+          failAt(it->first, "did not converge within " + seconds(it->second.timeout) +
+                                " s: " + stillNeeds(*d->second) +
+                                (it->second.waitingFor.empty()
+                                     ? std::string()
+                                     : " (it was waiting for " + it->second.waitingFor + ")"));
+          it = watch.erase(it);
+        } else {
+          if (it->second.nextCheck <= now) it->second.nextCheck = now + it->second.interval;
+          ++it;
+        }
+      }
+      if (watch.empty() || stop_.stop_requested()) break;
+      auto wake = Clock::time_point::max();
+      for (const auto& [id, w] : watch) wake = std::min({wake, w.nextCheck, w.deadline});
+      // The wait ends early when a stop is requested (the daemon got SIGTERM).
+      std::mutex mu;
+      std::condition_variable_any cv;
+      std::unique_lock lock(mu);
+      cv.wait_until(lock, stop_, wake, [] { return false; });
+      if (stop_.stop_requested()) break;
+    }
     Plan retry = withoutEntries(next, gaveUp);
     if (round + 1 == kRounds) {
-      for (const auto& e : retry.entries) {
-        Error err;
-        err.kind = ErrorKind::kRetryable;
-        err.resource = e.change.id.str();
-        err.message = std::string("did not converge after ") + std::to_string(kRounds) +
-                      " rounds: still needs " + toString(e.change.action) +
-                      (e.change.fields.empty() ? "" : " " + describeFields(e.change.fields));
-        report.errors.push_back(err);
-        store.setResult({e.change.id, "failed", err.message, state::nowRfc3339()});
-      }
+      for (const auto& e : retry.entries)
+        failAt(e.change.id, "did not converge after " + std::to_string(kRounds) +
+                                " rounds: " + stillNeeds(e.change));
     }
     plan = std::move(retry);
   }
+  report.observed = std::move(obs);
   if (auto ok = store.commit(); !ok)
     report.errors.push_back(ok.error());
-  else if (auto cleared = store.clearJournal(); !cleared)
+  else if (auto cleared = clearJournal(store); !cleared)
     report.errors.push_back(cleared.error());
   return report;
 }
@@ -666,7 +778,7 @@ Result<ApplyReport> Engine::applySaved(const Plan& saved, state::Store& store,
   tally(report, saved, execute(saved, store, onStep), gaveUp);
   if (auto ok = store.commit(); !ok)
     report.errors.push_back(ok.error());
-  else if (auto cleared = store.clearJournal(); !cleared)
+  else if (auto cleared = clearJournal(store); !cleared)
     report.errors.push_back(cleared.error());
   return report;
 }
@@ -677,6 +789,38 @@ Result<std::size_t> Engine::recover(state::Store& store) {
   std::set<std::string> kinds;
   for (const auto& p : pending) kinds.insert(p.entry.id.kind);
   useAgentOf(store);
+  // Steps that saved an undo record and did not end: only their plugin can tell whether to
+  // finish or undo them. An entry whose plugin fails (or is missing) is not settled: the journal
+  // is kept, and the next start (or daemon pass) tries again.
+  std::vector<Error> unsettled;
+  for (const auto& p : pending) {
+    const auto& undo = p.entry.undo;
+    if (p.done || !undo.is_object() || undo.empty()) continue;
+    const auto& id = p.entry.id;
+    PluginHandle* plugin = plugins_.forKind(id.kind);
+    Result<void> ok;
+    if (!plugin) {
+      ok = fail(ErrorKind::kTerminal, "no loaded plugin serves kind " + id.kind +
+                                          " to finish or undo it (" + p.entry.plugin + ")");
+    } else {
+      Interrupted entry;
+      entry.action = actionFromJournal(p.entry.action);
+      entry.id = id;
+      entry.undo = undo;
+      StepContext context(plugin->services(), stop_, stepTimeout(plugin->schema(id.kind)), id, undo,
+                          &store, p.entry.seq, stepProgress_);
+      ok = plugin->recover(entry, context);
+    }
+    if (!ok) {
+      Error e = ok.error();
+      e.resource = id.str();
+      e.message = "the interrupted " + p.entry.action + " (undo record " + undo.dump() +
+                  ") was not recovered: " + e.message;
+      if (e.hint.empty())
+        e.hint = "the journal keeps it; the next apply or daemon pass tries again";
+      unsettled.push_back(std::move(e));
+    }
+  }
   Observation obs = observe(kinds);
   const auto at = state::nowRfc3339();
   for (const auto& p : pending) {
@@ -711,6 +855,13 @@ Result<std::size_t> Engine::recover(state::Store& store) {
         {id, p.done ? "updated" : "interrupted", "recovered from an interrupted apply", at});
   }
   if (auto ok = store.commit(); !ok) return std::unexpected(ok.error());
+  if (!unsettled.empty()) {  // kept, every entry: the next recovery looks at them all again
+    for (const auto& e : unsettled) spdlog::error("{}", e.str());
+    Error e = unsettled.front();
+    if (unsettled.size() > 1)
+      e.message += fmt::format(" (and {} more: see the log)", unsettled.size() - 1);
+    return std::unexpected(e);
+  }
   if (auto ok = store.clearJournal(); !ok) return std::unexpected(ok.error());
   return pending.size();
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "apply_context.hpp"
 #include "executor.hpp"
 #include "graph.hpp"
 #include "loader.hpp"
@@ -46,6 +47,15 @@ struct ApplyReport {
               skipped = 0;
   bool stopped = false;      // at a permission failure: the rest was not tried
   bool interrupted = false;  // a stop was requested (setStop): the rest was not tried
+  // Steps that said "in progress" and were not waited for (setWaitInProgress(false)): a later
+  // pass looks again after recheckAfter.
+  struct InProgress {
+    ResourceId id;
+    std::chrono::milliseconds recheckAfter{0};
+    std::string waitingFor;
+  };
+  std::vector<InProgress> inProgress;
+  Observation observed;  // converge(): the host as last observed (after verifying)
   bool ok() const { return errors.empty(); }
 };
 
@@ -61,9 +71,16 @@ class Engine {
   // Once `stop` is requested, execute() starts no new step (those running finish) and converge()
   // verifies no more: it commits what was done and returns (report.interrupted).
   void setStop(std::stop_token stop) { stop_ = std::move(stop); }
-  // Called (serialised) after each step of execute() ends: steps ended so far, steps in all.
-  using Progress = std::function<void(std::size_t done, std::size_t total)>;
+  // Called (serialised) after each step of execute() ends, per phase: "pruning" (the deletes,
+  // which run first) or "applying" (the rest), steps of that phase ended so far and in all.
+  using Progress = std::function<void(std::string_view phase, std::size_t done, std::size_t total)>;
   void setProgress(Progress progress) { progress_ = std::move(progress); }
+  // Called (from the step's thread) with what a running step reports (ApplyContext::progress),
+  // after it is logged.
+  void setStepProgress(StepProgress progress) { stepProgress_ = std::move(progress); }
+  // converge() waits for steps that answer "in progress" (observing them every recheckAfter, up
+  // to the kind's verify timeout) unless this is off: the daemon schedules a re-check pass.
+  void setWaitInProgress(bool wait) { waitInProgress_ = wait; }
 
   Desired prepare(LoadResult loaded) const;
   // Hands the store's agent id to the plugins (their ownership marks carry it). converge(),
@@ -82,9 +99,12 @@ class Engine {
   std::vector<StepResult> execute(const Plan& plan, state::Store& store,
                                   const StepCallback& onStep);
 
-  // Plan, execute, verify by re-observing (up to 3 rounds for steps that succeeded but did not
-  // take), then commit the store and clear the journal. Changes of `hold` (the daemon's
-  // resources in backoff), and those that wait for them, are planned (report.plan) but not run.
+  // Plan, execute, verify, then commit the store and clear the journal. Verify: a step of a kind
+  // with a verify policy (KindSchema::verify) or one in progress is observed every interval until
+  // it matches or its timeout passed ("did not converge within N s: still needs ..."); other
+  // kinds are observed at once, and what did not take is done again (up to 3 rounds). Changes of
+  // `hold` (the daemon's resources in backoff), and those that wait for them, are planned
+  // (report.plan) but not run.
   ApplyReport converge(const Desired& desired, state::Store& store, bool prune,
                        const StepCallback& onStep, const std::set<ResourceId>& hold = {});
 
@@ -101,13 +121,19 @@ class Engine {
   Result<ApplyReport> applySaved(const Plan& saved, state::Store& store, const StepCallback& onStep,
                                  const std::string& file = "plan");
 
-  // Finishes what an interrupted apply left in the journal: steps done or visibly done on the
-  // host (object present and marked) are recorded as owned, vanished deletes are forgotten.
-  // Returns the number of journal entries looked at.
+  // Finishes what an interrupted apply left in the journal: a step that saved an undo record and
+  // did not end goes to its plugin's recover() first (finish or undo it); then steps done or
+  // visibly done on the host (object present and marked) are recorded as owned, vanished
+  // deletes are forgotten. Returns the number of journal entries looked at. When a plugin's
+  // recover() fails, the store is committed but the journal is kept whole (no entry is dropped
+  // unresolved) and the error is returned: the next recovery looks at every entry again.
   Result<std::size_t> recover(state::Store& store);
 
  private:
   std::set<ResourceId> ownedIds(const state::Store& store) const;
+  // Empties the journal after a commit, unless a step saved an undo record and did not end
+  // (unresolved_): then it is kept whole, and the next recover() hands that step to its plugin.
+  Result<void> clearJournal(state::Store& store);
   void record(const Plan& plan, state::Store& store, bool inSyncResults) const;
 
   PluginHost& plugins_;
@@ -115,6 +141,9 @@ class Engine {
   std::size_t stepsRun_ = 0;  // for the crash-test hook
   std::stop_token stop_;
   Progress progress_;
+  StepProgress stepProgress_;
+  bool waitInProgress_ = true;
+  bool unresolved_ = false;  // see clearJournal()
 };
 
 // "Bridge/a, Bridge/b, ... (12 in all)"

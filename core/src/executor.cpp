@@ -110,18 +110,21 @@ class Run {
       running_.insert(i);
       ++busy_[e.plugin];
       lock.unlock();
-      Result<void> done = hooks_.apply(e);
+      Outcome done = hooks_.apply(e);
       lock.lock();
       running_.erase(i);
       --busy_[e.plugin];
       auto& r = (*results_)[i];
-      if (done) {
+      r.cls = done.cls;
+      if (done.ok()) {
         r.outcome = StepOutcome::kOk;
-      } else if (stopped_ && isPermissionDenied(done.error())) {
+        r.recheckAfter = done.recheckAfter;
+        r.waitingFor = std::move(done.waitingFor);
+      } else if (stopped_ && isPermissionDenied(done.error)) {
         cancel(r, e);  // the same refusal again: said once already
       } else {
         r.outcome = StepOutcome::kFailed;
-        r.error = done.error();
+        r.error = std::move(done.error);
         if (r.error.resource.empty()) r.error.resource = e.change.id.str();
         if (isPermissionDenied(r.error)) stopped_ = true;
       }

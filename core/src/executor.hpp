@@ -4,6 +4,7 @@
 // one plugin run at once.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <stop_token>
 #include <string>
@@ -20,10 +21,15 @@ enum class StepOutcome { kPending, kOk, kFailed, kSkipped, kCancelled };
 struct StepResult {
   StepOutcome outcome = StepOutcome::kPending;
   Error error;  // kFailed: what went wrong; kSkipped: which step it waited for
+  // How the plugin classified it (kOk: kDone or kInProgress; kFailed: kRetryable or kTerminal).
+  Outcome::Class cls = Outcome::kDone;
+  std::chrono::milliseconds recheckAfter{0};  // kInProgress: look again after this
+  std::string waitingFor;                     // kInProgress: "the guest to reach running"
 };
 
 struct ExecutorHooks {
-  std::function<Result<void>(const PlanEntry&)> apply;
+  // kDone and kInProgress end the step kOk (what waits for it may start); the others kFailed.
+  std::function<Outcome(const PlanEntry&)> apply;
   std::function<unsigned(const std::string& plugin)> maxParallel;
   // Called (serialised) after each step ends, in completion order.
   std::function<void(std::size_t index, const StepResult&)> onStep;

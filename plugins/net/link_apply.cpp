@@ -126,6 +126,7 @@ Error netlinkFailure(const NetlinkError& e, const std::string& what) {
     case ENOBUFS:
     case ENOMEM:
     case EINTR:
+    case EACCES:  // what the kernel answers for an IPv6 address where IPv6 is disabled
       out.kind = ErrorKind::kRetryable;
       break;
     case EPERM:

@@ -384,6 +384,7 @@ TEST(NetIdentity, UidsMarksAndRelease) {
   NODEPLANE_REQUIRE_NETNS();
   test::PluginRig rig;
   NetPlugin p{rig.services};
+  ASSERT_TRUE(p.start());
   applyOk(p, makeChange(Action::kCreate, "Bridge", "br-id", {{"mtu", 1500}}));
   auto first = find(p, "Bridge", "br-id");
   ASSERT_TRUE(first && first->marked);
