@@ -29,6 +29,8 @@ struct OwnedObject {
   std::optional<ResourceId> owner;  // parent resource for expanded children
   Json undo = Json::object();       // what to restore when it is deleted (e.g. original driver)
   std::string since;                // RFC 3339 UTC time it became ours
+  // metadata.dependsOn and what expand() set: it is deleted before these.
+  std::vector<ResourceId> dependsOn;
 };
 
 struct ResourceResult {
