@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "claims.hpp"
 #include "diff.hpp"
 #include "graph.hpp"
 #include "nodeplane/plugin.hpp"
@@ -31,12 +32,25 @@ struct PlanEntry {
   std::string plugin;
   std::string source;               // "file:line" of the desired resource, if any
   std::optional<ResourceId> owner;  // for expanded children
-  std::vector<std::size_t> after;   // indices of entries that must succeed first
+  // The desired resource's metadata.dependsOn (and what expand() set): recorded with its
+  // ownership, so its delete is ordered when it is pruned later.
+  std::vector<ResourceId> dependsOn;
+  std::vector<std::size_t> after;  // indices of entries that must succeed first
+};
+
+// What the state store recorded of an owned object, for the order of deletes.
+struct Recorded {
+  std::optional<ResourceId> owner;
+  std::vector<ResourceId> dependsOn;
 };
 
 struct Plan {
-  std::vector<PlanEntry> entries;  // deletes first (dependents before what they use), then the rest
-  std::vector<Error> errors;       // conflicts and unobservable kinds: those resources are skipped
+  // Deletes first (dependents before what they use, owners before their children), then the
+  // rest, dependencies first. A step runs after every step in its `after`: a create after the
+  // delete or update that releases what it claims; the delete of a child after the update or
+  // replace of its owner.
+  std::vector<PlanEntry> entries;
+  std::vector<Error> errors;  // conflicts and unobservable kinds: those resources are skipped
   std::vector<ResourceId> inSync;
   std::vector<ResourceId> claim;   // carry nodeplane's mark but are missing from the state store
   std::vector<ResourceId> forget;  // owned in the state store, gone from the host, not desired
@@ -56,6 +70,10 @@ struct PlanInput {
   SchemaLookup schema;
   std::function<std::string(const std::string& kind)> pluginOf;
   bool prune = true;
+  // Parallel to `desired`: what each resource claims (Desired::claims); null: nothing.
+  const std::vector<std::vector<DesiredClaim>>* claims = nullptr;
+  // Owner and dependsOn of owned objects, as the state store recorded them; null: none.
+  const std::map<ResourceId, Recorded>* recorded = nullptr;
 };
 
 Plan makePlan(const PlanInput& in);
