@@ -100,6 +100,8 @@ void checkDesiredClaims(const std::vector<Resource>& resources,
       auto [it, fresh] = claimed.emplace(claimKey(c.claim), First{&r, c.claim.exclusive});
       if (fresh || it->second.by == &r) continue;
       const First& first = it->second;
+      // An owner and the children it expanded to are one thing (a VM and its VfioDevices).
+      if (r.owner == first.by->id || first.by->owner == r.id) continue;
       if (!c.claim.exclusive && !first.exclusive) continue;  // shared by both: fine
       std::string how;
       if (c.claim.exclusive != first.exclusive)

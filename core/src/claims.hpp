@@ -48,7 +48,8 @@ CollectedClaims collectClaims(const std::vector<Resource>& resources, const Clai
                               std::vector<Error>& errors);
 
 // Two resources claiming one object where either claims it exclusively (two shared claims are
-// fine: containers share GPUs): an error on the second, naming the first with its file:line.
+// fine: containers share GPUs; so are an owner and a child it expanded to, a VM and its
+// VfioDevice): an error on the second, naming the first with its file:line.
 void checkDesiredClaims(const std::vector<Resource>& resources,
                         const std::vector<std::vector<DesiredClaim>>& claims,
                         std::vector<Error>& errors);

@@ -285,6 +285,11 @@ void orderReleases(const PlanInput& in, Plan& plan) {
         if (h == holders.end()) continue;
         for (const auto& [holder, held] : h->second) {
           if (holder->id == r.id || (!c.claim.exclusive && !held.exclusive)) continue;
+          if (r.owner == holder->id) continue;  // its owner (the VM holding its own device)
+          if (in.recorded)
+            if (auto rec = in.recorded->find(holder->id);
+                rec != in.recorded->end() && rec->second.owner == r.id)
+              continue;  // its child
           std::string why;
           if (auto step = stepOf.find(holder->id); step != stepOf.end() && isDelete(step->second)) {
             entries[i].after.push_back(step->second);  // released by its delete

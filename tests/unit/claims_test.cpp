@@ -132,6 +132,21 @@ TEST_F(ClaimsTest, AnIommuGroupClaimOfAFunctionWithoutGroupOrAbsentIsAnError) {
                           "check`)"));
 }
 
+TEST_F(ClaimsTest, AnOwnerAndItsChildMayTakeOneDevice) {
+  // vm-p0 takes what vm takes (a VM and its VfioDevice); vm is also observed holding it.
+  auto& e = engine({{"existing", {existing("vm", true, {pci("0000:01:00.0")}, {{"size", 4}})}}});
+  auto s = store();
+  s.setOwned({.id = {"Widget", "vm"}, .plugin = "widget"});
+  auto d =
+      desired(widget("vm", "{size: 4, parts: 1, claims: [{type: pci, id: \"0000:01:00.0\"}]}"));
+  ASSERT_TRUE(d.ok()) << d.errors[0].str();
+  ASSERT_EQ(d.claims.size(), 2u);
+  EXPECT_EQ(d.claims[1].size(), 1u) << "the child claims it too";
+  Plan p = e.plan(d, e.observe(), s, true);
+  EXPECT_TRUE(p.errors.empty()) << p.errors[0].str();
+  EXPECT_THAT(steps(p), ElementsAre("create vm-p0"));
+}
+
 // --- desired against what the host holds --------------------------------------------------------
 
 TEST_F(ClaimsTest, ADeviceHeldByAnObjectNodeplaneDoesNotManageIsAConflict) {
