@@ -70,6 +70,10 @@ Result<std::string> encodeState(const std::map<ResourceId, OwnedObject>& owned,
       if (obj.adopted) j["adopted"] = true;
       if (obj.deletionPolicy != DeletionPolicy::kDefault)
         j["deletionPolicy"] = obj.deletionPolicy == DeletionPolicy::kDelete ? "Delete" : "Orphan";
+      if (!obj.dependsOn.empty()) {
+        j["dependsOn"] = Json::array();
+        for (const auto& d : obj.dependsOn) j["dependsOn"].push_back(idJson(d));
+      }
       o.push_back(std::move(j));
     }
     Json r = Json::array();
@@ -131,13 +135,28 @@ Result<StateData> decodeState(std::string_view text, const std::filesystem::path
         const Json& j = (*owned)[i];
         const auto p = "owned[" + std::to_string(i) + "]";
         if (!r.object(j, p)) break;
-        r.onlyKeys(
-            j, {"kind", "name", "plugin", "owner", "undo", "since", "adopted", "deletionPolicy"},
-            p);
+        r.onlyKeys(j,
+                   {"kind", "name", "plugin", "owner", "dependsOn", "undo", "since", "adopted",
+                    "deletionPolicy"},
+                   p);
         OwnedObject o;
         o.id = {r.str(j, "kind", p, true), r.str(j, "name", p, true)};
         o.plugin = r.str(j, "plugin", p, true);
         o.owner = r.optionalId(j, "owner", p);
+        if (auto d = j.find("dependsOn"); d != j.end()) {
+          const auto dp = p + ".dependsOn";
+          if (!d->is_array()) {
+            r.fail(dp + ": expected an array, found " + d->type_name());
+          } else {
+            for (std::size_t k = 0; k < d->size() && r.ok(); ++k) {
+              const auto kp = dp + "[" + std::to_string(k) + "]";
+              if (!r.object((*d)[k], kp)) break;
+              r.onlyKeys((*d)[k], {"kind", "name"}, kp);
+              o.dependsOn.push_back(
+                  {r.str((*d)[k], "kind", kp, true), r.str((*d)[k], "name", kp, true)});
+            }
+          }
+        }
         if (auto u = j.find("undo"); u != j.end()) o.undo = *u;
         o.since = r.str(j, "since", p);
         if (auto a = j.find("adopted"); a != j.end()) {

@@ -42,6 +42,8 @@ struct OwnedObject {
     if (deletionPolicy != DeletionPolicy::kDefault) return deletionPolicy;
     return adopted ? DeletionPolicy::kOrphan : DeletionPolicy::kDelete;
   }
+  // metadata.dependsOn and what expand() set: it is deleted before these.
+  std::vector<ResourceId> dependsOn;
 };
 
 struct ResourceResult {

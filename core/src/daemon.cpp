@@ -466,8 +466,14 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
         return {.failed = true};
       }
     }
-    // Parsed again only when a file changed (the first call always parses); held back while a
-    // file that had resources and has none now settles.
+    // Parsed again only when a file changed (the first call always parses), or when the desired
+    // state was made with the host inventory and that changed (expandReadsHost, IOMMU groups);
+    // held back while a file that had resources and has none now settles.
+    engine.newPass();
+    if (desiredCache && engine.stale(*desiredCache)) {
+      spdlog::info("the host's PCI inventory changed: expanding the desired state again");
+      cache = SourceCache();
+    }
     if (auto fresh = loadAndPrepare(cache, engine, opt.sources)) pending = std::move(fresh);
     const auto now = Clock::now();
     if (pending) {

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "apply_context.hpp"
+#include "claims.hpp"
 #include "validate.hpp"
 
 namespace nodeplane {
@@ -245,28 +246,23 @@ Desired Engine::prepare(LoadResult loaded) const {
 
   // Names must be unique (children may collide with written resources) and claims exclusive.
   std::map<ResourceId, const Resource*> seen;
-  std::map<std::string, std::pair<const Resource*, bool>> claimed;  // claim -> holder, exclusive
-  for (const auto& r : out.resources) {
+  std::vector<bool> twice(out.resources.size(), false);
+  for (std::size_t i = 0; i < out.resources.size(); ++i) {
+    const Resource& r = out.resources[i];
     if (auto [it, fresh] = seen.emplace(r.id, &r); !fresh) {
       out.errors.push_back(r.error(ErrorKind::kInvalidInput, "metadata.name",
                                    r.id.str() + " is defined twice",
                                    "also defined at " + it->second->where.str()));
-      continue;
-    }
-    auto claims = plugins_.forKind(r.id.kind)->claims(r);
-    if (!claims) {
-      out.errors.push_back(r.error(ErrorKind::kInvalidInput, "", claims.error().message));
-      continue;
-    }
-    for (const auto& c : *claims) {
-      auto [it, fresh] = claimed.emplace(c.str(), std::pair{&r, c.exclusive});
-      if (!fresh && (c.exclusive || it->second.second))
-        out.errors.push_back(r.error(ErrorKind::kInvalidInput, "",
-                                     "claims " + c.str() + ", already claimed by " +
-                                         it->second.first->id.str() + " at " +
-                                         it->second.first->where.str()));
+      twice[i] = true;
     }
   }
+  auto claims = collectClaims(out.resources, claimSources(), out.errors);
+  for (std::size_t i = 0; i < twice.size(); ++i)
+    if (twice[i]) claims.of[i].clear();  // said above
+  checkDesiredClaims(out.resources, claims.of, out.errors);
+  out.claims = std::move(claims.of);
+  out.readsHost = claims.readHost || expansionReadsHost(out.resources);
+  if (out.readsHost) out.inventory = inventoryFingerprint();
 
   const SchemaLookup schemaOf = [&](const std::string& k) { return plugins_.schema(k); };
   if (invalid.empty()) {
@@ -346,6 +342,9 @@ Plan Engine::plan(const Desired& desired, const Observation& observed, const sta
   std::map<ResourceId, DeletionPolicy> pruneAs;
   for (const auto& [id, o] : store.owned())
     if (o.pruneAs() == DeletionPolicy::kOrphan) pruneAs.emplace(id, DeletionPolicy::kOrphan);
+  std::map<ResourceId, Recorded> recorded;
+  for (const auto& [id, o] : store.owned())
+    if (o.owner || !o.dependsOn.empty()) recorded[id] = {o.owner, o.dependsOn};
   PlanInput in{desired.resources,
                desired.graph,
                observed,
@@ -357,6 +356,8 @@ Plan Engine::plan(const Desired& desired, const Observation& observed, const sta
                },
                prune,
                &pruneAs};
+  if (desired.claims.size() == desired.resources.size()) in.claims = &desired.claims;
+  in.recorded = &recorded;
   Plan p = makePlan(in);
   auto unserved = unservedOwned(store);
   p.errors.insert(p.errors.end(), unserved.begin(), unserved.end());
@@ -471,7 +472,14 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
           if (e.change.adopt) o.adopted = true;
           o.deletionPolicy = e.deletionPolicy;
           if (undo) o.undo = std::move(*undo);  // the step's last record replaces the one kept
+          o.dependsOn = e.dependsOn;
           store.setOwned(std::move(o));
+        } else if (const auto& o = store.owned().at(e.change.id);
+                   o.owner != e.owner || o.dependsOn != e.dependsOn) {
+          state::OwnedObject changed = o;
+          changed.owner = e.owner;
+          changed.dependsOn = e.dependsOn;
+          store.setOwned(std::move(changed));
         }
         if (r.cls == Outcome::kInProgress)
           store.setResult({e.change.id, "in-progress", r.waitingFor, at});
@@ -565,6 +573,7 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
   report.plan = plan;
   report.errors = plan.errors;
   record(plan, store, true);
+  recordRelations(desired, store);
   if (!hold.empty()) plan = withoutEntries(plan, hold);
   std::set<ResourceId> gaveUp = hold;  // held, failed or skipped: not retried in this apply
   auto failAt = [&](const ResourceId& id, std::string message) {

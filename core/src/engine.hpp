@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "apply_context.hpp"
+#include "claims.hpp"
 #include "executor.hpp"
 #include "graph.hpp"
 #include "loader.hpp"
@@ -28,6 +29,13 @@ struct Desired {
   std::vector<Error> errors;  // any error: nothing may be applied or pruned
   std::vector<std::filesystem::path> files;
   std::size_t skippedForNode = 0;  // documents meant for other nodes
+  // What each resource takes (claims.hpp), parallel to `resources`, PCI claims widened.
+  std::vector<std::vector<DesiredClaim>> claims;
+  // Made with the host's inventory (an expansion of a kind with expandReadsHost, or a claim
+  // widened to an IOMMU group): `inventory` is the fingerprint of the inventory it was made
+  // with, and a desired state made with another one is stale (Engine::stale).
+  bool readsHost = false;
+  std::string inventory;
   bool ok() const { return errors.empty(); }
 };
 
@@ -87,6 +95,12 @@ class Engine {
   // applySaved(), recover() and deletesOfEmptyDesired() do it themselves; call it before an
   // observe() whose result is planned against `store` (diff, export).
   void useAgentOf(const state::Store& store);
+  // `desired` was made with the host's inventory (Desired::readsHost) and the inventory has
+  // changed since: it must be prepared again, not reused. Call newPass() first, so the
+  // inventory is read afresh.
+  bool stale(const Desired& desired) const;
+  // Forgets the inventory snapshot of the last pass (HostServices reads it again when asked).
+  void newPass();
   // Every kind of every loaded plugin (or only `kinds`), normalised.
   Observation observe(const std::set<std::string>& kinds = {});
   Plan plan(const Desired& desired, const Observation& observed, const state::Store& store,
@@ -134,6 +148,13 @@ class Engine {
   // Empties the journal after a commit, unless a step saved an undo record and did not end
   // (unresolved_): then it is kept whole, and the next recover() hands that step to its plugin.
   Result<void> clearJournal(state::Store& store);
+  ClaimSources claimSources() const;
+  // Records the owner and dependsOn of every desired object nodeplane owns (a file may add a
+  // dependsOn to a resource in sync), for the order of its delete when it is pruned.
+  void recordRelations(const Desired& desired, state::Store& store) const;
+  bool expansionReadsHost(const std::vector<Resource>& resources) const;
+  // A hash of the host's PCI inventory (the pass's snapshot), "" when it cannot be read.
+  std::string inventoryFingerprint() const;
   void record(const Plan& plan, state::Store& store, bool inSyncResults) const;
 
   PluginHost& plugins_;

@@ -207,13 +207,17 @@ OwnershipCheck checkOwnership(const PlanEntry& step, bool recordedOwned, const O
 
 std::vector<StepResult> executePlan(const Plan& plan, const ExecutorHooks& hooks) {
   std::vector<StepResult> results(plan.entries.size());
+  // A delete that waits for another kind of step (the child of a VM that is updated) runs with
+  // the rest (as does one that waits for a later entry, which a saved plan may have).
+  std::vector<bool> first(plan.entries.size(), false);
+  for (std::size_t i = 0; i < plan.entries.size(); ++i) {
+    const auto& e = plan.entries[i];
+    first[i] = (e.change.action == Action::kDelete || e.change.action == Action::kRelease) &&
+               std::all_of(e.after.begin(), e.after.end(),
+                           [&](std::size_t a) { return a < i && first[a]; });
+  }
   std::vector<std::size_t> deletes, rest;
-  for (std::size_t i = 0; i < plan.entries.size(); ++i)
-    (plan.entries[i].change.action == Action::kDelete ||
-             plan.entries[i].change.action == Action::kRelease
-         ? deletes
-         : rest)
-        .push_back(i);
+  for (std::size_t i = 0; i < plan.entries.size(); ++i) (first[i] ? deletes : rest).push_back(i);
   bool stopped = false;
   Run(plan, hooks, deletes, stopped).execute(results);
   Run(plan, hooks, rest, stopped).execute(results);

@@ -63,6 +63,47 @@ Graph buildGraph(const std::vector<Resource>& resources, const SchemaLookup& sch
       }
       g.deps[i].push_back(it->second);
     }
+    // metadata.dependsOn, and what expand() set: edges like references.
+    for (std::size_t k = 0; k < r.dependsOn.size(); ++k) {
+      const ResourceId& target = r.dependsOn[k];
+      const std::string field = "metadata.dependsOn[" + std::to_string(k) + "]";
+      auto it = index.find(target);
+      if (it == index.end()) {
+        errors.push_back(
+            r.error(ErrorKind::kInvalidInput, field,
+                    target.kind + " \"" + target.name + "\" is not defined in the desired state",
+                    "define " + target.str() + " or fix the name"));
+        continue;
+      }
+      if (it->second == i) {
+        errors.push_back(r.error(ErrorKind::kInvalidInput, field,
+                                 "dependency cycle: " + r.id.str() + " depends on itself"));
+        continue;
+      }
+      g.deps[i].push_back(it->second);
+    }
+  }
+
+  // An owner (a VM) is applied after the children it expanded to (its devices, its tap) and
+  // deleted before them, unless a child uses its owner (then the child's own edge stands).
+  auto reaches = [&](std::size_t from, std::size_t to) {
+    std::vector<bool> seen(resources.size(), false);
+    std::vector<std::size_t> todo{from};
+    while (!todo.empty()) {
+      std::size_t n = todo.back();
+      todo.pop_back();
+      if (n == to) return true;
+      if (seen[n]) continue;
+      seen[n] = true;
+      for (std::size_t d : g.deps[n]) todo.push_back(d);
+    }
+    return false;
+  };
+  for (std::size_t i = 0; i < resources.size(); ++i) {
+    if (!resources[i].owner) continue;
+    auto it = index.find(*resources[i].owner);
+    if (it == index.end() || it->second == i || reaches(i, it->second)) continue;
+    g.deps[it->second].push_back(i);
   }
 
   // Depth-first topological sort; a back edge is a cycle, reported once with its path.

@@ -1,5 +1,7 @@
 // The dependency graph of the desired resources, built from the schema's `references` fields
-// (a Vxlan's or Tap's `bridge:` names a Bridge).
+// (a Vxlan's or Tap's `bridge:` names a Bridge), from Resource::dependsOn (metadata.dependsOn,
+// and what expand() set), and from owners: an owner depends on the children it expanded to,
+// unless a child uses its owner.
 #pragma once
 
 #include <functional>
@@ -28,8 +30,8 @@ struct Graph {
   std::vector<std::size_t> order;              // dependencies first; empty if there is a cycle
 };
 
-// Builds the graph over `resources`. Appends an error for every reference to a resource that is
-// not in the set and for every cycle (each with file:line and field path).
+// Builds the graph over `resources`. Appends an error for every reference or dependsOn entry to a
+// resource that is not in the set and for every cycle (each with file:line and field path).
 Graph buildGraph(const std::vector<Resource>& resources, const SchemaLookup& schema,
                  std::vector<Error>& errors);
 

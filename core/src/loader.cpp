@@ -14,8 +14,8 @@ namespace {
 constexpr std::size_t kMaxFileBytes = 16 * 1024 * 1024;
 
 const std::vector<std::string> kTopLevelKeys = {"apiVersion", "kind", "metadata", "spec"};
-const std::vector<std::string> kMetadataKeys = {"name", "nodes", "nodeSelector", "adopt",
-                                                "deletionPolicy"};
+const std::vector<std::string> kMetadataKeys = {"name",  "nodes",          "nodeSelector",
+                                                "adopt", "deletionPolicy", "dependsOn"};
 
 std::string quote(const std::string& s) { return "\"" + s + "\""; }
 
@@ -161,6 +161,8 @@ class EnvelopeChecker {
               close.empty() ? "" : "did you mean " + quote(close) + "?");
           ok = false;
         }
+      } else if (key == "dependsOn") {
+        ok = dependsOn(value, path, r.dependsOn) && ok;
       } else {
         unknownKey(path, key, kMetadataKeys);
       }
@@ -185,6 +187,27 @@ class EnvelopeChecker {
       } else {
         out.push_back(v[i].get<std::string>());
       }
+    }
+    return ok;
+  }
+
+  // metadata.dependsOn: [Kind/name, ...]. Whether each names a defined resource is the graph's
+  // to say (graph.cpp), once every file is read.
+  bool dependsOn(const Json& v, const std::string& path, std::vector<ResourceId>& out) {
+    std::vector<std::string> names;
+    if (!stringList(v, path, names)) return false;
+    bool ok = true;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const std::string& s = names[i];
+      const auto slash = s.find('/');
+      if (slash == std::string::npos || slash == 0 || slash + 1 == s.size() ||
+          s.find('/', slash + 1) != std::string::npos) {
+        std::string p = path + "[" + std::to_string(i) + "]";
+        add(at(p), p, "expected Kind/name (e.g. Bridge/br0), got " + quote(s));
+        ok = false;
+        continue;
+      }
+      out.push_back({s.substr(0, slash), s.substr(slash + 1)});
     }
     return ok;
   }

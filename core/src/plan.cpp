@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <queue>
+#include <set>
 
 #include "nodeplane/text.hpp"
 #include "sensitive.hpp"
@@ -100,6 +102,245 @@ std::optional<Error> nameTaken(const PlanInput& in, const ResourceId& id,
   return std::nullopt;
 }
 
+// Keeps the entries of `plan` but `drop` and what waits for them (each of those gets an error
+// naming what it waited for); `after` renumbered.
+void dropEntries(Plan& plan, std::set<std::size_t> drop) {
+  if (drop.empty()) return;
+  auto& entries = plan.entries;
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      if (drop.count(i)) continue;
+      for (std::size_t a : entries[i].after)
+        if (drop.count(a)) {
+          Error e;
+          e.kind = ErrorKind::kConflict;
+          e.resource = entries[i].change.id.str();
+          e.message = std::string("not planned: its ") + toString(entries[i].change.action) +
+                      " waits for " + entries[a].change.id.str() + ", which cannot be planned";
+          plan.errors.push_back(std::move(e));
+          drop.insert(i);
+          changed = true;
+          break;
+        }
+    }
+  }
+  std::vector<std::size_t> remap(entries.size(), 0);
+  std::vector<PlanEntry> kept;
+  for (std::size_t i = 0; i < entries.size(); ++i)
+    if (!drop.count(i)) {
+      remap[i] = kept.size();
+      kept.push_back(std::move(entries[i]));
+    }
+  for (auto& e : kept)
+    for (auto& a : e.after) a = remap[a];
+  entries = std::move(kept);
+}
+
+// Orders the whole plan so every step comes after what it waits for (the earliest first among
+// those ready: deletes stay in front unless they wait for another step). Steps that wait on
+// each other are an error and are dropped, with what waits for them.
+void sortSteps(Plan& plan) {
+  auto& entries = plan.entries;
+  const std::size_t n = entries.size();
+  std::vector<std::size_t> waits(n, 0);
+  std::vector<std::vector<std::size_t>> unblocks(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto& after = entries[i].after;
+    std::sort(after.begin(), after.end());
+    after.erase(std::unique(after.begin(), after.end()), after.end());
+    for (std::size_t a : after) {
+      ++waits[i];
+      unblocks[a].push_back(i);
+    }
+  }
+  std::priority_queue<std::size_t, std::vector<std::size_t>, std::greater<>> ready;
+  for (std::size_t i = 0; i < n; ++i)
+    if (!waits[i]) ready.push(i);
+  std::vector<std::size_t> order;
+  while (!ready.empty()) {
+    std::size_t i = ready.top();
+    ready.pop();
+    order.push_back(i);
+    for (std::size_t next : unblocks[i])
+      if (--waits[next] == 0) ready.push(next);
+  }
+  if (order.size() < n) {  // a cycle: name it from one of its steps
+    std::set<std::size_t> left;
+    for (std::size_t i = 0; i < n; ++i)
+      if (waits[i]) left.insert(i);
+    std::size_t at = *left.begin();
+    std::vector<std::size_t> path;
+    std::set<std::size_t> onPath;
+    while (!onPath.count(at)) {  // walk back along unfinished waits until a step repeats
+      path.push_back(at);
+      onPath.insert(at);
+      for (std::size_t a : entries[at].after)
+        if (left.count(a)) {
+          at = a;
+          break;
+        }
+    }
+    std::string cycle;
+    std::set<std::size_t> drop;  // the cycle; what waits for it is dropped with it
+    bool on = false;
+    for (std::size_t s : path) {
+      if (s == at) on = true;
+      if (on) drop.insert(s);
+      if (on)
+        cycle +=
+            entries[s].change.id.str() + " " + toString(entries[s].change.action) + " waits for ";
+    }
+    cycle += entries[at].change.id.str() + " " + toString(entries[at].change.action);
+    Error e;
+    e.kind = ErrorKind::kConflict;
+    e.resource = entries[at].change.id.str();
+    e.message = "these steps wait on each other, so none can run: " + cycle;
+    e.hint =
+        "a device is released before it is taken and an owner stops before its children: apply "
+        "the change in two steps (first remove what holds it)";
+    plan.errors.push_back(std::move(e));
+    dropEntries(plan, drop);
+    sortSteps(plan);
+    return;
+  }
+  std::vector<std::size_t> pos(n);
+  for (std::size_t k = 0; k < n; ++k) pos[order[k]] = k;
+  std::vector<PlanEntry> sorted;
+  sorted.reserve(n);
+  for (std::size_t k : order) {
+    PlanEntry e = std::move(entries[k]);
+    for (auto& a : e.after) a = pos[a];
+    std::sort(e.after.begin(), e.after.end());
+    sorted.push_back(std::move(e));
+  }
+  entries = std::move(sorted);
+}
+
+// The order of release and take, once every step is in `plan`:
+// - the delete of a child waits for the update or replace of its owner when the owner stays
+//   (the VM lets go of a device before the device is released), as does the delete of what a
+//   kept object used (referenced or depended on) before its update;
+// - a step that claims what an observed object holds waits for the delete of that object, or
+//   for the update or replace that drops the claim; a holder that keeps it is a conflict;
+// - a create waits for the delete of an object of another kind of the same name and plugin.
+void orderReleases(const PlanInput& in, Plan& plan) {
+  auto& entries = plan.entries;
+  std::map<ResourceId, std::size_t> stepOf;
+  for (std::size_t i = 0; i < entries.size(); ++i) stepOf[entries[i].change.id] = i;
+  std::map<ResourceId, std::size_t> desiredIndex;
+  for (std::size_t i = 0; i < in.desired.size(); ++i) desiredIndex.emplace(in.desired[i].id, i);
+  auto isDelete = [&](std::size_t i) { return entries[i].change.action == Action::kDelete; };
+  auto changesInPlace = [&](const ResourceId& id) -> std::optional<std::size_t> {
+    auto it = stepOf.find(id);
+    if (it == stepOf.end()) return std::nullopt;
+    const Action a = entries[it->second].change.action;
+    if (a == Action::kUpdate || a == Action::kReplace) return it->second;
+    return std::nullopt;
+  };
+
+  // Deletes of what kept objects let go of.
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (!isDelete(i) || !in.recorded) continue;
+    auto rec = in.recorded->find(entries[i].change.id);
+    if (rec == in.recorded->end() || !rec->second.owner) continue;
+    if (auto owner = changesInPlace(*rec->second.owner)) entries[i].after.push_back(*owner);
+  }
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const Action a = entries[i].change.action;
+    if (a != Action::kUpdate && a != Action::kReplace) continue;
+    std::vector<ResourceId> used;
+    if (const KindSchema* ks = in.schema(entries[i].change.id.kind))
+      for (const auto& ref : referencesOf(entries[i].change.observed, ks->spec))
+        used.push_back(ref.target);
+    if (in.recorded)
+      if (auto rec = in.recorded->find(entries[i].change.id); rec != in.recorded->end())
+        used.insert(used.end(), rec->second.dependsOn.begin(), rec->second.dependsOn.end());
+    for (const auto& u : used)
+      if (auto d = stepOf.find(u); d != stepOf.end() && isDelete(d->second))
+        entries[d->second].after.push_back(i);
+  }
+
+  // Claims against what observed objects hold.
+  std::set<std::size_t> conflicted;
+  if (in.claims) {
+    std::map<std::pair<std::string, std::string>,
+             std::vector<std::pair<const ObservedObject*, Claim>>>
+        holders;
+    for (const auto& [id, o] : in.observed.objects)
+      for (const auto& h : o.holds) holders[claimKey(h)].push_back({&o, h});
+    auto stillClaims = [&](const ResourceId& id, const std::pair<std::string, std::string>& key) {
+      auto d = desiredIndex.find(id);
+      if (d == desiredIndex.end() || d->second >= in.claims->size()) return false;
+      for (const auto& c : (*in.claims)[d->second])
+        if (claimKey(c.claim) == key) return true;
+      return false;
+    };
+    for (std::size_t i = 0; i < entries.size() && !holders.empty(); ++i) {
+      if (isDelete(i)) continue;
+      auto d = desiredIndex.find(entries[i].change.id);
+      if (d == desiredIndex.end() || d->second >= in.claims->size()) continue;
+      const Resource& r = in.desired[d->second];
+      for (const auto& c : (*in.claims)[d->second]) {
+        const auto key = claimKey(c.claim);
+        auto h = holders.find(key);
+        if (h == holders.end()) continue;
+        for (const auto& [holder, held] : h->second) {
+          if (holder->id == r.id || (!c.claim.exclusive && !held.exclusive)) continue;
+          if (r.owner == holder->id) continue;  // its owner (the VM holding its own device)
+          if (in.recorded)
+            if (auto rec = in.recorded->find(holder->id);
+                rec != in.recorded->end() && rec->second.owner == r.id)
+              continue;  // its child
+          std::string why;
+          if (auto step = stepOf.find(holder->id); step != stepOf.end() && isDelete(step->second)) {
+            entries[i].after.push_back(step->second);  // released by its delete
+            continue;
+          }
+          if (desiredIndex.count(holder->id)) {
+            if (stillClaims(holder->id, key)) continue;  // desired against desired: validation's
+            if (auto step = changesInPlace(holder->id)) {
+              entries[i].after.push_back(*step);  // released by its update or replace
+              continue;
+            }
+            why = "which keeps it (its desired state does not claim it, but it is in sync)";
+          } else if (auto step = stepOf.find(holder->id);
+                     step != stepOf.end() &&
+                     entries[step->second].change.action == Action::kRelease) {
+            why = "which is released, not deleted, and keeps it (deletionPolicy Orphan)";
+          } else if (holder->marked) {
+            why = "which nodeplane keeps (pruning is off)";
+          } else {
+            why = "which nodeplane does not manage";
+          }
+          plan.errors.push_back(r.error(ErrorKind::kConflict, "",
+                                        "claims " + c.str() +
+                                            (c.claim.exclusive ? " exclusively" : "") +
+                                            ", but it is held by " + holder->id.str() + ", " + why,
+                                        "release it there first, or claim another one"));
+          conflicted.insert(i);
+          break;
+        }
+        if (conflicted.count(i)) break;
+      }
+    }
+  }
+
+  // A name freed by a delete, taken by a create of another kind.
+  std::map<std::pair<std::string, std::string>, std::vector<std::size_t>> deletedNames;
+  for (std::size_t i = 0; i < entries.size(); ++i)
+    if (isDelete(i)) deletedNames[{entries[i].plugin, entries[i].change.id.name}].push_back(i);
+  for (std::size_t i = 0; i < entries.size() && !deletedNames.empty(); ++i) {
+    if (entries[i].change.action != Action::kCreate) continue;
+    if (auto it = deletedNames.find({entries[i].plugin, entries[i].change.id.name});
+        it != deletedNames.end())
+      entries[i].after.insert(entries[i].after.end(), it->second.begin(), it->second.end());
+  }
+
+  dropEntries(plan, conflicted);
+  sortSteps(plan);
+}
+
 }  // namespace
 
 Plan makePlan(const PlanInput& in) {
@@ -195,6 +436,7 @@ Plan makePlan(const PlanInput& in) {
     entry.plugin = in.pluginOf(r.id.kind);
     entry.source = r.where.str();
     entry.owner = r.owner;
+    entry.dependsOn = r.dependsOn;
     entry.change.id = r.id;
     entry.change.desired = r.spec;
     entry.deletionPolicy = r.deletionPolicy;
@@ -236,15 +478,38 @@ Plan makePlan(const PlanInput& in) {
       deleteOf[id] = deletes.size();
       deletes.push_back(std::move(e));
     }
-    // An object that refers to another must go first: the referenced delete waits for it.
-    for (std::size_t i = 0; i < deletes.size(); ++i) {
-      const KindSchema* ks = in.schema(deletes[i].change.id.kind);
-      if (!ks) continue;
-      for (const auto& ref : referencesOf(deletes[i].change.observed, ks->spec))
-        if (auto it = deleteOf.find(ref.target); it != deleteOf.end())
+    // An object that refers to another, or depends on it, or owns it, must go first: the
+    // other's delete waits for it.
+    auto recorded = [&](const ResourceId& id) -> const Recorded* {
+      if (!in.recorded) return nullptr;
+      auto it = in.recorded->find(id);
+      return it == in.recorded->end() ? nullptr : &it->second;
+    };
+    auto uses = [&](std::size_t i) {  // what deletes[i] uses: referenced or depended on
+      std::vector<ResourceId> out;
+      if (const KindSchema* ks = in.schema(deletes[i].change.id.kind))
+        for (const auto& ref : referencesOf(deletes[i].change.observed, ks->spec))
+          out.push_back(ref.target);
+      if (const Recorded* rec = recorded(deletes[i].change.id))
+        out.insert(out.end(), rec->dependsOn.begin(), rec->dependsOn.end());
+      return out;
+    };
+    for (std::size_t i = 0; i < deletes.size(); ++i)
+      for (const auto& target : uses(i))
+        if (auto it = deleteOf.find(target); it != deleteOf.end() && it->second != i)
           deletes[it->second].after.push_back(i);
+    // Owners before their children (stop the VM before releasing its devices), unless the
+    // child uses its owner.
+    for (std::size_t i = 0; i < deletes.size(); ++i) {
+      const Recorded* rec = recorded(deletes[i].change.id);
+      if (!rec || !rec->owner) continue;
+      auto owner = deleteOf.find(*rec->owner);
+      if (owner == deleteOf.end() || owner->second == i) continue;
+      const auto used = uses(i);
+      if (std::find(used.begin(), used.end(), *rec->owner) != used.end()) continue;
+      deletes[i].after.push_back(owner->second);
     }
-    // Topological order of the deletes.
+    // Topological order of the deletes (a cycle is found below, over the whole plan).
     std::vector<std::size_t> order, state(deletes.size(), 0);
     std::function<void(std::size_t)> visit = [&](std::size_t i) {
       if (state[i]) return;
@@ -270,6 +535,7 @@ Plan makePlan(const PlanInput& in) {
     for (auto& a : e.after) a += offset;
     plan.entries.push_back(std::move(e));
   }
+  orderReleases(in, plan);
   return plan;
 }
 
@@ -372,6 +638,10 @@ Json planToJson(const Plan& plan) {
     if (!e.sensitive.empty()) c["sensitive"] = e.sensitive;
     if (e.deletionPolicy != DeletionPolicy::kDefault)
       c["deletionPolicy"] = e.deletionPolicy == DeletionPolicy::kDelete ? "Delete" : "Orphan";
+    if (!e.dependsOn.empty()) {
+      c["dependsOn"] = Json::array();
+      for (const auto& d : e.dependsOn) c["dependsOn"].push_back(idJson(d));
+    }
     changes.push_back(c);
   }
   Json errors = Json::array();
@@ -469,6 +739,8 @@ Result<Plan> planFromJson(const Json& j) {
       else if (!policy.empty())
         return fail(ErrorKind::kInvalidInput,
                     "unknown deletionPolicy \"" + policy + "\" in plan (Delete or Orphan)");
+      if (c.contains("dependsOn"))
+        for (const auto& d : c.at("dependsOn")) e.dependsOn.push_back({d.at("kind"), d.at("name")});
       p.entries.push_back(std::move(e));
     }
     // The steps must form a DAG: a cycle (or a step waiting on itself) would never run.

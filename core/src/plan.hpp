@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "claims.hpp"
 #include "diff.hpp"
 #include "graph.hpp"
 #include "nodeplane/plugin.hpp"
@@ -38,11 +39,24 @@ struct PlanEntry {
   // Paths of the kind's sensitive fields: planToJson() writes a hash in place of their values in
   // desired and observed (see sensitive.hpp).
   std::vector<std::string> sensitive;
+  // The desired resource's metadata.dependsOn (and what expand() set): recorded with its
+  // ownership, so its delete is ordered when it is pruned later.
+  std::vector<ResourceId> dependsOn;
+};
+
+// What the state store recorded of an owned object, for the order of deletes.
+struct Recorded {
+  std::optional<ResourceId> owner;
+  std::vector<ResourceId> dependsOn;
 };
 
 struct Plan {
-  std::vector<PlanEntry> entries;  // deletes first (dependents before what they use), then the rest
-  std::vector<Error> errors;       // conflicts and unobservable kinds: those resources are skipped
+  // Deletes first (dependents before what they use, owners before their children), then the
+  // rest, dependencies first. A step runs after every step in its `after`: a create after the
+  // delete or update that releases what it claims; the delete of a child after the update or
+  // replace of its owner.
+  std::vector<PlanEntry> entries;
+  std::vector<Error> errors;  // conflicts and unobservable kinds: those resources are skipped
   std::vector<ResourceId> inSync;
   std::vector<ResourceId> claim;   // carry nodeplane's mark but are missing from the state store
   std::vector<ResourceId> forget;  // owned in the state store, gone from the host, not desired
@@ -65,6 +79,10 @@ struct PlanInput {
   // What pruning does to an owned object (OwnedObject::pruneAs): kOrphan releases it; those
   // absent (or all, when null) are deleted.
   const std::map<ResourceId, DeletionPolicy>* pruneAs = nullptr;
+  // Parallel to `desired`: what each resource claims (Desired::claims); null: nothing.
+  const std::vector<std::vector<DesiredClaim>>* claims = nullptr;
+  // Owner and dependsOn of owned objects, as the state store recorded them; null: none.
+  const std::map<ResourceId, Recorded>* recorded = nullptr;
 };
 
 Plan makePlan(const PlanInput& in);

@@ -306,12 +306,13 @@ class DaemonTest : public ::testing::Test {
                                      "--config",
                                      (root_ / "agent.yaml").string(),
                                      "--plugin-dir",
-                                     NODEPLANE_BUILD_PLUGIN_DIR,
+                                     pluginDir_,
                                      "--log-level",
                                      "debug",
                                      "run",
                                      "-f",
                                      (source.empty() ? desired_ : source).string()};
+    argv.insert(argv.end() - 3, globalArgs_.begin(), globalArgs_.end());
     argv.insert(argv.begin(), wrapper.begin(), wrapper.end());
     daemon_ = spawnLogged(argv, root_ / "daemon.out", log());
     ASSERT_TRUE(daemon_) << daemon_.error;
@@ -402,6 +403,8 @@ class DaemonTest : public ::testing::Test {
 
   TempDir root_;
   fs::path desired_;
+  std::string pluginDir_ = NODEPLANE_BUILD_PLUGIN_DIR;
+  std::vector<std::string> globalArgs_;  // before `run`: --sysfs-root DIR
   Spawned daemon_;
   Netlink nl_;
 };
@@ -960,6 +963,38 @@ TEST_F(DaemonTest, AFileWrittenDuringALongPassIsAppliedByTheNextPass) {
       logged(0, "reconciled: 3 resources: 3 created", {"reconciled: 4 resources: 1 created"}));
   EXPECT_TRUE(running(daemon_));
   EXPECT_TRUE(stopWith(SIGTERM));
+}
+
+// A desired state expanded with the host's PCI inventory (a widget with one child per PCI
+// function, and an IOMMU-group claim) is expanded again when the inventory changes, though no file
+// did: the daemon does not keep acting on the expansion it made at start.
+TEST_F(DaemonTest, AnExpansionThatReadsTheHostFollowsTheInventory) {
+  const fs::path sys = root_ / "sys";
+  fs::copy(sysfsFixture("a-workstation"), sys,
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  pluginDir_ = fs::path(NODEPLANE_TEST_PLUGIN_DIR) / "widget";
+  globalArgs_ = {"--sysfs-root", sys.string()};
+  writeFile(desired_ / "host.yaml",
+            "apiVersion: nodeplane.io/v1\nkind: Widget\nmetadata: {name: host}\n"
+            "spec: {size: 1, pciChildren: true,\n"
+            "  claims: [{type: pci, id: \"0000:01:00.0\", iommuGroup: true}]}\n");
+  const fs::path state = root_ / "state" / "state.json";
+  const std::string child = R"("name":"host-0000-00-14-2")";
+  const auto mark = logMark();
+  startDaemon();
+  ASSERT_TRUE(eventually("the child of 0000:00:14.2 owned",
+                         [&] { return slurp(state).find(child) != std::string::npos; }));
+  ASSERT_TRUE(logged(mark, "reconciled:"));  // the pass ended (no host events follow it)
+
+  fs::remove(sys / "bus/pci/devices/0000:00:14.2");  // the function goes away
+  const auto before = logMark();
+  ASSERT_TRUE(sendSignal(daemon_, SIGHUP));  // a pass; no file changed
+  EXPECT_TRUE(
+      logged(before, "the host's PCI inventory changed: expanding the desired state again"));
+  EXPECT_TRUE(eventually("the child of 0000:00:14.2 pruned",
+                         [&] { return slurp(state).find(child) == std::string::npos; }));
+  EXPECT_NE(slurp(state).find(R"("name":"host-0000-00-14-0")"), std::string::npos)
+      << "the other children stay";
 }
 
 }  // namespace

@@ -2,9 +2,12 @@
 // node.json?, plan.txt, plan.json}. Desired state goes through the real net plugin's schema,
 // validation and normalisation; the observation is read from the file (normalised the same way),
 // so the whole diff/plan path is checked without a kernel. node.json ({"hostname", "labels"}) is
-// the node the case plans for (metadata.nodes / nodeSelector select against it). plan.txt is what
-// `diff` prints, plan.json what `--output json diff` prints (its fingerprint, a hash of the live
-// host, left empty). To add a case, add a directory with the inputs and run the test with
+// the node the case plans for (metadata.nodes / nodeSelector select against it; "sysfs" names the
+// tests/fixtures/sysfs tree its inventory is read from). widget.json loads the widget test plugin
+// too, with that config; observed objects may list what they `holds`, and owned.txt lines may
+// add `owner=Kind/name` and `dependsOn=Kind/a,Kind/b` (what the state store recorded). plan.txt is
+// what `diff` prints, plan.json what `--output json diff` prints (its fingerprint, a hash of the
+// live host, left empty). To add a case, add a directory with the inputs and run the test with
 // NODEPLANE_GOLDEN_UPDATE=1 to write both plans; then read them.
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -26,6 +29,7 @@ namespace fs = std::filesystem;
 const fs::path kGolden = fs::path(NODEPLANE_SOURCE_DIR) / "tests/fixtures/golden";
 
 using ::nodeplane::testing::slurp;
+using ::nodeplane::testing::sysfsFixture;
 using ::nodeplane::testing::TempDir;
 using ::nodeplane::testing::writeFile;
 
@@ -40,13 +44,21 @@ class GoldenPlan : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenPlan, MatchesTheExpectedPlan) {
   const fs::path dir = kGolden / GetParam();
-  auto plugins = PluginHost::load(NODEPLANE_BUILD_PLUGIN_DIR, {});
-  ASSERT_TRUE(plugins) << plugins.error().str();
   HostContext node;
   if (fs::exists(dir / "node.json")) {
     Json n = Json::parse(slurp(dir / "node.json"));
     node.hostname = n.value("hostname", "");
     node.labels = n.value("labels", std::map<std::string, std::string>{});
+    if (n.contains("sysfs")) node.sysfsRoot = sysfsFixture(n["sysfs"]);
+  }
+  const bool widgets = fs::exists(dir / "widget.json");
+  if (widgets) node.config["widget"] = Json::parse(slurp(dir / "widget.json"));
+  auto plugins = PluginHost::load(NODEPLANE_BUILD_PLUGIN_DIR, node);
+  ASSERT_TRUE(plugins) << plugins.error().str();
+  if (widgets) {
+    auto ok = plugins->loadOne(
+        fs::path(NODEPLANE_TEST_PLUGIN_DIR) / "widget" / "libnodeplane-widget.so", node);
+    ASSERT_TRUE(ok) << ok.error().str();
   }
   Engine engine(*plugins, node);
 
@@ -61,6 +73,8 @@ TEST_P(GoldenPlan, MatchesTheExpectedPlan) {
       continue;
     }
     ObservedObject object{{o.at("kind"), o.at("name")}, o.at("spec"), o.value("marked", false)};
+    for (const auto& h : o.value("holds", Json::array()))
+      object.holds.push_back({h.at("type"), h.at("id"), h.value("exclusive", true)});
     auto n = plugins->forKind(object.id.kind)->normalize(object.id.kind, object.spec);
     ASSERT_TRUE(n);
     object.spec = *n;
@@ -73,12 +87,26 @@ TEST_P(GoldenPlan, MatchesTheExpectedPlan) {
   auto store = state::Store::open(stateDir.path());
   ASSERT_TRUE(store);
   std::istringstream owned(fs::exists(dir / "owned.txt") ? slurp(dir / "owned.txt") : "");
+  // "Kind/name [owner=Kind/name] [dependsOn=Kind/name,Kind/name]"
+  auto idOf = [](const std::string& s) {
+    auto slash = s.find('/');
+    return ResourceId{s.substr(0, slash), s.substr(slash + 1)};
+  };
   for (std::string line; std::getline(owned, line);) {
-    auto slash = line.find('/');
-    if (slash == std::string::npos) continue;
+    std::istringstream words(line);
+    std::string id;
+    if (!(words >> id) || id.find('/') == std::string::npos) continue;
     state::OwnedObject o;
-    o.id = {line.substr(0, slash), line.substr(slash + 1)};
-    o.plugin = "net";
+    o.id = idOf(id);
+    auto* p = plugins->forKind(o.id.kind);
+    o.plugin = p ? p->name() : "net";
+    for (std::string w; words >> w;) {
+      if (w.starts_with("owner=")) o.owner = idOf(w.substr(6));
+      if (w.starts_with("dependsOn=")) {
+        std::istringstream list(w.substr(10));
+        for (std::string d; std::getline(list, d, ',');) o.dependsOn.push_back(idOf(d));
+      }
+    }
     store->setOwned(o);
   }
   Plan plan = engine.plan(desired, obs, *store, /*prune=*/true);

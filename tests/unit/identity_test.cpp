@@ -106,7 +106,8 @@ TEST_F(IdentityEngine, MetadataAdoptAndDeletionPolicyAreParsedAndWrongValuesAreE
   ASSERT_EQ(old.errors.size(), 1u);
   EXPECT_THAT(old.errors[0].str(),
               HasSubstr("Widget/w spec.adopt: unknown field \"adopt\" (known: size, color, uses, "
-                        "secret, children) (moved to metadata.adopt: write it under metadata"));
+                        "secret, children, parts, pciChildren, claims) (moved to metadata.adopt: "
+                        "write it under metadata"));
 }
 
 TEST_F(IdentityEngine, AnAdoptedObjectIsReleasedWhenItsFileGoesUnlessItAskedForDelete) {

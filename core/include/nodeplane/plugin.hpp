@@ -62,8 +62,10 @@ struct HostContext {
 };
 
 // A host object a resource takes: a PCI function, a GPU, a network interface name. Two desired
-// resources may not both take one exclusively; a desired resource may not take one that an
-// object it does not replace holds now (see ObservedObject::holds).
+// resources may not both take one unless both share it; a desired resource may not take one that
+// an object it does not replace holds now (see ObservedObject::holds): its step waits for the
+// delete of that object, or for the update or replace that drops the claim. A "gpu" whose id is
+// a PCI address is the "pci" function of that address.
 struct Claim {
   std::string type;  // "pci", "gpu", "interface"
   std::string id;    // "0000:3b:00.0", "GPU-…", "br0"
@@ -307,7 +309,9 @@ class Plugin {
 
   // Children this resource owns (a VM's VfioDevices and Tap). The core plans, shows, owns and
   // deletes them like any other resource. Children set `owner` to the parent's id, and may set
-  // `dependsOn`. A kind whose expansion reads the host sets KindSchema::expandReadsHost.
+  // `dependsOn`. The owner is applied after its children and deleted before them (stop the VM,
+  // then release its devices), unless a child uses its owner (a reference or dependsOn). A kind
+  // whose expansion reads the host sets KindSchema::expandReadsHost.
   virtual Result<std::vector<Resource>> expand(const Resource&) const {
     return std::vector<Resource>{};
   }
