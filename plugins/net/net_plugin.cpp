@@ -8,6 +8,7 @@
 #include "addr_text.hpp"
 #include "link_apply.hpp"
 #include "link_state.hpp"
+#include "net_events.hpp"
 #include "net_schema.hpp"
 #include "netlink_socket.hpp"
 
@@ -33,7 +34,10 @@ Result<void> unknownKind(const std::string& kind) {
 }  // namespace
 
 NetPlugin::NetPlugin(HostServices& services)
-    : services_(services), host_(services.context()), nl_(std::make_unique<NetlinkSocket>()) {}
+    : services_(services),
+      host_(services.context()),
+      nl_(std::make_unique<NetlinkSocket>()),
+      events_(std::make_unique<LinkEvents>()) {}
 
 NetPlugin::~NetPlugin() = default;
 
@@ -65,6 +69,7 @@ Result<std::vector<ObservedObject>> NetPlugin::observe(const std::vector<std::st
       if (!isNetKind(kind)) return std::unexpected(unknownKind(kind).error());
     auto links = dumpLinks(*nl_);  // one link dump + one address dump for every kind
     if (!links) return std::unexpected(netlinkFailure(links.error(), "listing network links"));
+    events_->noteLinks(*links);
     std::vector<ObservedObject> out;
     for (const LinkState& l : *links) {
       bool matched = false;
@@ -85,6 +90,18 @@ Result<std::vector<ObservedObject>> NetPlugin::observe(const std::vector<std::st
     return out;
   });
 }
+
+Result<std::vector<EventSource>> NetPlugin::openEvents() {
+  auto source = events_->open();
+  if (!source) return std::unexpected(source.error());
+  return std::vector<EventSource>{*source};
+}
+
+Result<Touched> NetPlugin::drainEvents(int fd) {
+  return guarded("reading link events", [&] { return events_->drain(fd); });
+}
+
+void NetPlugin::closeEvents() { events_->close(); }
 
 Outcome NetPlugin::apply(const Change& change, ApplyContext& /*context*/) {
   return Outcome::from(applyNow(change));
