@@ -496,7 +496,7 @@ void Engine::record(const Plan& plan, state::Store& store, bool inSyncResults) c
 ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool prune,
                              const StepCallback& onStep, const std::set<ResourceId>& hold) {
   ApplyReport report;
-  Observation obs = observe();
+  Observation obs = observeForPass(nullptr, nullptr);
   Plan plan = this->plan(desired, obs, store, prune);
   report.plan = plan;
   report.errors = plan.errors;
@@ -508,7 +508,7 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
     tally(report, plan, execute(plan, store, onStep), gaveUp);
     if (report.stopped || report.interrupted || stop_.stop_requested()) break;
     // Verify: observe again; what still differs (and did not fail) gets another round.
-    obs = observe();
+    obs = observeForPass(&plan, &obs);
     Plan next = this->plan(desired, obs, store, prune);
     record(next, store, /*inSyncResults=*/false);  // keep "created" etc. of this apply
     Plan retry = withoutEntries(next, gaveUp);
@@ -525,6 +525,12 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
       }
     }
     plan = std::move(retry);
+  }
+  if (keep_) {  // what the next pass reuses; nothing when the steps stopped before a verify
+    if (report.stopped || report.interrupted || stop_.stop_requested())
+      kept_.reset();
+    else
+      kept_ = std::move(obs);
   }
   if (auto ok = store.commit(); !ok)
     report.errors.push_back(ok.error());

@@ -65,6 +65,18 @@ class Engine {
   using Progress = std::function<void(std::size_t done, std::size_t total)>;
   void setProgress(Progress progress) { progress_ = std::move(progress); }
 
+  // The daemon, between full resyncs (off unless keepObservations() was called): converge()
+  // keeps what it observed last, and the next converge() observes afresh only the plugins named
+  // by observeAfresh() since (plus those it runs steps of, and those whose observe failed),
+  // reusing the kept observation of the others. observeEverything(), or nothing kept (the first
+  // pass, an interrupted one), makes it observe every plugin. Never used by the executor's own
+  // check before the steps run, which always looks at the host as it is.
+  void keepObservations() { keep_ = true; }
+  void observeAfresh(const std::set<std::string>& plugins) {
+    afresh_.insert(plugins.begin(), plugins.end());
+  }
+  void observeEverything() { everything_ = true; }
+
   Desired prepare(LoadResult loaded) const;
   // Every kind of every loaded plugin (or only `kinds`), normalised.
   Observation observe(const std::set<std::string>& kinds = {});
@@ -104,6 +116,10 @@ class Engine {
 
  private:
   std::set<ResourceId> ownedIds(const state::Store& store) const;
+  // converge()'s observation (engine_observe.cpp): `ran` is null for the first of a converge()
+  // (the kept observation is reused), else the plan whose steps just ran (their plugins are
+  // observed afresh to verify them) and `last` what the converge() observed before (reused).
+  Observation observeForPass(const Plan* ran, Observation* last);
   void record(const Plan& plan, state::Store& store, bool inSyncResults) const;
 
   PluginHost& plugins_;
@@ -111,6 +127,9 @@ class Engine {
   std::size_t stepsRun_ = 0;  // for the crash-test hook
   std::stop_token stop_;
   Progress progress_;
+  bool keep_ = false, everything_ = true, passEverything_ = true;
+  std::set<std::string> afresh_, passAfresh_;
+  std::optional<Observation> kept_;
 };
 
 // "Bridge/a, Bridge/b, ... (12 in all)"

@@ -39,6 +39,10 @@ class PluginHandle {
   Outcome apply(const Change& change, ApplyContext& context);
   Result<void> recover(const Interrupted& entry, ApplyContext& context);
   std::vector<CheckItem> check();
+  // Event sources (the daemon, on its poll thread): see Plugin::openEvents().
+  Result<std::vector<EventSource>> openEvents();
+  Result<Touched> drainEvents(int fd);
+  void closeEvents();
 
   // Starts the plugin once (the first observe/apply needs it); an error is kept and returned
   // again. stop() (also run by the destructor) joins the plugin's threads.
