@@ -84,7 +84,7 @@ bool EventSources::ready(PluginHandle* plugin, int fd, short revents, Clock::tim
   if (it == watched_.end()) return false;  // closed since poll() returned
   const std::string name = it->source.name;
   bool pass = false;
-  if (revents & POLLIN) {
+  if (revents & (POLLIN | POLLERR)) {
     auto touched = plugin->drainEvents(fd);
     if (!touched) {
       broke(plugin, "event source \"" + name + "\" broke: " + touched.error().str(), now);
@@ -94,6 +94,12 @@ bool EventSources::ready(PluginHandle* plugin, int fd, short revents, Clock::tim
     if (!touched->empty())
       spdlog::debug("plugin {}: {}: {}{}", plugin->name(), name, describe(*touched),
                     pass ? "" : " (none desired or owned: no pass)");
+  }
+  if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
+    // The read may have taken the error away (a netlink socket that overflowed reports POLLERR
+    // until recv() returns ENOBUFS, which the plugin reads as "everything"): ask again.
+    pollfd again{fd, POLLIN, 0};
+    revents = ::poll(&again, 1, 0) < 0 ? POLLNVAL : again.revents;
   }
   if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
     broke(plugin,
