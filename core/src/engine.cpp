@@ -526,8 +526,11 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
     }
     plan = std::move(retry);
   }
-  if (keep_) {  // what the next pass reuses; nothing when the steps stopped before a verify
-    if (report.stopped || report.interrupted || stop_.stop_requested())
+  // What the next pass reuses; nothing when the steps stopped before a verify, or when there is
+  // one plugin (a pass after its events observes it afresh anyway: the idle daemon stays small).
+  if (keep_) {
+    if (report.stopped || report.interrupted || stop_.stop_requested() ||
+        plugins_.plugins().size() < 2)
       kept_.reset();
     else
       kept_ = std::move(obs);

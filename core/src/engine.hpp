@@ -66,11 +66,12 @@ class Engine {
   void setProgress(Progress progress) { progress_ = std::move(progress); }
 
   // The daemon, between full resyncs (off unless keepObservations() was called): converge()
-  // keeps what it observed last, and the next converge() observes afresh only the plugins named
-  // by observeAfresh() since (plus those it runs steps of, and those whose observe failed),
-  // reusing the kept observation of the others. observeEverything(), or nothing kept (the first
-  // pass, an interrupted one), makes it observe every plugin. Never used by the executor's own
-  // check before the steps run, which always looks at the host as it is.
+  // keeps what it observed last (when more than one plugin is loaded), and the next converge()
+  // observes afresh only the plugins named by observeAfresh() since (plus those it runs steps of,
+  // and those whose observe failed), reusing the kept observation of the others.
+  // observeEverything(), or nothing kept (the first pass, an interrupted one), makes it observe
+  // every plugin. Never used by the executor's own check before the steps run, which always looks
+  // at the host as it is.
   void keepObservations() { keep_ = true; }
   void observeAfresh(const std::set<std::string>& plugins) {
     afresh_.insert(plugins.begin(), plugins.end());
