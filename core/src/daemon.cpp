@@ -1,7 +1,5 @@
 #include "daemon.hpp"
 
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -9,7 +7,6 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -27,6 +24,9 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <vector>
+
+#include "daemon_events.hpp"
 
 namespace nodeplane {
 namespace {
@@ -62,6 +62,11 @@ void arm(int timerFd, std::chrono::milliseconds after, std::chrono::milliseconds
   ::timerfd_settime(timerFd, 0, &its, nullptr);
 }
 
+void disarm(int timerFd) {
+  itimerspec none{};
+  ::timerfd_settime(timerFd, 0, &none, nullptr);
+}
+
 void drain(int fd) {
   char buf[16384];
   while (::read(fd, buf, sizeof buf) > 0) {
@@ -88,39 +93,6 @@ std::set<std::filesystem::path> watchDirs(const std::vector<std::filesystem::pat
     }
   }
   return dirs;
-}
-
-// inotify watches inodes, not paths: once a watched path names another directory (a swapped
-// symlink, a directory deleted and made again) the old watch sees nothing of it. Re-adding every
-// path after each batch of events moves the watch to what the path names now (the kernel returns
-// the same descriptor when it is the same inode) and drops watches nobody names any more.
-// Reads every pending netlink notification; true if any may concern what nodeplane manages.
-// The kernel's own chatter about links it just created is not: bridge-port STP state changes
-// (family AF_BRIDGE) and IPv6 link-local addresses (which observe() ignores) would otherwise
-// wake the daemon for a no-op pass seconds after every apply. ENOBUFS (lost events) matters.
-bool netlinkEventsMatter(int fd) {
-  bool matter = false;
-  alignas(nlmsghdr) char buf[32768];
-  for (;;) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0) {
-      if (errno == ENOBUFS) matter = true;
-      if (errno == EINTR || errno == ENOBUFS) continue;
-      return matter;  // EAGAIN: drained
-    }
-    int len = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-      if (h->nlmsg_type == RTM_NEWLINK || h->nlmsg_type == RTM_DELLINK) {
-        const auto* ifi = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
-        if (ifi->ifi_family != AF_BRIDGE) matter = true;
-      } else if (h->nlmsg_type == RTM_NEWADDR || h->nlmsg_type == RTM_DELADDR) {
-        const auto* ifa = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
-        if (!(ifa->ifa_family == AF_INET6 && ifa->ifa_scope == RT_SCOPE_LINK)) matter = true;
-      } else {
-        matter = true;
-      }
-    }
-  }
 }
 
 // Test hook for the exception barrier: the first N loads of this process throw once the files are
@@ -172,6 +144,10 @@ Desired keepPacked(Desired made) {
   return Desired(made);
 }
 
+// inotify watches inodes, not paths: once a watched path names another directory (a swapped
+// symlink, a directory deleted and made again) the old watch sees nothing of it. Re-adding every
+// path after each batch of events moves the watch to what the path names now (the kernel returns
+// the same descriptor when it is the same inode) and drops watches nobody names any more.
 class Watches {
  public:
   explicit Watches(int inotifyFd) : fd_(inotifyFd) {}
@@ -365,26 +341,30 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   Fd resyncTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   Fd watchdogTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   Fd passDone(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));  // the pass thread ended
-  if (!sigFd || !inFd || !passTimer || !resyncTimer || !watchdogTimer || !passDone) {
+  Fd eventTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));   // debounce
+  Fd reopenTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));  // sources
+  if (!sigFd || !inFd || !passTimer || !resyncTimer || !watchdogTimer || !passDone || !eventTimer ||
+      !reopenTimer) {
     spdlog::error("cannot set up the event loop: {}", std::strerror(errno));
     return 1;
   }
   Watches watches(inFd.get());
   if (!watches.refresh(opt.sources, spdlog::level::err)) return 1;
 
-  // Link and address changes made by anyone: a link deleted by hand is repaired at once.
-  Fd nlFd;
-  if (opt.watchNetlink) {
-    nlFd = Fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
-    sockaddr_nl sa{};
-    sa.nl_family = AF_NETLINK;
-    sa.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
-    if (!nlFd || ::bind(nlFd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-      spdlog::warn("netlink events unavailable ({}); drift is repaired at resync only",
-                   std::strerror(errno));
-      nlFd = Fd();
-    }
-  }
+  // The plugins' event sources (the net plugin's link and address events: a link deleted by
+  // hand is repaired at once). Opened before the first pass observes, so nothing falls between.
+  EventSources events(engine.plugins(),
+                      std::min<std::chrono::milliseconds>(opt.resync, std::chrono::seconds(60)));
+  if (opt.watchEvents) events.openAll(Clock::now());
+  // Between full passes (resync, files, SIGHUP, retries) a pass after events observes afresh only
+  // the plugins whose sources fired, and reuses the others' last observation.
+  engine.keepObservations();
+  bool wantFull = true;                         // the next pass observes every plugin
+  std::set<std::string> touchedPlugins;         // else: these afresh
+  std::optional<Clock::time_point> firstEvent;  // of those the next pass answers
+  const auto maxWait = opt.maxWait.count() ? std::max(opt.maxWait, opt.debounce)
+                                           : std::max<std::chrono::milliseconds>(
+                                                 opt.debounce * 4, std::chrono::seconds(1));
 
   std::uint64_t watchdogUsec = 0;
   if (sd_watchdog_enabled(0, &watchdogUsec) > 0 && watchdogUsec > 0) {
@@ -402,6 +382,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   std::map<std::string, std::size_t> resourcesIn;           // per file, at the last pass that acted
   std::map<std::string, Clock::time_point> emptiedSince;    // files seen emptied, not settled yet
   std::map<ResourceId, Clock::time_point> inProgressSince;  // steps "in progress", pass after pass
+  std::optional<std::set<ResourceId>> relevant;  // desired or owned, after the last converge
 
   // A pass runs on a thread of its own (below): these are the pass's, the poll thread leaves them
   // alone while one runs.
@@ -553,6 +534,12 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
             terminal.insert(e.change.id);
         },
         held);
+    {  // what an event must touch to need a pass (EventSources::setRelevant)
+      std::set<ResourceId> ids;
+      for (const auto& r : desired.resources) ids.insert(r.id);
+      for (const auto& [id, _] : store->owned()) ids.insert(id);
+      relevant = std::move(ids);
+    }
     for (const auto& e : report.plan.errors)
       if (auto id = idOf(e.resource); !id || !held.count(*id)) spdlog::error("{}", e.str());
     bool failedWhole = false;  // an error no resource's backoff accounts for
@@ -671,6 +658,14 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       return;
     }
     drain(passTimer.get());
+    disarm(eventTimer.get());
+    drain(eventTimer.get());
+    firstEvent.reset();
+    if (std::exchange(wantFull, false))
+      engine.observeEverything();
+    else
+      engine.observeAfresh(touchedPlugins);
+    touchedPlugins.clear();
     passing = true;
     auto run = [&] {
       passOut = guardedPass();
@@ -688,6 +683,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     drain(passDone.get());
     if (passThread.joinable()) passThread.join();
     passing = false;
+    if (relevant) events.setRelevant(*std::exchange(relevant, std::nullopt));
     if (stopping.stop_requested()) return;  // exiting: no next pass to plan
     const PassOutcome out = passOut;
     const auto now = Clock::now();
@@ -703,9 +699,26 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       notBefore = {};
       if (out.again) next = now + *out.again;
     }
-    if (next) arm(passTimer.get(), until(*next, now));
-    if (std::exchange(dirty, false))  // what happened during the pass: never before its backoff
-      arm(passTimer.get(), std::max(opt.debounce, until(notBefore, now)));
+    if (next) {
+      wantFull = true;  // a retry or a file settling: everything afresh
+      arm(passTimer.get(), until(*next, now));
+    }
+    if (std::exchange(dirty, false)) {  // what happened during the pass: never before its backoff
+      firstEvent = now;
+      arm(eventTimer.get(), std::max(opt.debounce, until(notBefore, now)));
+    }
+  };
+  // Events (a file written, a plugin's source) run a pass once they have been quiet for
+  // opt.debounce, but no later than maxWait after the first of them (churn cannot hold a pass
+  // off), and never before the whole-pass backoff ends.
+  auto eventSeen = [&](Clock::time_point now) {
+    if (passing) {
+      dirty = true;  // one more pass follows this one
+      return;
+    }
+    if (!firstEvent) firstEvent = now;
+    const auto due = std::max(std::min(now + opt.debounce, *firstEvent + maxWait), notBefore);
+    arm(eventTimer.get(), until(due, now));
   };
 
   spdlog::info("nodeplane run: resync every {} s", opt.resync.count());
@@ -713,18 +726,25 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   sd_notify(0, "READY=1");
   startPass();
 
-  pollfd fds[6] = {{sigFd.get(), POLLIN, 0},         {inFd.get(), POLLIN, 0},
-                   {passTimer.get(), POLLIN, 0},     {resyncTimer.get(), POLLIN, 0},
-                   {watchdogTimer.get(), POLLIN, 0}, {passDone.get(), POLLIN, 0}};
-  std::vector<pollfd> all(fds, fds + 6);
-  if (nlFd) all.push_back({nlFd.get(), POLLIN, 0});
+  enum { kSig, kInotify, kPassTimer, kResync, kWatchdog, kPassDone, kEventTimer, kReopen, kFixed };
+  std::vector<pollfd> all;
   for (;;) {
+    all.assign({{sigFd.get(), POLLIN, 0},
+                {inFd.get(), POLLIN, 0},
+                {passTimer.get(), POLLIN, 0},
+                {resyncTimer.get(), POLLIN, 0},
+                {watchdogTimer.get(), POLLIN, 0},
+                {passDone.get(), POLLIN, 0},
+                {eventTimer.get(), POLLIN, 0},
+                {reopenTimer.get(), POLLIN, 0}});
+    const auto watched = events.watched();  // a read may close sources: a copy
+    for (const auto& w : watched) all.push_back({w.source.fd, POLLIN, 0});
     if (::poll(all.data(), all.size(), -1) < 0) {
       if (errno == EINTR) continue;
       spdlog::error("poll: {}", std::strerror(errno));
       return 1;
     }
-    if (all[0].revents & POLLIN) {
+    if (all[kSig].revents & POLLIN) {
       signalfd_siginfo si{};
       while (::read(sigFd.get(), &si, sizeof si) == sizeof si) {
         if (si.ssi_signo == SIGHUP) {
@@ -739,52 +759,61 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
         stopping.request_stop();
       }
     }
-    if (all[5].revents & POLLIN) passEnded();
+    if (all[kPassDone].revents & POLLIN) passEnded();
     if (stopping.stop_requested() && !passing) return 0;
-    if (all[4].revents & POLLIN) {
+    if (all[kWatchdog].revents & POLLIN) {
       drain(watchdogTimer.get());
       sd_notify(0, "WATCHDOG=1");
     }
-    bool fileEvent = false, linkEvent = false;
-    if (all[1].revents & POLLIN) {
+    const auto now = Clock::now();
+    bool event = false;
+    if (all[kInotify].revents & POLLIN) {
       drain(inFd.get());
       watches.refresh(opt.sources, spdlog::level::warn);  // follow swapped links and dirs
-      fileEvent = true;
+      wantFull = true;
+      event = true;
     }
-    if (all.size() > 6 && (all[6].revents & (POLLIN | POLLERR))) {
-      if (netlinkEventsMatter(nlFd.get())) linkEvent = true;
+    for (std::size_t i = 0; i < watched.size(); ++i) {
+      const short revents = all[kFixed + i].revents;
+      if (!revents) continue;
+      PluginHandle* plugin = watched[i].plugin;
+      if (events.ready(plugin, watched[i].source.fd, revents, now)) {
+        touchedPlugins.insert(plugin->name());
+        event = true;
+      }
     }
+    if (all[kReopen].revents & POLLIN) {
+      drain(reopenTimer.get());
+      for (const auto& name : events.reopenDue(now)) {  // what they missed: observe them afresh
+        touchedPlugins.insert(name);
+        event = true;
+      }
+    }
+    if (auto next = events.nextReopen())
+      arm(reopenTimer.get(), until(*next, now));
+    else
+      disarm(reopenTimer.get());
     if (stopping.stop_requested()) {  // waiting for the pass to end: no other starts
       drain(passTimer.get());
       drain(resyncTimer.get());
+      drain(eventTimer.get());
       continue;
     }
-    if ((fileEvent || linkEvent) && passing) dirty = true;  // one more pass follows this one
-    if ((fileEvent || linkEvent) && !passing) {
-      // Never before the whole-pass backoff ends: events do not cut a retry delay short.
-      const auto delay = std::max(opt.debounce, until(notBefore, Clock::now()));
-      if (fileEvent) {
-        arm(passTimer.get(), delay);  // the quiet time after a burst of writes
-      } else {
-        // Link events do not push a pass already due sooner further away: other software's
-        // links changing more often than the debounce time (veths of a busy container host)
-        // would otherwise hold off every repair until the resync.
-        itimerspec due{};
-        const bool armed = ::timerfd_gettime(passTimer.get(), &due) == 0 &&
-                           (due.it_value.tv_sec != 0 || due.it_value.tv_nsec != 0);
-        if (!armed || std::chrono::seconds(due.it_value.tv_sec) +
-                              std::chrono::nanoseconds(due.it_value.tv_nsec) >
-                          delay)
-          arm(passTimer.get(), delay);
-      }
-    }
-    if (all[3].revents & POLLIN) {
+    if (event) eventSeen(now);
+    if (all[kResync].revents & POLLIN) {
       drain(resyncTimer.get());
+      wantFull = true;
       startPass();
       continue;
     }
-    if (all[2].revents & POLLIN) {
+    if (all[kPassTimer].revents & POLLIN) {
       drain(passTimer.get());
+      wantFull = true;  // SIGHUP, a retry, a file settling
+      startPass();
+      continue;
+    }
+    if (all[kEventTimer].revents & POLLIN) {
+      drain(eventTimer.get());
       startPass();
     }
   }

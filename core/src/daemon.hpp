@@ -1,7 +1,9 @@
-// `nodeplane run`: the level-triggered daemon. Watchers (inotify on the desired directory,
-// netlink link/address events, signals, the resync timer) only schedule a pass; a pass re-reads
-// desired and observed state from scratch. Idle, it sleeps in poll() with no timeout: no wakeups
-// but the resync timer (and the systemd watchdog, when asked for).
+// `nodeplane run`: the level-triggered daemon. Watchers (inotify on the desired directory, the
+// plugins' event sources, signals, the resync timer) only schedule a pass; a pass re-reads the
+// desired state when a file changed and observes every plugin, except after events alone: then
+// it observes afresh only the plugins whose sources fired, until the next full resync. Idle, it
+// sleeps in poll() with no timeout: no wakeups but the resync timer (and the systemd watchdog, when
+// asked for).
 //
 // What a pass never does: retry a resource before its backoff ends (whatever woke the daemon,
 // its own rollback's netlink events included), act on a file that just became empty before it
@@ -26,7 +28,11 @@ struct DaemonOptions {
   std::chrono::seconds lockTimeout{60};
   bool prune = true;
   bool allowEmpty = false;  // agent config `allowEmpty`
-  bool watchNetlink = true;
+  // Poll the plugins' event sources (Plugin::openEvents).
+  bool watchEvents = true;
+  // Events run a pass once quiet for `debounce`, but no later than this after the first of them
+  // (0: 4 x debounce, at least 1 s).
+  std::chrono::milliseconds maxWait{0};
   // A file that had resources and has none now may be half-written (truncated, then written):
   // the pass waits this long for it to change again before acting on it.
   std::chrono::milliseconds settle{2000};

@@ -568,7 +568,7 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
       changed.deletionPolicy = r.deletionPolicy;
       store.setOwned(std::move(changed));
     }
-  Observation obs = observe();
+  Observation obs = observeForPass(nullptr, nullptr);
   Plan plan = this->plan(desired, obs, store, prune);
   report.plan = plan;
   report.errors = plan.errors;
@@ -628,7 +628,7 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
     // once. What still differs (and did not fail) gets another round.
     Plan next;
     for (;;) {
-      obs = observe();
+      obs = observeForPass(&plan, &obs);
       next = this->plan(desired, obs, store, prune);
       record(next, store, /*inSyncResults=*/false);  // keep "created" etc. of this apply
       std::map<ResourceId, const Change*> differs;
@@ -669,6 +669,15 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
                                 " rounds: " + stillNeeds(e.change));
     }
     plan = std::move(retry);
+  }
+  // What the next pass reuses; nothing when the steps stopped before a verify, or when there is
+  // one plugin (a pass after its events observes it afresh anyway: the idle daemon stays small).
+  if (keep_) {
+    if (report.stopped || report.interrupted || stop_.stop_requested() ||
+        plugins_.plugins().size() < 2)
+      kept_.reset();
+    else
+      kept_ = obs;
   }
   report.observed = std::move(obs);
   if (auto ok = store.commit(); !ok)

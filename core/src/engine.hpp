@@ -90,6 +90,19 @@ class Engine {
   // to the kind's verify timeout) unless this is off: the daemon schedules a re-check pass.
   void setWaitInProgress(bool wait) { waitInProgress_ = wait; }
 
+  // The daemon, between full resyncs (off unless keepObservations() was called): converge()
+  // keeps what it observed last (when more than one plugin is loaded), and the next converge()
+  // observes afresh only the plugins named by observeAfresh() since (plus those it runs steps of,
+  // and those whose observe failed), reusing the kept observation of the others.
+  // observeEverything(), or nothing kept (the first pass, an interrupted one), makes it observe
+  // every plugin. Never used by the executor's own check before the steps run, which always looks
+  // at the host as it is.
+  void keepObservations() { keep_ = true; }
+  void observeAfresh(const std::set<std::string>& plugins) {
+    afresh_.insert(plugins.begin(), plugins.end());
+  }
+  void observeEverything() { everything_ = true; }
+
   Desired prepare(LoadResult loaded) const;
   // Hands the store's agent id to the plugins (their ownership marks carry it). converge(),
   // applySaved(), recover() and deletesOfEmptyDesired() do it themselves; call it before an
@@ -155,6 +168,10 @@ class Engine {
   bool expansionReadsHost(const std::vector<Resource>& resources) const;
   // A hash of the host's PCI inventory (the pass's snapshot), "" when it cannot be read.
   std::string inventoryFingerprint() const;
+  // converge()'s observation (engine_observe.cpp): `ran` is null for the first of a converge()
+  // (the kept observation is reused), else the plan whose steps just ran (their plugins are
+  // observed afresh to verify them) and `last` what the converge() observed before (reused).
+  Observation observeForPass(const Plan* ran, Observation* last);
   void record(const Plan& plan, state::Store& store, bool inSyncResults) const;
 
   PluginHost& plugins_;
@@ -165,6 +182,9 @@ class Engine {
   StepProgress stepProgress_;
   bool waitInProgress_ = true;
   bool unresolved_ = false;  // see clearJournal()
+  bool keep_ = false, everything_ = true, passEverything_ = true;
+  std::set<std::string> afresh_, passAfresh_;
+  std::optional<Observation> kept_;
 };
 
 // "Bridge/a, Bridge/b, ... (12 in all)"

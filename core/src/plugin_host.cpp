@@ -216,6 +216,28 @@ Result<std::vector<FieldSchema>> PluginHandle::configSchema() const {
                                            [&] { return plugin_->configSchema(); });
 }
 
+Result<std::vector<EventSource>> PluginHandle::openEvents() {
+  if (auto ok = start(); !ok) return std::unexpected(ok.error());
+  auto out = guarded<Result<std::vector<EventSource>>>(name_, "openEvents",
+                                                       [&] { return plugin_->openEvents(); });
+  if (!out) return std::unexpected(out.error());
+  return *out;
+}
+
+Result<Touched> PluginHandle::drainEvents(int fd) {
+  auto out =
+      guarded<Result<Touched>>(name_, "drainEvents", [&] { return plugin_->drainEvents(fd); });
+  if (!out) return std::unexpected(out.error());
+  return *out;
+}
+
+void PluginHandle::closeEvents() {
+  (void)guarded<bool>(name_, "closeEvents", [&] {
+    plugin_->closeEvents();
+    return true;
+  });
+}
+
 Result<PluginHost> PluginHost::load(const std::filesystem::path& dir, const HostContext& host) {
   Fd dirFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dirFd.get() < 0) {

@@ -41,6 +41,10 @@ class PluginHandle {
   // Readiness items; the plugin is not started for them (see Plugin::check).
   std::vector<CheckItem> check();
   Result<std::vector<FieldSchema>> configSchema() const;
+  // Event sources (the daemon, on its poll thread): see Plugin::openEvents().
+  Result<std::vector<EventSource>> openEvents();
+  Result<Touched> drainEvents(int fd);
+  void closeEvents();
 
   // Starts the plugin once (the first observe/apply needs it); an error is kept and returned
   // again. stop() (also run by the destructor) joins the plugin's threads.

@@ -105,7 +105,7 @@ void parseAfSpec(const nlattr* spec, LinkState& l) {
 }
 
 void parseLink(const nlmsghdr* h, std::vector<LinkState>& out) {
-  if (h->nlmsg_type != RTM_NEWLINK) return;
+  if (h->nlmsg_type != RTM_NEWLINK && h->nlmsg_type != RTM_DELLINK) return;  // DELLINK: events
   auto* hdr = const_cast<nlmsghdr*>(h);
   nlattr* tb[IFLA_MAX + 1] = {};
   if (nlmsg_parse(hdr, sizeof(ifinfomsg), tb, IFLA_MAX, nullptr) < 0) return;
@@ -152,6 +152,13 @@ const LinkState* byIndex(const std::vector<LinkState>& all, int index) {
 }
 
 }  // namespace
+
+std::optional<LinkState> parseLinkMessage(const nlmsghdr* h) {
+  std::vector<LinkState> one;
+  parseLink(h, one);
+  if (one.empty()) return std::nullopt;
+  return std::move(one.front());
+}
 
 bool LinkState::isTap() const {
   if (kind != "tun") return false;

@@ -48,6 +48,9 @@ std::expected<std::vector<LinkState>, NetlinkError> dumpLinks(NetlinkSocket& nl)
 // The link named `name` as the kernel has it now (no addresses); ENODEV when there is none.
 std::expected<LinkState, NetlinkError> getLink(NetlinkSocket& nl, const std::string& name);
 
+// One RTM_NEWLINK or RTM_DELLINK message (a dump's answer, or an event), without addresses.
+std::optional<LinkState> parseLinkMessage(const nlmsghdr* h);
+
 // True when `link` is a link of nodeplane kind `kind` (Bridge, Vxlan, Tap).
 bool linkIsKind(const LinkState& link, const std::string& kind);
 

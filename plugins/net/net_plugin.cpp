@@ -8,6 +8,7 @@
 #include "addr_text.hpp"
 #include "link_apply.hpp"
 #include "link_state.hpp"
+#include "net_events.hpp"
 #include "net_schema.hpp"
 #include "netlink_socket.hpp"
 
@@ -36,7 +37,8 @@ static Result<void> notStarted() {
   return fail(ErrorKind::kTerminal, "the net plugin was not started (start() opens its socket)");
 }
 
-NetPlugin::NetPlugin(HostServices& services) : services_(services), host_(services.context()) {}
+NetPlugin::NetPlugin(HostServices& services)
+    : services_(services), host_(services.context()), events_(std::make_unique<LinkEvents>()) {}
 
 NetPlugin::~NetPlugin() = default;
 
@@ -110,6 +112,7 @@ Result<std::vector<ObservedObject>> NetPlugin::observe(const std::vector<std::st
         o.markedByOther = alias.substr(prefix.size());
       return o;
     };
+    events_->noteLinks(*links);
     std::vector<ObservedObject> out;
     for (const LinkState& l : *links) {
       bool matched = false;
@@ -130,6 +133,18 @@ Result<std::vector<ObservedObject>> NetPlugin::observe(const std::vector<std::st
     return out;
   });
 }
+
+Result<std::vector<EventSource>> NetPlugin::openEvents() {
+  auto source = events_->open();
+  if (!source) return std::unexpected(source.error());
+  return std::vector<EventSource>{*source};
+}
+
+Result<Touched> NetPlugin::drainEvents(int fd) {
+  return guarded("reading link events", [&] { return events_->drain(fd); });
+}
+
+void NetPlugin::closeEvents() { events_->close(); }
 
 Outcome NetPlugin::apply(const Change& change, ApplyContext& /*context*/) {
   return Outcome::from(applyNow(change));

@@ -8,6 +8,7 @@
 namespace nodeplane::net {
 
 class NetlinkSocket;
+class LinkEvents;
 
 class NetPlugin : public Plugin {
  public:
@@ -29,6 +30,11 @@ class NetPlugin : public Plugin {
   Json normalize(const std::string& kind, const Json& spec) const override;
   Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) override;
   Outcome apply(const Change& change, ApplyContext& context) override;
+  // Link and address events (a socket of their own, see net_events.hpp): a link of a net kind
+  // touches that object, a link of another type the objects of its name.
+  Result<std::vector<EventSource>> openEvents() override;
+  Result<Touched> drainEvents(int fd) override;
+  void closeEvents() override;
   // One netlink socket, one request in flight: the executor must not call apply() concurrently.
   unsigned maxParallel() const override { return 1; }
 
@@ -38,6 +44,7 @@ class NetPlugin : public Plugin {
   HostServices& services_;
   HostContext host_;
   std::unique_ptr<NetlinkSocket> nl_;  // open from start() to stop()
+  std::unique_ptr<LinkEvents> events_;
 };
 
 }  // namespace nodeplane::net

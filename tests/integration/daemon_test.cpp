@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -285,6 +286,8 @@ class DaemonTest : public ::testing::Test {
 
   void TearDown() override {
     if (daemon_) killAndReap(daemon_);
+    ::unsetenv("NODEPLANE_WIDGET_EVENTS");
+    ::unsetenv("NODEPLANE_WIDGET_OBSERVE_LOG");
     if (inPrivateNetns()) Netlink().removeAllButLoopback();
   }
 
@@ -306,7 +309,7 @@ class DaemonTest : public ::testing::Test {
                                      "--config",
                                      (root_ / "agent.yaml").string(),
                                      "--plugin-dir",
-                                     pluginDir_,
+                                     pluginDir_.string(),
                                      "--log-level",
                                      "debug",
                                      "run",
@@ -401,9 +404,34 @@ class DaemonTest : public ::testing::Test {
     return ::testing::AssertionSuccess() << "exited 0 in " << took.count() << " ms";
   }
 
+  // A plugin directory with the net plugin and the widget fixture (tests/fixtures/plugins), whose
+  // event source is the FIFO `widgetFifo()` and whose observe calls are counted in
+  // `observeCount()`: what a pass after an event observes.
+  void useNetAndWidget() {
+    pluginDir_ = root_ / "plugins";
+    fs::create_directory(pluginDir_);
+    for (const fs::path& lib :
+         {fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-net.so",
+          fs::path(NODEPLANE_TEST_PLUGIN_DIR) / "widget/libnodeplane-widget.so"})
+      fs::copy_file(lib, pluginDir_ / lib.filename());
+    ASSERT_EQ(::mkfifo(widgetFifo().c_str(), 0600), 0) << std::strerror(errno);
+    ASSERT_EQ(::setenv("NODEPLANE_WIDGET_EVENTS", widgetFifo().c_str(), 1), 0);
+    ASSERT_EQ(::setenv("NODEPLANE_WIDGET_OBSERVE_LOG", (root_ / "widget-observed").c_str(), 1), 0);
+  }
+  fs::path widgetFifo() const { return root_ / "widget.fifo"; }
+  std::size_t observeCount() const { return countOf(slurp(root_ / "widget-observed"), "observe"); }
+  // Writes one event line to the widget's FIFO (the daemon holds it open: this never blocks).
+  void widgetEvent(const std::string& line) {
+    int fd = ::open(widgetFifo().c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    const std::string text = line + "\n";
+    EXPECT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    ::close(fd);
+  }
+
   TempDir root_;
+  fs::path pluginDir_ = NODEPLANE_BUILD_PLUGIN_DIR;
   fs::path desired_;
-  std::string pluginDir_ = NODEPLANE_BUILD_PLUGIN_DIR;
   std::vector<std::string> globalArgs_;  // before `run`: --sysfs-root DIR
   Spawned daemon_;
   Netlink nl_;
@@ -995,6 +1023,141 @@ TEST_F(DaemonTest, AnExpansionThatReadsTheHostFollowsTheInventory) {
                          [&] { return slurp(state).find(child) == std::string::npos; }));
   EXPECT_NE(slurp(state).find(R"("name":"host-0000-00-14-0")"), std::string::npos)
       << "the other children stay";
+}
+
+// 15. Event sources belong to plugins: a pass after a link event observes only the net plugin;
+// the widget plugin's last observation is reused until its own source fires (or a full resync).
+TEST_F(DaemonTest, APassAfterAnEventObservesOnlyThePluginsWhoseSourcesFired) {
+  NODEPLANE_REQUIRE_NETNS();
+  useNetAndWidget();
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("ev-a", 1400) +
+                                           "---\napiVersion: nodeplane.io/v1\nkind: Widget\n"
+                                           "metadata:\n  name: w1\nspec:\n  size: 3\n");
+  startDaemon();
+  ASSERT_TRUE(linkHas("ev-a", 1400));
+  ASSERT_TRUE(settled(0));
+  const std::size_t before = observeCount();
+  ASSERT_GE(before, 1u);
+
+  // Someone deletes the managed bridge: the pass this wakes recreates it without observing the
+  // widget plugin, and so does the pass its own link events cause.
+  std::size_t mark = logMark();
+  const int index = nl_.get("ev-a")->ifindex;
+  ASSERT_EQ(nl_.remove("ev-a"), 0);
+  ASSERT_TRUE(eventually("ev-a recreated", [&] {
+    auto l = nl_.get("ev-a");
+    return l && l->ifindex != index && l->mtu == 1400;
+  }));
+  ASSERT_TRUE(settled(mark));
+  EXPECT_EQ(observeCount(), before) << logTail();
+  EXPECT_THAT(logText().substr(mark),
+              ::testing::HasSubstr("observing afresh: net; reusing the last observation of: "
+                                   "widget"));
+
+  // The widget's own event: a pass that observes it (and not the net plugin).
+  mark = logMark();
+  widgetEvent("Widget/w1");
+  ASSERT_TRUE(eventually("the widget observed again", [&] { return observeCount() > before; }));
+  EXPECT_TRUE(logged(mark, "observing afresh: widget; reusing the last observation of: net"));
+  // An event about an object nobody desires or owns wakes no pass.
+  mark = logMark();
+  widgetEvent("Widget/nobody");
+  ASSERT_TRUE(logged(mark, "Widget/nobody (none desired or owned: no pass)"));
+  EXPECT_EQ(countOf(logText().substr(mark), "observing afresh"), 0u) << logTail();
+  EXPECT_TRUE(running(daemon_));
+}
+
+// Events keep coming every few milliseconds (faster than the 100 ms debounce): passes still run,
+// each within the maximum wait (1 s here) after the first event it answers.
+TEST_F(DaemonTest, ChurningEventsCannotPostponeAPassPastTheMaximumWait) {
+  NODEPLANE_REQUIRE_NETNS();
+  useNetAndWidget();
+  writeInPlace(desired_ / "10-a.yaml",
+               "apiVersion: nodeplane.io/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  "
+               "size: 3\n");
+  startDaemon();
+  ASSERT_TRUE(logged(0, "reconciled: 1 resources: 1 created"));
+  const std::size_t mark = logMark();
+  // The scenario, not a wait: an event every ~5 ms until the test ends.
+  Spawned churn = spawnLogged(
+      {"/bin/sh", "-c",
+       "while :; do echo Widget/w1 > '" + widgetFifo().string() + "'; sleep 0.005; done"},
+      root_ / "churn.log", root_ / "churn.log");
+  ASSERT_TRUE(churn) << churn.error;
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(eventually(
+      "two passes after events while they keep coming",
+      [&] { return countOf(logText().substr(mark), "observing afresh: widget") >= 2; }, 4s));
+  const auto took = std::chrono::steady_clock::now() - t0;
+  std::cout << "[          ] two passes in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+            << " ms of churn\n";
+  EXPECT_TRUE(running(churn)) << "the churn stopped: the test proves nothing";
+  EXPECT_TRUE(running(daemon_));
+}
+
+// A source that breaks is closed and re-opened with backoff, and said once, however many
+// attempts fail; once re-opened, its plugin is observed afresh and its events work again.
+TEST_F(DaemonTest, ABrokenEventSourceIsReopenedWithBackoffAndSaidOnce) {
+  NODEPLANE_REQUIRE_NETNS();
+  useNetAndWidget();
+  writeInPlace(desired_ / "10-a.yaml",
+               "apiVersion: nodeplane.io/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  "
+               "size: 3\n");
+  startDaemon();
+  ASSERT_TRUE(logged(0, "reconciled: 1 resources: 1 created"));
+  // Keep a writer open, remove the FIFO (re-opening fails while it is gone), break the source.
+  int fd = ::open(widgetFifo().c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::unlink(widgetFifo().c_str()), 0);
+  const std::size_t mark = logMark();
+  ASSERT_EQ(::write(fd, "break\n", 6), 6);
+  ::close(fd);
+  ASSERT_TRUE(
+      logged(mark, "plugin widget: event source \"widget events " + widgetFifo().string() +
+                       "\" broke: the test broke the widget events; closing its event sources "
+                       "and re-opening them with backoff"));
+  ASSERT_TRUE(logged(mark, "plugin widget: re-opening its event sources failed (attempt 3)"));
+  EXPECT_EQ(countOf(logText().substr(mark), "closing its event sources"), 1u) << logTail();
+  EXPECT_EQ(countOf(logText().substr(mark), "cannot open its event sources"), 0u) << logTail();
+
+  const std::size_t seen = observeCount();
+  ASSERT_EQ(::mkfifo(widgetFifo().c_str(), 0600), 0) << std::strerror(errno);
+  ASSERT_TRUE(logged(mark, "plugin widget: event sources re-opened"));
+  ASSERT_TRUE(eventually("the widget observed afresh after the re-open",
+                         [&] { return observeCount() > seen; }));
+  const std::size_t reopened = observeCount();
+  widgetEvent("Widget/w1");
+  EXPECT_TRUE(
+      eventually("its events wake a pass again", [&] { return observeCount() > reopened; }));
+  EXPECT_TRUE(running(daemon_));
+}
+
+// Links of other types (veths on a container host) changing do not wake the daemon: no pass,
+// however often.
+TEST_F(DaemonTest, LinksOfOtherTypesChangingWakeNoPass) {
+  NODEPLANE_REQUIRE_NETNS();
+  writeInPlace(desired_ / "10-a.yaml", bridgeYaml("ot-a", 1400));
+  startDaemon();
+  ASSERT_TRUE(linkHas("ot-a", 1400));
+  ASSERT_TRUE(settled(0));
+  const std::size_t mark = logMark();
+  Spawned flapping = spawnLogged({"/bin/sh", "-c",
+                                  "ip link add ot-va type veth peer name ot-vb && i=0 && "
+                                  "while [ $i -lt 20 ]; do ip link set ot-va up; ip link set "
+                                  "ot-va down; ip addr flush dev ot-va; ip addr add 10.9.$i.1/24 "
+                                  "dev ot-va; i=$((i+1)); done && ip link del ot-va && echo done"},
+                                 root_ / "flapping.log", root_ / "flapping.log");
+  ASSERT_TRUE(flapping) << flapping.error;
+  ASSERT_TRUE(eventually("the veth flapped and is gone", [&] {
+    return slurp(root_ / "flapping.log").find("done") != std::string::npos;
+  }));
+  // The measurement window (not a synchronisation): a pass would follow within the debounce.
+  ::poll(nullptr, 0, 500);
+  const std::string t = logText().substr(mark);
+  EXPECT_EQ(countOf(t, "in sync:") + countOf(t, "reconciled:"), 0u) << logTail();
+  EXPECT_THAT(t, ::testing::HasSubstr("(none desired or owned: no pass)"));
+  EXPECT_TRUE(running(daemon_));
 }
 
 }  // namespace

@@ -339,8 +339,12 @@ class Plugin {
   virtual Result<void> recover(const Interrupted&, ApplyContext&) { return {}; }
 
   // Event sources, valid from start() to stop(). openEvents() (re)opens them; drainEvents() reads
-  // everything pending on one and says what may have changed. A drain error makes the daemon
-  // close and re-open the plugin's sources with backoff.
+  // everything pending on one and says what may have changed (empty: nothing the plugin cares
+  // about, no pass). A drain error, or POLLERR/POLLHUP on a source, makes the daemon call
+  // closeEvents() and openEvents() again with backoff. These three run on the daemon's poll
+  // thread, concurrently with observe()/apply() on the pass thread. Touched::resources may name
+  // objects nobody desires (a bridge made by hand): the daemon ignores those it neither desires
+  // nor owns.
   virtual Result<std::vector<EventSource>> openEvents() { return std::vector<EventSource>{}; }
   virtual Result<Touched> drainEvents(int /*fd*/) { return Touched{}; }
   virtual void closeEvents() {}
