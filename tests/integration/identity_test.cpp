@@ -151,5 +151,28 @@ TEST_F(Identity, SpecAdoptIsAnErrorThatSaysWhereItMoved) {
   EXPECT_THAT(v.err + v.out, HasSubstr("moved to metadata.adopt"));
 }
 
+// `export` writes what it observes; a sensitive field's value (a password) must never leave the
+// process in text, so an object holding one is not exported (named on stderr), the others are.
+TEST_F(Identity, ExportNeverWritesASensitiveValue) {
+  const std::string widgets = std::string(NODEPLANE_TEST_PLUGIN_DIR) + "/widget";
+  const std::string seed =
+      "NODEPLANE_TEST_WIDGET={\"existing\": ["
+      "{\"name\": \"s\", \"marked\": true, \"spec\": {\"size\": 3, \"secret\": "
+      "\"hunter2-pw\"}}, {\"name\": \"plain\", \"marked\": true, \"spec\": {\"size\": 2}}]}";
+  for (const char* output : {"text", "json"}) {
+    auto e = run(
+        {NODEPLANE_BINARY, "--state-dir", (state_ / "a").string(), "--config",
+         (config_ / "agent.yaml").string(), "--plugin-dir", widgets, "--output", output, "export"},
+        {seed});
+    EXPECT_EQ(e.code, 1) << e.out << e.err;
+    EXPECT_THAT(e.out + e.err, Not(HasSubstr("hunter2-pw"))) << output;
+    EXPECT_THAT(e.out, HasSubstr("plain")) << output;
+    EXPECT_THAT(e.err, HasSubstr("Widget/s: not exported: spec.secret is sensitive, and export "
+                                 "never writes a sensitive value (write this object's file by "
+                                 "hand)"))
+        << output;
+  }
+}
+
 }  // namespace
 }  // namespace nodeplane::testing
