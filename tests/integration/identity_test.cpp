@@ -174,5 +174,26 @@ TEST_F(Identity, ExportNeverWritesASensitiveValue) {
   }
 }
 
+// The agent-id file removed (a new id is made): the store still records the bridges, which carry
+// the old id. They are left alone, and the error says why, not "changed or re-created by hand".
+TEST_F(Identity, ANewAgentIdSaysTheIdFileWasReplacedAndTouchesNothing) {
+  auto a = np("a", {"apply", "-f", files("two", {bridgeDoc("br-kept"), bridgeDoc("br-gone")})});
+  ASSERT_EQ(a.code, 0) << a.out << a.err;
+  const std::string old = alias("br-kept");
+  ASSERT_TRUE(fs::remove(state_ / "a" / "agent-id"));
+  auto b = np("a", {"apply", "-f", files("one", {bridgeDoc("br-kept")})});
+  EXPECT_EQ(b.code, 1) << b.out << b.err;
+  const std::string said =
+      "recorded as owned in this agent's state store, but it carries the mark of agent id " +
+      old.substr(std::string("nodeplane:").size()) +
+      ", not this agent's: was the agent-id file in the state directory replaced or removed? "
+      "nodeplane leaves it alone";
+  EXPECT_THAT(b.out + b.err, HasSubstr("Bridge/br-kept: " + said + " (if it is this agent's"));
+  EXPECT_THAT(b.out + b.err, HasSubstr("Bridge/br-gone: " + said + "; not deleted"));
+  EXPECT_TRUE(linkExists("br-gone"));
+  EXPECT_EQ(alias("br-kept"), old);
+  EXPECT_EQ(alias("br-gone"), old);
+}
+
 }  // namespace
 }  // namespace nodeplane::testing
