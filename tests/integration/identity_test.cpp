@@ -195,5 +195,19 @@ TEST_F(Identity, ANewAgentIdSaysTheIdFileWasReplacedAndTouchesNothing) {
   EXPECT_EQ(alias("br-gone"), old);
 }
 
+// The mark is the alias: adopting a bridge that had one (a person's note, another tool's) takes
+// it, and releasing the bridge puts it back, so the bridge is left as nodeplane found it.
+TEST_F(Identity, AReleasedBridgeGetsBackTheAliasItHadBeforeItWasAdopted) {
+  ASSERT_EQ(sh("ip link add br-note type bridge && ip link set br-note alias 'ops: uplink'").code,
+            0);
+  auto a = np("a", {"apply", "-f", files("with", {bridgeDoc("br-note", "adopt: true")})});
+  ASSERT_EQ(a.code, 0) << a.out << a.err;
+  EXPECT_THAT(alias("br-note"), HasSubstr("nodeplane:"));
+  auto r = np("a", {"apply", "-f", files("without", {bridgeDoc("br-other")})});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Bridge/br-note released"));
+  EXPECT_EQ(alias("br-note"), "ops: uplink");
+}
+
 }  // namespace
 }  // namespace nodeplane::testing
