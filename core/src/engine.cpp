@@ -867,6 +867,8 @@ Result<std::size_t> Engine::recover(state::Store& store) {
       o.plugin = p.entry.plugin;
       o.undo = p.entry.undo;
       o.since = at;
+      // Taken over, not made: a prune releases it (recorded as made, it would be deleted).
+      o.adopted = p.entry.action == "adopt";
       store.setOwned(std::move(o));
     }
     store.setResult(
