@@ -43,13 +43,22 @@ std::variant<Record, std::string> decodeLine(std::string_view line) {
       if (!r.ok()) return r.problem();
       return Record(std::move(u));
     }
-    r.onlyKeys(j, {"seq", "action", "kind", "name", "plugin", "undo"}, "");
+    r.onlyKeys(j, {"seq", "action", "kind", "name", "plugin", "undo", "deletionPolicy"}, "");
     JournalEntry e;
     e.seq = r.uint(j, "seq", "");
     e.action = r.str(j, "action", "", true);
     e.id = {r.str(j, "kind", "", true), r.str(j, "name", "", true)};
     e.plugin = r.str(j, "plugin", "");
     if (auto u = j.find("undo"); u != j.end()) e.undo = *u;
+    if (j.contains("deletionPolicy")) {
+      const auto policy = r.str(j, "deletionPolicy", "");
+      if (policy == "Delete")
+        e.deletionPolicy = DeletionPolicy::kDelete;
+      else if (policy == "Orphan")
+        e.deletionPolicy = DeletionPolicy::kOrphan;
+      else if (r.ok())
+        r.fail("deletionPolicy: expected \"Delete\" or \"Orphan\", found \"" + policy + "\"");
+    }
     if (r.ok() && e.seq == 0) r.fail("seq: must be at least 1");
     if (!r.ok()) return r.problem();
     return Record(std::move(e));
@@ -67,6 +76,8 @@ Result<std::string> encodeIntent(const JournalEntry& e) {
     Json j = {{"seq", e.seq},       {"action", e.action},
               {"kind", e.id.kind},  {"name", e.id.name},
               {"plugin", e.plugin}, {"undo", e.undo.is_null() ? Json::object() : e.undo}};
+    if (e.deletionPolicy != DeletionPolicy::kDefault)
+      j["deletionPolicy"] = e.deletionPolicy == DeletionPolicy::kDelete ? "Delete" : "Orphan";
     return j.dump() + "\n";
   } catch (const std::exception& ex) {
     Error err;

@@ -60,6 +60,8 @@ struct JournalEntry {
   ResourceId id;
   std::string plugin;
   Json undo = Json::object();
+  // metadata.deletionPolicy of the step's resource: recovery records it with the object.
+  DeletionPolicy deletionPolicy = DeletionPolicy::kDefault;
 };
 
 // An exclusive flock on DIR/lock (the directory is created 0700 if missing), held from acquire()

@@ -11,6 +11,7 @@
 #include "check.hpp"
 #include "context.hpp"
 #include "nodeplane/text.hpp"
+#include "sensitive.hpp"
 
 namespace nodeplane::cli {
 
@@ -130,7 +131,16 @@ int cmdExport(Context& ctx, const std::string& kind) {
                 {"kind", id.kind},
                 {"metadata", metadata},
                 {"spec", spec}};
-    if (auto problem = exportProblem(doc))
+    // A sensitive value (a password) never leaves the process in text: not even here.
+    std::string secret;
+    if (const KindSchema* ks = (*engine)->plugins().schema(id.kind))
+      for (const auto& p : sensitivePaths(ks->spec))
+        if (secret.empty() && redactSensitive(spec, id, {p}) != spec) secret = p;
+    if (!secret.empty())
+      refuse(id.str(), "spec." + secret +
+                           " is sensitive, and export never writes a sensitive value (write this "
+                           "object's file by hand)");
+    else if (auto problem = exportProblem(doc))
       refuse(id.str(), *problem);
     else
       docs.push_back(std::move(doc));

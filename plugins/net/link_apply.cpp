@@ -263,9 +263,10 @@ Result<void> updateLink(NetlinkSocket& nl, const ResourceId& id, const Json& des
   return {};
 }
 
-Result<void> releaseLink(NetlinkSocket& nl, const ResourceId& id, int ifIndex) {
+Result<void> releaseLink(NetlinkSocket& nl, const ResourceId& id, int ifIndex,
+                         const std::string& restore) {
   LinkMsg m(RTM_NEWLINK, 0, std::string(), 0, 0, ifIndex);
-  m.str(IFLA_IFALIAS, "");  // an empty alias removes it
+  m.str(IFLA_IFALIAS, restore);  // an empty alias removes it
   return send(nl, m, "releasing " + who(id) + ": removing the nodeplane mark");
 }
 

@@ -15,8 +15,10 @@ Result<void> createLink(NetlinkSocket& nl, const HostContext& host, const Resour
 Result<void> updateLink(NetlinkSocket& nl, const ResourceId& id, const Json& desired,
                         const Json& observed, const std::string& mark);
 
-// Removes the ownership mark (the alias) of the link with `ifIndex` and leaves the link as it is.
-Result<void> releaseLink(NetlinkSocket& nl, const ResourceId& id, int ifIndex);
+// Removes the ownership mark (the alias) of the link with `ifIndex` and leaves the link as it is:
+// with the alias `restore` it had before it was adopted (none: empty).
+Result<void> releaseLink(NetlinkSocket& nl, const ResourceId& id, int ifIndex,
+                         const std::string& restore = "");
 
 // Removes the link; one that is already gone counts as removed. With `ifIndex`, the request
 // names that index, not the name: a link that took the name since it was read is not removed.

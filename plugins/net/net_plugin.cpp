@@ -146,11 +146,11 @@ Result<Touched> NetPlugin::drainEvents(int fd) {
 
 void NetPlugin::closeEvents() { events_->close(); }
 
-Outcome NetPlugin::apply(const Change& change, ApplyContext& /*context*/) {
-  return Outcome::from(applyNow(change));
+Outcome NetPlugin::apply(const Change& change, ApplyContext& context) {
+  return Outcome::from(applyNow(change, context));
 }
 
-Result<void> NetPlugin::applyNow(const Change& change) {
+Result<void> NetPlugin::applyNow(const Change& change, ApplyContext& context) {
   const ResourceId& id = change.id;
   return guarded(std::string(toString(change.action)) + " " + id.str(), [&]() -> Result<void> {
     if (!isNetKind(id.kind)) return unknownKind(id.kind);
@@ -206,6 +206,10 @@ Result<void> NetPlugin::applyNow(const Change& change) {
         return std::unexpected(std::move(e));
       }
       index = link->index;
+      // The mark takes the alias of an adopted link: the alias it had (another tool's, a
+      // person's note) is kept as the undo record, and a release puts it back.
+      if (change.adopt && !ours && !link->alias.empty())
+        if (auto kept = context.recordUndo(Json{{"alias", link->alias}}); !kept) return kept;
     }
     const std::string mark = ownerMark(agent);
     const Json desired = normalizeNet(id.kind, change.desired);
@@ -219,8 +223,13 @@ Result<void> NetPlugin::applyNow(const Change& change) {
         return createLink(*nl_, host_, id, desired, mark);
       case Action::kDelete:
         return deleteLink(*nl_, host_, id, index);
-      case Action::kRelease:
-        return releaseLink(*nl_, id, index);
+      case Action::kRelease: {
+        const Json& undo = context.undo();
+        auto alias = undo.is_object() ? undo.find("alias") : undo.end();
+        return releaseLink(
+            *nl_, id, index,
+            alias != undo.end() && alias->is_string() ? alias->get<std::string>() : std::string());
+      }
     }
     return fail(ErrorKind::kTerminal, "unknown action");
   });

@@ -39,7 +39,7 @@ class NetPlugin : public Plugin {
   unsigned maxParallel() const override { return 1; }
 
  private:
-  Result<void> applyNow(const Change& change);
+  Result<void> applyNow(const Change& change, ApplyContext& context);
 
   HostServices& services_;
   HostContext host_;

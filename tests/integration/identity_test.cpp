@@ -151,5 +151,63 @@ TEST_F(Identity, SpecAdoptIsAnErrorThatSaysWhereItMoved) {
   EXPECT_THAT(v.err + v.out, HasSubstr("moved to metadata.adopt"));
 }
 
+// `export` writes what it observes; a sensitive field's value (a password) must never leave the
+// process in text, so an object holding one is not exported (named on stderr), the others are.
+TEST_F(Identity, ExportNeverWritesASensitiveValue) {
+  const std::string widgets = std::string(NODEPLANE_TEST_PLUGIN_DIR) + "/widget";
+  const std::string seed =
+      "NODEPLANE_TEST_WIDGET={\"existing\": ["
+      "{\"name\": \"s\", \"marked\": true, \"spec\": {\"size\": 3, \"secret\": "
+      "\"hunter2-pw\"}}, {\"name\": \"plain\", \"marked\": true, \"spec\": {\"size\": 2}}]}";
+  for (const char* output : {"text", "json"}) {
+    auto e = run(
+        {NODEPLANE_BINARY, "--state-dir", (state_ / "a").string(), "--config",
+         (config_ / "agent.yaml").string(), "--plugin-dir", widgets, "--output", output, "export"},
+        {seed});
+    EXPECT_EQ(e.code, 1) << e.out << e.err;
+    EXPECT_THAT(e.out + e.err, Not(HasSubstr("hunter2-pw"))) << output;
+    EXPECT_THAT(e.out, HasSubstr("plain")) << output;
+    EXPECT_THAT(e.err, HasSubstr("Widget/s: not exported: spec.secret is sensitive, and export "
+                                 "never writes a sensitive value (write this object's file by "
+                                 "hand)"))
+        << output;
+  }
+}
+
+// The agent-id file removed (a new id is made): the store still records the bridges, which carry
+// the old id. They are left alone, and the error says why, not "changed or re-created by hand".
+TEST_F(Identity, ANewAgentIdSaysTheIdFileWasReplacedAndTouchesNothing) {
+  auto a = np("a", {"apply", "-f", files("two", {bridgeDoc("br-kept"), bridgeDoc("br-gone")})});
+  ASSERT_EQ(a.code, 0) << a.out << a.err;
+  const std::string old = alias("br-kept");
+  ASSERT_TRUE(fs::remove(state_ / "a" / "agent-id"));
+  auto b = np("a", {"apply", "-f", files("one", {bridgeDoc("br-kept")})});
+  EXPECT_EQ(b.code, 1) << b.out << b.err;
+  const std::string said =
+      "recorded as owned in this agent's state store, but it carries the mark of agent id " +
+      old.substr(std::string("nodeplane:").size()) +
+      ", not this agent's: was the agent-id file in the state directory replaced or removed? "
+      "nodeplane leaves it alone";
+  EXPECT_THAT(b.out + b.err, HasSubstr("Bridge/br-kept: " + said + " (if it is this agent's"));
+  EXPECT_THAT(b.out + b.err, HasSubstr("Bridge/br-gone: " + said + "; not deleted"));
+  EXPECT_TRUE(linkExists("br-gone"));
+  EXPECT_EQ(alias("br-kept"), old);
+  EXPECT_EQ(alias("br-gone"), old);
+}
+
+// The mark is the alias: adopting a bridge that had one (a person's note, another tool's) takes
+// it, and releasing the bridge puts it back, so the bridge is left as nodeplane found it.
+TEST_F(Identity, AReleasedBridgeGetsBackTheAliasItHadBeforeItWasAdopted) {
+  ASSERT_EQ(sh("ip link add br-note type bridge && ip link set br-note alias 'ops: uplink'").code,
+            0);
+  auto a = np("a", {"apply", "-f", files("with", {bridgeDoc("br-note", "adopt: true")})});
+  ASSERT_EQ(a.code, 0) << a.out << a.err;
+  EXPECT_THAT(alias("br-note"), HasSubstr("nodeplane:"));
+  auto r = np("a", {"apply", "-f", files("without", {bridgeDoc("br-other")})});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Bridge/br-note released"));
+  EXPECT_EQ(alias("br-note"), "ops: uplink");
+}
+
 }  // namespace
 }  // namespace nodeplane::testing

@@ -193,6 +193,51 @@ TEST_F(IdentityEngine, AnInterruptedReleaseIsSettledFromTheJournal) {
   EXPECT_TRUE(s.owns({"Widget", "not-yet"})) << "still marked: still ours";
 }
 
+// An adoption cut short by a crash (the mark is on, the store not written yet): recovery records
+// the object as adopted, so a prune releases it; it was recorded as made by nodeplane, and the
+// prune after the file went deleted the host's object.
+TEST_F(IdentityEngine, AnInterruptedAdoptionIsRecoveredAsAdoptedAndReleasedNotDeleted) {
+  auto& e = engine({{"existing", {{{"name", "hand"}, {"spec", {{"size", 3}}}, {"marked", true}}}}});
+  {
+    auto s = store();
+    state::JournalEntry a{s.nextSeq(), "adopt", {"Widget", "hand"}, "widget", Json::object()};
+    ASSERT_TRUE(s.journalIntent({a}));
+  }
+  auto s = store();
+  auto n = e.recover(s);
+  ASSERT_TRUE(n) << n.error().str();
+  ASSERT_TRUE(s.owns({"Widget", "hand"}));
+  EXPECT_TRUE(s.owned().at({"Widget", "hand"}).adopted);
+  Plan p = e.plan(desired(widget("other")), e.observe(), s, true);
+  std::map<std::string, Action> actions;
+  for (const auto& entry : p.entries) actions[entry.change.id.name] = entry.change.action;
+  EXPECT_EQ(actions.at("hand"), Action::kRelease);
+}
+
+// A create with deletionPolicy Orphan cut short by a crash, its file removed before the next
+// apply: the journal keeps the policy, so recovery records it and the prune releases the object
+// (it was recorded with the default, Delete, and deleted).
+TEST_F(IdentityEngine, AnInterruptedStepKeepsItsDeletionPolicyThroughRecovery) {
+  auto& e = engine({{"existing", {{{"name", "keep"}, {"spec", {{"size", 3}}}, {"marked", true}}}}});
+  {
+    auto s = store();
+    state::JournalEntry a{s.nextSeq(), "create", {"Widget", "keep"}, "widget", Json::object()};
+    a.deletionPolicy = DeletionPolicy::kOrphan;
+    ASSERT_TRUE(s.journalIntent({a}));
+  }
+  auto s = store();
+  ASSERT_EQ(s.pending().size(), 1u);
+  EXPECT_EQ(s.pending()[0].entry.deletionPolicy, DeletionPolicy::kOrphan) << "journaled";
+  auto n = e.recover(s);
+  ASSERT_TRUE(n) << n.error().str();
+  ASSERT_TRUE(s.owns({"Widget", "keep"}));
+  EXPECT_EQ(s.owned().at({"Widget", "keep"}).pruneAs(), DeletionPolicy::kOrphan);
+  Plan p = e.plan(desired(widget("other")), e.observe(), s, true);
+  std::map<std::string, Action> actions;
+  for (const auto& entry : p.entries) actions[entry.change.id.name] = entry.change.action;
+  EXPECT_EQ(actions.at("keep"), Action::kRelease);
+}
+
 TEST_F(IdentityEngine, StepsAreHeldToTheUidThePlanWasMadeAgainst) {
   auto& e = engine(
       {{"existing", {{{"name", "w"}, {"spec", {{"size", 3}}}, {"marked", true}, {"uid", "u2"}}}}});

@@ -48,6 +48,17 @@ static const std::vector<FieldSchema> kNoFields;
 static constexpr const char* lostMark =
     "recorded as owned in the state store, but the object no longer carries nodeplane's mark "
     "(changed or re-created by hand?), so nodeplane leaves it alone";
+// The store records the object, but its mark names another agent id: most often this state
+// directory's agent-id file was removed or replaced (a new id was made), not another agent.
+static std::string otherIdOnOwned(const std::string& other) {
+  return "recorded as owned in this agent's state store, but it carries the mark of agent id " +
+         other +
+         ", not this agent's: was the agent-id file in the state directory replaced or removed? "
+         "nodeplane leaves it alone";
+}
+static constexpr const char* otherIdHint =
+    "if it is this agent's, put back the agent-id file that held that id; otherwise remove it from "
+    "this agent's desired state";
 
 std::string Observation::fingerprint(const std::set<ResourceId>& owned) const {
   std::uint64_t h = fnv1a("nodeplane-observation-v1");
@@ -391,6 +402,11 @@ Plan makePlan(const PlanInput& in) {
       // is not enough: the object may have been replaced by hand.
       const ObservedObject& o = obs->second;
       const bool owned = ours(r.id, o);
+      if (!o.markedByOther.empty() && in.owned.count(r.id)) {
+        plan.errors.push_back(
+            r.error(ErrorKind::kConflict, "", otherIdOnOwned(o.markedByOther), otherIdHint));
+        continue;
+      }
       if (!o.markedByOther.empty()) {  // adopt or not: another agent's object is never taken
         plan.errors.push_back(
             r.error(ErrorKind::kConflict, "",
@@ -459,8 +475,9 @@ Plan makePlan(const PlanInput& in) {
           Error e;
           e.kind = ErrorKind::kConflict;
           e.resource = id.str();
-          e.message = std::string(lostMark) + "; not deleted";
-          e.hint = "remove it by hand if it should go";
+          e.message = o.markedByOther.empty() ? std::string(lostMark) + "; not deleted"
+                                              : otherIdOnOwned(o.markedByOther) + "; not deleted";
+          e.hint = o.markedByOther.empty() ? "remove it by hand if it should go" : otherIdHint;
           plan.errors.push_back(std::move(e));
         }
         continue;

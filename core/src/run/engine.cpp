@@ -375,6 +375,7 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
         e.change.adopt && e.change.action == Action::kUpdate ? "adopt" : toString(e.change.action);
     j.id = e.change.id;
     j.plugin = e.plugin;
+    j.deletionPolicy = e.deletionPolicy;
     seqs.push_back(j.seq);
     intents.push_back(std::move(j));
   }
@@ -867,6 +868,9 @@ Result<std::size_t> Engine::recover(state::Store& store) {
       o.plugin = p.entry.plugin;
       o.undo = p.entry.undo;
       o.since = at;
+      // Taken over, not made: a prune releases it (recorded as made, it would be deleted).
+      o.adopted = p.entry.action == "adopt";
+      o.deletionPolicy = p.entry.deletionPolicy;
       store.setOwned(std::move(o));
     }
     store.setResult(
