@@ -105,7 +105,10 @@ Result<Touched> LinkEvents::drain(int fd) {
   Touched out;
   alignas(nlmsghdr) char buf[32768];
   std::lock_guard lock(mutex_);
-  for (;;) {
+  // At most this many reads per call: under a flood the poll thread goes back to serving signals
+  // and the watchdog, and poll() reports the socket readable again at once.
+  constexpr int kMaxReads = 64;
+  for (int reads = 0; reads < kMaxReads; ++reads) {
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -122,6 +125,7 @@ Result<Touched> LinkEvents::drain(int fd) {
     for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len))
       touchedBy(h, known_, out);
   }
+  return out;
 }
 
 void LinkEvents::noteLinks(const std::vector<LinkState>& links) {

@@ -331,7 +331,9 @@ class Plugin {
   virtual Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) = 0;
 
   // Make one change. Creates and adoptions must leave the ownership mark (with the agent id) on
-  // the object; a release removes it and leaves the object.
+  // the object; a release removes it and leaves the object. What the mark replaced (the net
+  // plugin: an alias the link had before it was adopted) belongs in an undo record
+  // (ApplyContext::recordUndo) so that a release can put it back.
   virtual Outcome apply(const Change& change, ApplyContext& context) = 0;
 
   // Settles a journal entry the core cannot settle alone (an undo record of a step that was
