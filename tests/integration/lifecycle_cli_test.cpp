@@ -103,7 +103,7 @@ TEST_F(LifecycleCli, ATypoInThePluginSectionIsAnErrorWithItsLine) {
   EXPECT_EQ(v.code, 1);
   EXPECT_THAT(v.err, HasSubstr("error: " + (tmp_ / "agent.yaml").string() +
                                ":6:3: lifecycle.levle: unknown field \"levle\" (known: record, "
-                               "failStart, level) (did you mean \"level\"?)"));
+                               "failStart, failStartWhile, level) (did you mean \"level\"?)"));
   EXPECT_EQ(calls(), "");
 }
 
@@ -126,6 +126,39 @@ TEST_F(LifecycleCli, TheDaemonStopsThePluginOnSigterm) {
   EXPECT_EQ(exitCode(*st), 0) << slurp(tmp_ / "log");
   EXPECT_TRUE(calls().ends_with("stop\n")) << calls();
   EXPECT_EQ(calls().find("start", 1), std::string::npos) << "started once: " << calls();
+}
+
+// A plugin whose start() fails (dockerd not up yet at boot) is started again by a later pass, not
+// left failed for the daemon's life.
+TEST_F(LifecycleCli, TheDaemonStartsAPluginAgainAfterItsStartFailed) {
+  const fs::path down = tmp_ / "bench-down";
+  tmp_.write("bench-down", "");
+  writeConfig("  failStartWhile: " + down.string() + "\n");
+  fs::create_directory(tmp_ / "desired");
+  fs::copy_file(tmp_ / "gadget.yaml", tmp_ / "desired" / "gadget.yaml");
+  Spawned daemon =
+      spawnLogged(argv({"run", "-f", (tmp_ / "desired").string()}), tmp_ / "out", tmp_ / "log");
+  ASSERT_TRUE(daemon) << daemon.error;
+  auto waitFor = [&](const std::string& what, auto&& condition) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!condition() && std::chrono::steady_clock::now() < deadline && running(daemon))
+      ::poll(nullptr, 0, 20);  // polling interval of the condition, not a synchronisation
+    return condition() ? ::testing::AssertionSuccess()
+                       : ::testing::AssertionFailure() << what << "\n"
+                                                       << slurp(tmp_ / "log");
+  };
+  ASSERT_TRUE(waitFor("a failed start logged", [&] {
+    return slurp(tmp_ / "log").find("the bench is not up yet") != std::string::npos;
+  }));
+  EXPECT_EQ(calls().find("apply"), std::string::npos) << calls();
+  fs::remove(down);  // the bench comes up
+  ASSERT_TRUE(sendSignal(daemon, SIGHUP));
+  EXPECT_TRUE(
+      waitFor("applied once started", [&] { return calls().find("apply") != std::string::npos; }));
+  ASSERT_TRUE(sendSignal(daemon, SIGTERM));
+  auto st = waitExit(daemon, 10s);
+  ASSERT_TRUE(st) << "still running 10 s after SIGTERM";
+  EXPECT_EQ(exitCode(*st), 0) << slurp(tmp_ / "log");
 }
 
 }  // namespace

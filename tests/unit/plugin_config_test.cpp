@@ -54,7 +54,7 @@ TEST(PluginConfig, FieldErrorsHaveLineFieldAndExpectation) {
   EXPECT_THAT(
       c.errors,
       ElementsAre("agent.yaml:2:3: lifecycle.levle: unknown field \"levle\" (known: record, "
-                  "failStart, level) (did you mean \"level\"?)",
+                  "failStart, failStartWhile, level) (did you mean \"level\"?)",
                   "agent.yaml:3:3: lifecycle.record: expected a string, got integer 7",
                   "agent.yaml:5:3: lifecycle.level: 9 is out of range 1..5"));
   EXPECT_EQ(c.config("Gadget"), Json::object()) << "a section with errors is not handed over";

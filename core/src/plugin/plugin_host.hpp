@@ -51,6 +51,9 @@ class PluginHandle {
   Result<void> start();
   void stop();
   bool started() const { return started_; }
+  // The next start() tries again instead of returning the kept error (the daemon, once per pass:
+  // what a plugin needs, dockerd or a bus, may have come up since).
+  void retryStart() { startError_.reset(); }
   PluginServices& services() { return *services_; }
 
  private:
@@ -92,6 +95,10 @@ class PluginHost {
   // What every plugin's HostServices share (the inventory snapshot, the agent id).
   // Null until the first library is loaded.
   SharedHostServices* shared() { return shared_.get(); }
+  // retryStart() on every plugin whose start failed.
+  void retryFailedStarts() {
+    for (auto& p : plugins_) p->retryStart();
+  }
   std::vector<std::string> kindNames() const;  // sorted
 
  private:

@@ -112,7 +112,8 @@ class Engine {
   // changed since: it must be prepared again, not reused. Call newPass() first, so the
   // inventory is read afresh.
   bool stale(const Desired& desired) const;
-  // Forgets the inventory snapshot of the last pass (HostServices reads it again when asked).
+  // Forgets the inventory snapshot of the last pass (HostServices reads it again when asked), and
+  // lets a plugin whose start() failed be started again.
   void newPass();
   // Every kind of every loaded plugin (or only `kinds`), normalised.
   Observation observe(const std::set<std::string>& kinds = {});

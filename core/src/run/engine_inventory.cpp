@@ -68,6 +68,7 @@ void Engine::recordRelations(const Desired& desired, state::Store& store) const 
 
 void Engine::newPass() {
   if (auto* shared = plugins_.shared()) shared->newPass();
+  plugins_.retryFailedStarts();
 }
 
 bool Engine::stale(const Desired& desired) const {
