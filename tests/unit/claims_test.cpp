@@ -8,6 +8,7 @@
 
 #include "engine.hpp"
 #include "support/files.hpp"
+#include "widget_engine.hpp"
 
 namespace nodeplane {
 namespace {
@@ -43,27 +44,15 @@ std::vector<std::string> steps(const Plan& p) {
     out.push_back(std::string(toString(e.change.action)) + " " + e.change.id.name);
   return out;
 }
-class ClaimsTest : public ::testing::Test {
+class ClaimsTest : public WidgetEngineTest {
  protected:
   Engine& engine(Json config = Json::object(), fs::path sysfs = sysfsFixture("a-workstation")) {
     HostContext ctx;
     ctx.sysfsRoot = std::move(sysfs);
     ctx.config["widget"] = std::move(config);
-    host_.emplace();
-    auto ok = host_->loadOne(
-        fs::path(NODEPLANE_TEST_PLUGIN_DIR) / "widget" / "libnodeplane-widget.so", ctx);
-    EXPECT_TRUE(ok) << ok.error().str();
-    engine_.emplace(*host_, ctx);
-    return *engine_;
+    return loadWidget(ctx);
   }
-  Desired desired(const std::string& yaml) {
-    return engine_->prepare(parseYaml(yaml, "desired.yaml"));
-  }
-  state::Store store() {
-    auto s = state::Store::open(tmp_.path());
-    EXPECT_TRUE(s) << s.error().str();
-    return std::move(*s);
-  }
+  state::Store store() { return openStore(tmp_.path()); }
   // An existing widget for the config's `existing`.
   static Json existing(const std::string& name, bool marked, Json holds = Json::array(),
                        Json spec = {{"size", 1}}) {
@@ -74,8 +63,6 @@ class ClaimsTest : public ::testing::Test {
   }
 
   ::nodeplane::testing::TempDir tmp_;
-  std::optional<PluginHost> host_;
-  std::optional<Engine> engine_;
 };
 
 // --- desired against desired --------------------------------------------------------------------

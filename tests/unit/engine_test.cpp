@@ -10,6 +10,7 @@
 
 #include "nodeplane/text.hpp"
 #include "support/files.hpp"
+#include "widget_engine.hpp"
 
 namespace nodeplane {
 namespace {
@@ -18,7 +19,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class EngineTest : public ::testing::Test {
+class EngineTest : public WidgetEngineTest {
  protected:
   void SetUp() override { stateDir_ = tmp_.path(); }
 
@@ -28,28 +29,13 @@ class EngineTest : public ::testing::Test {
     ctx.hostname = "gpu-node-7";
     ctx.labels = {{"zone", "a"}};
     ctx.config["widget"] = std::move(config);
-    host_.emplace();
-    auto ok = host_->loadOne(
-        fs::path(NODEPLANE_TEST_PLUGIN_DIR) / "widget" / "libnodeplane-widget.so", ctx);
-    EXPECT_TRUE(ok) << ok.error().str();
-    engine_.emplace(*host_, ctx);
-    return *engine_;
+    return loadWidget(ctx);
   }
 
-  Desired desired(const std::string& yaml) {
-    return engine_->prepare(parseYaml(yaml, "desired.yaml"));
-  }
-
-  state::Store store() {
-    auto s = state::Store::open(stateDir_);
-    EXPECT_TRUE(s) << s.error().str();
-    return std::move(*s);
-  }
+  state::Store store() { return openStore(stateDir_); }
 
   ::nodeplane::testing::TempDir tmp_;
   fs::path stateDir_;
-  std::optional<PluginHost> host_;
-  std::optional<Engine> engine_;
 };
 
 constexpr const char* kTwo = R"(apiVersion: nodeplane.io/v1

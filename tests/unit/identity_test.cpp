@@ -10,6 +10,7 @@
 #include "nodeplane/text.hpp"
 #include "sensitive.hpp"
 #include "support/files.hpp"
+#include "widget_engine.hpp"
 
 namespace nodeplane {
 namespace {
@@ -54,26 +55,14 @@ TEST(AgentId, AFileThatHoldsNoIdIsAnErrorNotReplaced) {
               HasSubstr("agent-id does not hold an agent id (16 hexadecimal digits)"));
 }
 
-class IdentityEngine : public ::testing::Test {
+class IdentityEngine : public WidgetEngineTest {
  protected:
   Engine& engine(Json config = Json::object()) {
     HostContext ctx;
     ctx.config["widget"] = std::move(config);
-    host_.emplace();
-    auto ok = host_->loadOne(
-        fs::path(NODEPLANE_TEST_PLUGIN_DIR) / "widget" / "libnodeplane-widget.so", ctx);
-    EXPECT_TRUE(ok) << ok.error().str();
-    engine_.emplace(*host_, ctx);
-    return *engine_;
+    return loadWidget(ctx);
   }
-  Desired desired(const std::string& yaml) {
-    return engine_->prepare(parseYaml(yaml, "desired.yaml"));
-  }
-  state::Store store() {
-    auto s = state::Store::open(tmp_.path());
-    EXPECT_TRUE(s) << s.error().str();
-    return std::move(*s);
-  }
+  state::Store store() { return openStore(tmp_.path()); }
   static std::string widget(const std::string& name, const std::string& metadata = "",
                             const std::string& spec = "size: 3") {
     return "---\napiVersion: nodeplane.io/v1\nkind: Widget\nmetadata: {name: " + name +
@@ -81,8 +70,6 @@ class IdentityEngine : public ::testing::Test {
   }
 
   ::nodeplane::testing::TempDir tmp_;
-  std::optional<PluginHost> host_;
-  std::optional<Engine> engine_;
 };
 
 TEST_F(IdentityEngine, MetadataAdoptAndDeletionPolicyAreParsedAndWrongValuesAreErrors) {

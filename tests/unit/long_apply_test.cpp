@@ -13,6 +13,7 @@
 #include "engine.hpp"
 #include "support/files.hpp"
 #include "support/plugin_rig.hpp"
+#include "widget_engine.hpp"
 
 namespace nodeplane {
 namespace {
@@ -21,7 +22,7 @@ namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-class LongApply : public ::testing::Test {
+class LongApply : public WidgetEngineTest {
  protected:
   void SetUp() override { stateDir_ = tmp_ / "state"; }
 
@@ -31,24 +32,10 @@ class LongApply : public ::testing::Test {
     HostContext ctx;
     ctx.hostname = "node";
     ctx.config["widget"] = std::move(config);
-    engine_.reset();
-    host_.emplace();
-    auto ok = host_->loadOne(
-        fs::path(NODEPLANE_TEST_PLUGIN_DIR) / "widget" / "libnodeplane-widget.so", ctx);
-    EXPECT_TRUE(ok) << ok.error().str();
-    engine_.emplace(*host_, ctx);
-    return *engine_;
+    return loadWidget(ctx);
   }
 
-  Desired desired(const std::string& yaml) {
-    return engine_->prepare(parseYaml(yaml, "desired.yaml"));
-  }
-
-  state::Store store() {
-    auto s = state::Store::open(stateDir_);
-    EXPECT_TRUE(s) << s.error().str();
-    return std::move(*s);
-  }
+  state::Store store() { return openStore(stateDir_); }
 
   fs::path log() const { return tmp_ / "widget.log"; }
   // The widget's calls, one per line.
@@ -61,8 +48,6 @@ class LongApply : public ::testing::Test {
 
   ::nodeplane::testing::TempDir tmp_;
   fs::path stateDir_;
-  std::optional<PluginHost> host_;
-  std::optional<Engine> engine_;
 };
 
 constexpr const char* kOne = R"(apiVersion: nodeplane.io/v1
