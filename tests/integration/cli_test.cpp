@@ -35,10 +35,7 @@ class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!inPrivateNetns()) GTEST_SKIP() << "needs root to create a private network namespace";
-    // Tests in one process share its namespace: start each from nothing but lo.
-    for (const auto& l : nlohmann::json::parse(run({"/usr/sbin/ip", "-j", "link", "show"}).out))
-      if (l.value("ifname", "") != "lo")
-        sh("ip link del " + l.value("ifname", "") + " 2>/dev/null");
+    deleteAllLinksButLo();
     sh("ip link set lo up");
     config_.write("agent.yaml", "lockTimeoutSeconds: 1\n");
   }

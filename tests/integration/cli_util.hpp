@@ -22,4 +22,10 @@ inline nlohmann::json linkInfo(const std::string& name) {
   return j.is_array() && !j.empty() ? j[0] : nlohmann::json();
 }
 
+// Tests in one process share its network namespace: each starts from nothing but `lo`.
+inline void deleteAllLinksButLo() {
+  for (const auto& l : nlohmann::json::parse(run({"/usr/sbin/ip", "-j", "link", "show"}).out))
+    if (l.value("ifname", "") != "lo") sh("ip link del " + l.value("ifname", "") + " 2>/dev/null");
+}
+
 }  // namespace nodeplane::testing

@@ -29,9 +29,7 @@ class Identity : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!inPrivateNetns()) GTEST_SKIP() << "needs root to create a private network namespace";
-    for (const auto& l : nlohmann::json::parse(run({"/usr/sbin/ip", "-j", "link", "show"}).out))
-      if (l.value("ifname", "") != "lo")
-        sh("ip link del " + l.value("ifname", "") + " 2>/dev/null");
+    deleteAllLinksButLo();
     config_.write("agent.yaml", "lockTimeoutSeconds: 1\n");
   }
 
