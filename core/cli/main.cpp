@@ -46,8 +46,8 @@ void setLogPattern(const std::string& pattern) {
 
 int runCommand(int argc, char** argv) {
   CLI::App app{
-      "nodeplane: converge a GPU host (bridges, VXLANs, taps, containers, VMs, vGPUs) to the\n"
-      "desired state written in YAML files.",
+      "nodeplane: converge a GPU host to the desired state written in YAML files, through the\n"
+      "backend plugins it loads (`nodeplane plugins` lists their kinds).",
       "nodeplane"};
   app.set_version_flag("--version", NODEPLANE_VERSION);
   app.require_subcommand(1);
