@@ -8,8 +8,8 @@ nodeplane_packages=(
   g++ cmake ninja-build pkg-config
   libyaml-cpp-dev libboost-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev
   libsdbus-c++-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  iproute2 dbus systemd
+  libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
+  iproute2 dbus systemd docker.io busybox-static
 )
 
 install_deps() {

@@ -209,7 +209,7 @@ CheckReport serverReport() {
   report.items = {{"netlink", false, true, "cannot open"},
                   {"kvm", false, false, "/dev/kvm not found"},
                   {"iommu", true, false, "81 IOMMU groups"}};
-  auto gpus = host::readGpuInventory(sysfsFixture("b-server"));
+  auto gpus = host::readGpuInventory(sysfsFixture("b-server"), "/nonexistent-proc");
   EXPECT_TRUE(gpus) << gpus.error().str();
   if (gpus) report.gpus = *gpus;
   return report;
@@ -247,7 +247,7 @@ TEST(Check, TextReport) {
 
 TEST(Check, TextReportNoIommuAndNoGpus) {
   CheckReport report;
-  auto gpus = host::readGpuInventory(sysfsFixture("c-no-iommu"));
+  auto gpus = host::readGpuInventory(sysfsFixture("c-no-iommu"), "/nonexistent-proc");
   ASSERT_TRUE(gpus);
   report.gpus = *gpus;
   std::string text = renderCheckText(report);
@@ -276,13 +276,13 @@ TEST(Check, JsonShape) {
     "groupPeers": ["0000:5f:00.0", "0000:5f:00.1"]})"));
 
   CheckReport workstation;
-  workstation.gpus = *host::readGpuInventory(sysfsFixture("a-workstation"));
+  workstation.gpus = *host::readGpuInventory(sysfsFixture("a-workstation"), "/nonexistent-proc");
   Json w = checkToJson(workstation);
   EXPECT_EQ(w["ok"], true);
   EXPECT_EQ(w["gpus"][0]["companions"], Json::array({"0000:01:00.1"}));
 
   CheckReport noIommu;
-  noIommu.gpus = *host::readGpuInventory(sysfsFixture("c-no-iommu"));
+  noIommu.gpus = *host::readGpuInventory(sysfsFixture("c-no-iommu"), "/nonexistent-proc");
   Json n = checkToJson(noIommu);
   EXPECT_TRUE(n["gpus"][1]["iommuGroup"].is_null());
   EXPECT_EQ(n["gpus"][1]["numaNode"], -1);

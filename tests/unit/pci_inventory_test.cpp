@@ -80,7 +80,7 @@ TEST(PciInventory, WorkstationGpuWithAudioAndRootPort) {
   ASSERT_TRUE(group) << group.error().str();
   EXPECT_EQ(*group, (Addresses{"0000:00:01.0", "0000:01:00.0", "0000:01:00.1"}));
 
-  auto gpus = readGpuInventory(sysfsFixture("a-workstation"));
+  auto gpus = readGpuInventory(sysfsFixture("a-workstation"), "/nonexistent-proc");
   ASSERT_TRUE(gpus) << gpus.error().str();
   ASSERT_EQ(gpus->size(), 1u);
   const Gpu& gpu = gpus->front();
@@ -99,7 +99,7 @@ TEST(PciInventory, WorkstationGpuWithAudioAndRootPort) {
 }
 
 TEST(PciInventory, ServerGroupsAndPeers) {
-  auto gpus = readGpuInventory(sysfsFixture("b-server"));
+  auto gpus = readGpuInventory(sysfsFixture("b-server"), "/nonexistent-proc");
   ASSERT_TRUE(gpus) << gpus.error().str();
   std::vector<std::string> found;
   for (const auto& g : *gpus) found.push_back(g.function.address);
@@ -135,7 +135,7 @@ TEST(PciInventory, ServerGroupsAndPeers) {
 
 TEST(PciInventory, NoIommu) {
   const fs::path root = sysfsFixture("c-no-iommu");
-  auto gpus = readGpuInventory(root);
+  auto gpus = readGpuInventory(root, "/nonexistent-proc");
   ASSERT_TRUE(gpus) << gpus.error().str();
   ASSERT_EQ(gpus->size(), 2u);
   EXPECT_EQ((*gpus)[0].function.address, "0000:00:02.0");
@@ -160,7 +160,7 @@ TEST(PciInventory, NoIommu) {
 }
 
 TEST(PciInventory, GpuBoundToVfio) {
-  auto gpus = readGpuInventory(sysfsFixture("d-vfio"));
+  auto gpus = readGpuInventory(sysfsFixture("d-vfio"), "/nonexistent-proc");
   ASSERT_TRUE(gpus) << gpus.error().str();
   ASSERT_EQ(gpus->size(), 1u);
   const auto& f = gpus->front().function;
@@ -182,7 +182,7 @@ TEST(PciInventory, MissingDevicesDirectoryNamesThePath) {
       << functions.error().str();
   EXPECT_FALSE(functions.error().hint.empty());
 
-  auto gpus = readGpuInventory(tmp.path() / "nonexistent");
+  auto gpus = readGpuInventory(tmp.path() / "nonexistent", "/nonexistent-proc");
   ASSERT_FALSE(gpus);
   EXPECT_NE(gpus.error().str().find("nonexistent/bus/pci/devices"), std::string::npos);
 }
@@ -199,7 +199,7 @@ TEST(PciInventory, MissingFilesGiveDefaults) {
   EXPECT_EQ(f->numaNode, -1);
   EXPECT_EQ(f->iommuGroup, std::nullopt);
 
-  auto gpus = readGpuInventory(tmp.path());
+  auto gpus = readGpuInventory(tmp.path(), "/nonexistent-proc");
   ASSERT_TRUE(gpus) << gpus.error().str();
   ASSERT_EQ(gpus->size(), 1u);
 

@@ -30,7 +30,7 @@ class IConnection;
 namespace nodeplane {
 
 // Bump on any change to a type in core/include/nodeplane: the host wants an exact match.
-inline constexpr std::uint32_t kAbiVersion = 3;
+inline constexpr std::uint32_t kAbiVersion = 4;
 
 #define NODEPLANE_STR_(x) #x
 #define NODEPLANE_STR(x) NODEPLANE_STR_(x)

@@ -37,7 +37,10 @@ struct FieldSchema {
   bool compared = true;              // false for directives such as `adopt` (not host state)
   std::string references;            // kind this string field names (a dependency), or ""
   // The value never appears in `diff`, plan JSON, logs, `status` or the state file; a change
-  // shows as "(sensitive value changed)" and a saved plan carries a hash of it.
+  // shows as "(sensitive value changed)" and a saved plan carries a hash of it. A plugin that
+  // cannot read the value back from the host (Docker's container list has no environment)
+  // reports it observed as {"sha256": "<hex>"}, the SHA-256 of the value's jsonText() (text.hpp)
+  // (the value as normalize() left it): the diff compares that digest with the desired value's.
   bool sensitive = false;
   std::vector<FieldSchema> fields;  // kObject / kObjectList members
 };

@@ -64,7 +64,7 @@ CheckReport runChecks(const HostContext& host, PluginHost* plugins) {
         report.items.push_back(std::move(item));
         report.plugin.push_back(p->name());
       }
-  if (auto gpus = host::readGpuInventory(host.sysfsRoot)) {
+  if (auto gpus = host::readGpuInventory(host.sysfsRoot, host.procRoot)) {
     report.gpus = std::move(*gpus);
   } else {
     report.gpuError = gpus.error().str();

@@ -162,7 +162,7 @@ Result<std::vector<std::string>> readIommuGroup(const fs::path& sysfsRoot, int g
   return listAddresses(dir);
 }
 
-Result<std::vector<Gpu>> readGpuInventory(const fs::path& sysfsRoot) {
+Result<std::vector<Gpu>> readGpuInventory(const fs::path& sysfsRoot, const fs::path& /*procRoot*/) {
   auto functions = readPciFunctions(sysfsRoot);
   if (!functions) return std::unexpected(functions.error());
   std::map<std::string, const PciFunction*> byAddress;

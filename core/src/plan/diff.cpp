@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "sensitive.hpp"
+
 namespace nodeplane {
 namespace {
 
@@ -19,6 +21,7 @@ void diffInto(const Json& desired, const Json& observed, const std::vector<Field
       continue;
     }
     if (*d == o) continue;
+    if (f.sensitive && matchesObservedDigest(*d, o)) continue;
     if (f.sensitive)
       out.push_back({path, Json(), Json(), replace, true});  // what differs, never the values
     else

@@ -22,6 +22,12 @@ std::vector<std::string> sensitivePaths(const std::vector<FieldSchema>& fields);
 // {"sensitive": "sha256:<hex>"} for `value` at `path` of `id`.
 Json sensitiveHash(const ResourceId& id, const std::string& path, const Json& value);
 
+// An observed sensitive value a plugin cannot read back (Docker lists no environment; a seed ISO
+// is not parsed back) may be reported as its digest, {"sha256": "<hex>"}: the SHA-256 of the
+// value's compact JSON text (jsonText(), text.hpp). True when `observed` is such a digest of
+// `desired`.
+bool matchesObservedDigest(const Json& desired, const Json& observed);
+
 // `spec` with the value at each of `paths` (where set) replaced by its sensitiveHash().
 Json redactSensitive(Json spec, const ResourceId& id, const std::vector<std::string>& paths);
 

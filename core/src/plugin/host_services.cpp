@@ -85,7 +85,7 @@ Result<std::vector<host::PciFunction>> SharedHostServices::pciFunctions() {
 
 Result<std::vector<host::Gpu>> SharedHostServices::gpus() {
   std::lock_guard lock(mu_);
-  if (!gpus_) gpus_ = host::readGpuInventory(host_.sysfsRoot);
+  if (!gpus_) gpus_ = host::readGpuInventory(host_.sysfsRoot, host_.procRoot);
   return *gpus_;
 }
 

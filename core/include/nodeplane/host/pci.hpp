@@ -25,6 +25,15 @@ struct PciFunction {
 
 struct Gpu {
   PciFunction function;
+  // NVIDIA GPUs only (vendor 10de), else -1: the position in PCI bus order among the host's
+  // NVIDIA GPUs, bound to a driver or not (what nvidia-smi and CUDA_DEVICE_ORDER=PCI_BUS_ID show).
+  int index = -1;
+  // From <procRoot>/driver/nvidia/gpus/<address>/information while the nvidia driver has the GPU;
+  // empty / unset otherwise (no driver loaded, the GPU on vfio-pci).
+  std::string uuid;                // "GPU-9a1e3c5f-2b7d-4e8a-b6c1-0f2d3e4a5b6c"
+  std::string model;               // "NVIDIA H100 80GB HBM3"
+  std::optional<int> deviceMinor;  // /dev/nvidia<minor>
+  bool isNvidia() const { return function.vendor == "10de"; }
   std::vector<PciFunction> companions;  // other functions of the same slot in its IOMMU group
   std::vector<PciFunction> groupPeers;  // other non-bridge devices in the group, not of the slot
 };
@@ -36,8 +45,11 @@ Result<PciFunction> readPciFunction(const std::filesystem::path& sysfsRoot,
 Result<std::vector<PciFunction>> readPciFunctions(const std::filesystem::path& sysfsRoot);
 // The addresses in sysfsRoot/kernel/iommu_groups/<group>/devices, sorted.
 Result<std::vector<std::string>> readIommuGroup(const std::filesystem::path& sysfsRoot, int group);
-// Every display-class function (class 0x03xxxx) with its companions and group peers.
-Result<std::vector<Gpu>> readGpuInventory(const std::filesystem::path& sysfsRoot);
+// Every display-class function (class 0x03xxxx) with its companions and group peers, sorted by
+// address; NVIDIA GPUs get their index, and what the driver's information file under procRoot
+// says of them (UUID, model, device minor).
+Result<std::vector<Gpu>> readGpuInventory(const std::filesystem::path& sysfsRoot,
+                                          const std::filesystem::path& procRoot);
 
 // "0000:01:00.0" -> true; anything else (paths, short forms) -> false.
 bool isPciAddress(const std::string& s);

@@ -1,0 +1,81 @@
+// The Container kind's spec side: schema, validation (against the host's GPU inventory),
+// normal form, the ownership labels and spec hash, and the Engine API body that creates it.
+// Pure functions over JSON and the inventory: no Engine calls here (unit-tested without dockerd).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "nodeplane/error.hpp"
+#include "nodeplane/host/pci.hpp"
+#include "nodeplane/plugin.hpp"
+#include "nodeplane/resource.hpp"
+#include "nodeplane/schema.hpp"
+
+namespace nodeplane::docker {
+
+inline constexpr const char* kKind = "Container";
+
+// Ownership labels on every container nodeplane creates (Docker cannot change a container's
+// labels later: a change of any of them recreates it).
+inline constexpr const char* kManagedLabel = "io.nodeplane.managed";     // "true"
+inline constexpr const char* kResourceLabel = "io.nodeplane.resource";   // "Container/<name>"
+inline constexpr const char* kAgentLabel = "io.nodeplane.agent";         // the agent id
+inline constexpr const char* kSpecHashLabel = "io.nodeplane.spec-hash";  // specHash(spec)
+// The normalized spec as JSON, each sensitive value (env) as its digest {"sha256": …}: what
+// observe() reports, without an inspect per container.
+inline constexpr const char* kSpecLabel = "io.nodeplane.spec";
+
+KindSchema containerKind();
+// The `docker:` section of the agent config: {socket} (default /run/docker.sock).
+std::vector<FieldSchema> dockerConfigSchema();
+
+// spec.gpus resolved against the inventory.
+struct GpuSelection {
+  bool all = false;
+  std::vector<host::Gpu> gpus;  // in the order written ("all": every NVIDIA GPU, by index)
+};
+// Each entry of spec.gpus ("all", or a list of inventory indices, PCI addresses, "GPU-…" UUIDs)
+// resolved; errors (field path "gpus[1]", with what was expected) for an unknown index, address or
+// UUID, a device that is not an NVIDIA GPU, a GPU bound to vfio-pci, "all" inside a list.
+Result<GpuSelection> resolveGpus(const Resource& r, const std::vector<host::Gpu>& inventory,
+                                 std::vector<Error>& errors);
+
+// Every problem beyond the schema, built with r.error() (file:line, field path): the container
+// name (Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]*), the image reference, env names, mount paths
+// (absolute, no duplicate targets), gpus (resolveGpus), numaAffinity without gpus.
+std::vector<Error> validateContainer(const Resource& r, const std::vector<host::Gpu>& inventory);
+
+// The normal form: defaults filled (state running, restart "no", pull IfNotPresent, exclusive and
+// numaAffinity false), gpus as "all" or the sorted PCI addresses of the GPUs named (so an index
+// that now names another GPU is a change), mounts sorted by target. Idempotent; what the inventory
+// cannot resolve is left as written (validate reports it).
+Json normalizeContainer(const Json& spec, const std::vector<host::Gpu>& inventory);
+
+// The GPUs the container takes: one "gpu" claim per GPU by PCI address, shared unless
+// spec.exclusive.
+std::vector<Claim> containerClaims(const Resource& r, const std::vector<host::Gpu>& inventory);
+
+// SHA-256 (hex) of the normalized spec without `state` and `pull`: what the container was created
+// from. Equal hashes: leave it; different: recreate.
+std::string specHash(const Json& normalizedSpec);
+
+// The body of POST /containers/create?name=<name>: Image, Cmd, Entrypoint, Env, Labels (the
+// spec's and the ownership labels), HostConfig {DeviceRequests (driver nvidia, [["gpu"]], the
+// GPUs' UUIDs as DeviceIDs when known, else indices; Count -1 for all), Mounts (bind), NetworkMode,
+// RestartPolicy, CpusetCpus/CpusetMems from the NUMA nodes of the GPUs when numaAffinity (read
+// from <sysfsRoot>/devices/system/node/node<N>/cpulist)}.
+Result<Json> createBody(const std::string& name, const Json& normalizedSpec,
+                        const std::vector<host::Gpu>& inventory,
+                        const std::filesystem::path& sysfsRoot, const std::string& agentId);
+
+// One entry of GET /containers/json?all=1 as an observed object: id from the name, uid the
+// container id, marked when its managed and agent labels are this agent's (markedByOther for
+// another agent id), spec from kSpecLabel with `state` from the entry's State ("running" for
+// running/restarting/paused, else "stopped"). An unlabelled container gets what the list shows
+// (image, state, network, labels). With `agentId` "" (no state store opened) no container is
+// ours: an agent label makes it markedByOther, as the net plugin does.
+ObservedObject observedFromListEntry(const Json& entry, const std::string& agentId);
+
+}  // namespace nodeplane::docker

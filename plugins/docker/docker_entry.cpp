@@ -1,0 +1,3 @@
+#include "docker_plugin.hpp"
+
+NODEPLANE_PLUGIN(nodeplane::docker::DockerPlugin)
