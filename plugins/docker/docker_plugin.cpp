@@ -1,4 +1,4 @@
-// STUB: replaced by the engine helper.
+// STUB: replaced by the plugin helper.
 #include "docker_plugin.hpp"
 
 #include "container_spec.hpp"
@@ -13,7 +13,6 @@ std::vector<KindSchema> DockerPlugin::kinds() const { return {containerKind()}; 
 std::vector<FieldSchema> DockerPlugin::configSchema() const { return dockerConfigSchema(); }
 Result<void> DockerPlugin::start() { return fail(ErrorKind::kRetryable, "not implemented"); }
 void DockerPlugin::stop() {}
-std::vector<CheckItem> DockerPlugin::check() { return {}; }
 std::vector<Error> DockerPlugin::validate(const Resource&) const { return {}; }
 std::vector<Claim> DockerPlugin::claims(const Resource&) const { return {}; }
 Json DockerPlugin::normalize(const std::string&, const Json& spec) const { return spec; }
@@ -23,8 +22,5 @@ Result<std::vector<ObservedObject>> DockerPlugin::observe(const std::vector<std:
 Outcome DockerPlugin::apply(const Change&, ApplyContext&) {
   return Outcome::failed(Error{ErrorKind::kRetryable, "not implemented"});
 }
-Result<std::vector<EventSource>> DockerPlugin::openEvents() { return std::vector<EventSource>{}; }
-Result<Touched> DockerPlugin::drainEvents(int) { return Touched{}; }
-void DockerPlugin::closeEvents() {}
 
 }  // namespace nodeplane::docker
