@@ -37,8 +37,11 @@ struct GpuSelection {
   std::vector<host::Gpu> gpus;  // in the order written ("all": every NVIDIA GPU, by index)
 };
 // Each entry of spec.gpus ("all", or a list of inventory indices, PCI addresses, "GPU-…" UUIDs)
-// resolved; errors (field path "gpus[1]", with what was expected) for an unknown index, address or
-// UUID, a device that is not an NVIDIA GPU, a GPU bound to vfio-pci, "all" inside a list.
+// resolved; errors appended to `errors` (field path "spec.gpus[1]", with what was expected) for an
+// unknown index, address or UUID, a device that is not an NVIDIA GPU, a GPU bound to vfio-pci,
+// "all" inside a list, a GPU named twice; those entries are left out of the selection. The
+// result is an error (not appended) only when spec.gpus is neither "all" nor a list. "all" is
+// every NVIDIA GPU not bound to vfio-pci (what the nvidia driver gives a container).
 Result<GpuSelection> resolveGpus(const Resource& r, const std::vector<host::Gpu>& inventory,
                                  std::vector<Error>& errors);
 
@@ -57,15 +60,21 @@ Json normalizeContainer(const Json& spec, const std::vector<host::Gpu>& inventor
 // spec.exclusive.
 std::vector<Claim> containerClaims(const Resource& r, const std::vector<host::Gpu>& inventory);
 
-// SHA-256 (hex) of the normalized spec without `state` and `pull`: what the container was created
-// from. Equal hashes: leave it; different: recreate.
+// The normalized desired spec with `env` replaced by its digest {"sha256": SHA-256 hex of the
+// env's jsonText()}: what the core's diff compares an observed sensitive value against.
+Json withEnvDigest(const Json& normalizedSpec);
+
+// SHA-256 (hex) of withEnvDigest(normalized desired spec) without `state` and `pull`: what the
+// container was created from. Equal hashes: leave it; different: recreate.
 std::string specHash(const Json& normalizedSpec);
 
 // The body of POST /containers/create?name=<name>: Image, Cmd, Entrypoint, Env, Labels (the
 // spec's and the ownership labels), HostConfig {DeviceRequests (driver nvidia, [["gpu"]], the
 // GPUs' UUIDs as DeviceIDs when known, else indices; Count -1 for all), Mounts (bind), NetworkMode,
 // RestartPolicy, CpusetCpus/CpusetMems from the NUMA nodes of the GPUs when numaAffinity (read
-// from <sysfsRoot>/devices/system/node/node<N>/cpulist)}.
+// from <sysfsRoot>/devices/system/node/node<N>/cpulist; GPUs whose NUMA node is unknown (-1)
+// pin nothing)}. An error when agentId is "" (the labels need it), when the GPUs no longer
+// resolve, or when a cpulist cannot be read.
 Result<Json> createBody(const std::string& name, const Json& normalizedSpec,
                         const std::vector<host::Gpu>& inventory,
                         const std::filesystem::path& sysfsRoot, const std::string& agentId);
@@ -74,8 +83,12 @@ Result<Json> createBody(const std::string& name, const Json& normalizedSpec,
 // container id, marked when its managed and agent labels are this agent's (markedByOther for
 // another agent id), spec from kSpecLabel with `state` from the entry's State ("running" for
 // running/restarting/paused, else "stopped"). An unlabelled container gets what the list shows
-// (image, state, network, labels). With `agentId` "" (no state store opened) no container is
-// ours: an agent label makes it markedByOther, as the net plugin does.
+// (image, state, network, labels), and so does one whose spec label is not a JSON object. With
+// `agentId` "" (no state store opened) no container is ours: an agent label makes it
+// markedByOther, as the net plugin does. The mark counts only when io.nodeplane.resource names
+// this container ("Container/<its name>": one renamed by hand is not the resource it was made
+// for). A managed label without an agent label is a legacyMark (the core refuses it unless the
+// state store records it, and says to adopt it).
 ObservedObject observedFromListEntry(const Json& entry, const std::string& agentId);
 
 }  // namespace nodeplane::docker

@@ -1,26 +1,240 @@
-// STUB: replaced by the plugin helper.
+// The docker plugin's life: start/stop (the Engine client), the spec side through
+// container_spec.hpp with the pass's GPU inventory, observe (one list call), and the list of
+// containers this agent released. apply() is in docker_apply.cpp.
 #include "docker_plugin.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <sstream>
 
 #include "container_spec.hpp"
 #include "engine.hpp"
 #include "engine_events.hpp"
 
 namespace nodeplane::docker {
+namespace {
+
+// Nothing may escape the plugin: a throw (bad JSON access, allocation) becomes an error.
+template <class F>
+auto guarded(const std::string& what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return fail(ErrorKind::kTerminal, what + ": internal error: " + e.what());
+  } catch (...) {
+    return fail(ErrorKind::kTerminal, what + ": internal error");
+  }
+}
+
+std::string errnoText(int e) { return std::strerror(e); }
+
+// Writes `text` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
+// directory. A crash leaves the old file or the new one, never a torn one.
+Result<void> writeAtomically(const std::filesystem::path& path, const std::string& text) {
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  if (ec)
+    return fail(ErrorKind::kTerminal,
+                "cannot create " + path.parent_path().string() + ": " + ec.message());
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return fail(ErrorKind::kTerminal, "cannot write " + tmp.string() + ": " + errnoText(errno));
+  std::size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return fail(ErrorKind::kTerminal, "cannot write " + tmp.string() + ": " + errnoText(e));
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    int e = errno;
+    ::close(fd);
+    return fail(ErrorKind::kTerminal, "cannot sync " + tmp.string() + ": " + errnoText(e));
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return fail(ErrorKind::kTerminal,
+                "cannot rename " + tmp.string() + " to " + path.string() + ": " + errnoText(errno));
+  if (int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+  return {};
+}
+
+bool wantsGpus(const Json& spec) { return spec.is_object() && spec.contains("gpus"); }
+
+}  // namespace
 
 DockerPlugin::DockerPlugin(HostServices& services) : services_(services) {}
+
 DockerPlugin::~DockerPlugin() = default;
+
 std::vector<KindSchema> DockerPlugin::kinds() const { return {containerKind()}; }
+
 std::vector<FieldSchema> DockerPlugin::configSchema() const { return dockerConfigSchema(); }
-Result<void> DockerPlugin::start() { return fail(ErrorKind::kRetryable, "not implemented"); }
-void DockerPlugin::stop() {}
-std::vector<Error> DockerPlugin::validate(const Resource&) const { return {}; }
-std::vector<Claim> DockerPlugin::claims(const Resource&) const { return {}; }
-Json DockerPlugin::normalize(const std::string&, const Json& spec) const { return spec; }
-Result<std::vector<ObservedObject>> DockerPlugin::observe(const std::vector<std::string>&) {
-  return std::vector<ObservedObject>{};
+
+Result<void> DockerPlugin::start() {
+  return guarded("starting the docker plugin", [&]() -> Result<void> {
+    const Json& section = services_.config();
+    socket_ = services_.context().dockerSocket;
+    if (section.is_object())
+      if (auto it = section.find("socket"); it != section.end() && it->is_string())
+        socket_ = it->get<std::string>();
+    auto engine = std::make_unique<Engine>(socket_);
+    if (auto r = engine->connect(); !r) return r;
+    engine_ = std::move(engine);
+    std::lock_guard lock(releasedMu_);
+    releasedLoaded_ = false;
+    return loadReleased();
+  });
 }
-Outcome DockerPlugin::apply(const Change&, ApplyContext&) {
-  return Outcome::failed(Error{ErrorKind::kRetryable, "not implemented"});
+
+void DockerPlugin::stop() {
+  events_.reset();
+  engine_.reset();
+}
+
+std::vector<Error> DockerPlugin::validate(const Resource& r) const {
+  try {
+    auto gpus = services_.gpus();
+    if (!gpus) {
+      if (wantsGpus(r.spec))
+        return {r.error(ErrorKind::kInvalidInput, "spec.gpus",
+                        "cannot read the host's GPU inventory: " + gpus.error().str())};
+      return validateContainer(r, {});
+    }
+    return validateContainer(r, *gpus);
+  } catch (const std::exception& e) {
+    return {r.error(ErrorKind::kInvalidInput, "", std::string("internal error: ") + e.what())};
+  }
+}
+
+std::vector<Claim> DockerPlugin::claims(const Resource& r) const {
+  try {
+    auto gpus = services_.gpus();
+    if (!gpus) return {};  // validate() reports it
+    return containerClaims(r, *gpus);
+  } catch (...) {
+    return {};
+  }
+}
+
+Json DockerPlugin::normalize(const std::string&, const Json& spec) const {
+  try {
+    auto gpus = services_.gpus();
+    return normalizeContainer(spec, gpus ? *gpus : std::vector<host::Gpu>{});
+  } catch (...) {
+    return spec;
+  }
+}
+
+Result<std::vector<ObservedObject>> DockerPlugin::observe(const std::vector<std::string>& kinds) {
+  return guarded("observing containers", [&]() -> Result<std::vector<ObservedObject>> {
+    std::vector<ObservedObject> out;
+    bool wanted = false;
+    for (const auto& k : kinds) {
+      if (k != kKind)
+        return fail(ErrorKind::kTerminal, "the docker plugin does not handle kind " + k);
+      wanted = true;
+    }
+    if (!wanted) return out;
+    if (!engine_)
+      return fail(ErrorKind::kTerminal,
+                  "the docker plugin was not started (start() connects to dockerd)");
+    auto list = engine_->call("GET", "/containers/json?all=1");
+    if (!list) {
+      Error e = list.error();
+      e.message = "listing containers: " + e.message;
+      return std::unexpected(std::move(e));
+    }
+    if (!list->is_array())
+      return fail(ErrorKind::kRetryable, "listing containers: dockerd answered " + list->dump());
+    const std::string agent = services_.agentId();
+    std::set<std::string> seen;
+    std::lock_guard lock(releasedMu_);
+    if (auto r = loadReleased(); !r) return std::unexpected(r.error());
+    for (const Json& entry : *list) {
+      ObservedObject o = observedFromListEntry(entry, agent);
+      if (o.id.name.empty()) continue;
+      seen.insert(o.uid);
+      if (released_.count(o.uid)) {  // released by this agent: no longer ours
+        o.marked = false;
+        o.legacyMark = false;
+      }
+      out.push_back(std::move(o));
+    }
+    // Forget released containers that are gone (removed by hand): the list only shrinks here.
+    std::set<std::string> keep;
+    for (const auto& id : released_)
+      if (seen.count(id)) keep.insert(id);
+    if (keep.size() != released_.size()) {
+      Json ids = Json::array();
+      for (const auto& id : keep) ids.push_back(id);
+      if (writeAtomically(releasedFile(), Json{{"released", ids}}.dump() + "\n")) released_ = keep;
+    }
+    return out;
+  });
+}
+
+std::filesystem::path DockerPlugin::releasedFile() const {
+  return services_.context().stateDir / "docker" / "released.json";
+}
+
+Result<void> DockerPlugin::loadReleased() {
+  if (releasedLoaded_) return {};
+  released_.clear();
+  const auto path = releasedFile();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    releasedLoaded_ = true;
+    return {};
+  }
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  Json j = Json::parse(text.str(), nullptr, false);
+  if (!in || j.is_discarded() || !j.is_object() || !j.contains("released") ||
+      !j["released"].is_array())
+    return fail(ErrorKind::kTerminal,
+                "cannot read " + path.string() + ": expected {\"released\": [container ids]}", {},
+                "it lists the containers this agent released; fix or remove it");
+  for (const Json& id : j["released"])
+    if (id.is_string()) released_.insert(id.get<std::string>());
+  releasedLoaded_ = true;
+  return {};
+}
+
+bool DockerPlugin::isReleased(const std::string& uid) {
+  std::lock_guard lock(releasedMu_);
+  if (!loadReleased()) return false;
+  return released_.count(uid) != 0;
+}
+
+Result<void> DockerPlugin::setReleased(const std::string& uid, bool released) {
+  std::lock_guard lock(releasedMu_);
+  if (auto r = loadReleased(); !r) return r;
+  std::set<std::string> next = released_;
+  if (released)
+    next.insert(uid);
+  else
+    next.erase(uid);
+  if (next == released_) return {};
+  Json ids = Json::array();
+  for (const auto& id : next) ids.push_back(id);
+  if (auto r = writeAtomically(releasedFile(), Json{{"released", ids}}.dump() + "\n"); !r) return r;
+  released_ = std::move(next);
+  return {};
 }
 
 }  // namespace nodeplane::docker

@@ -4,6 +4,7 @@
 // change of `state` alone starts or stops it. Drift comes from Docker's /events stream.
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -46,10 +47,29 @@ class DockerPlugin : public Plugin {
   unsigned maxParallel() const override { return 8; }
 
  private:
+  // apply() by action (docker_apply.cpp); each returns what apply() reports.
+  Result<void> applyNow(const Change& change, ApplyContext& context);
+  Result<void> createContainer(const Change& change, const Json& desired, ApplyContext& context);
+  Result<void> ensureImage(const std::string& image, const std::string& pull,
+                           ApplyContext& context);
+  Result<void> startContainer(const std::string& uid, const std::string& what);
+  Result<void> stopContainer(const std::string& uid, const std::string& what);
+  Result<void> removeContainer(const std::string& uid, const std::string& what);
+  // The containers this agent released (deletionPolicy Orphan): Docker cannot take their labels
+  // off, so their ids are kept in <stateDir>/docker/released.json and observe() reports them
+  // unmarked. Guarded by releasedMu_ (apply() runs on several threads).
+  bool isReleased(const std::string& uid);
+  Result<void> setReleased(const std::string& uid, bool released);
+  Result<void> loadReleased();  // with releasedMu_ held
+  std::filesystem::path releasedFile() const;
+
   HostServices& services_;
   std::string socket_;
   std::unique_ptr<Engine> engine_;  // from start() to stop()
   std::unique_ptr<EventStream> events_;
+  std::mutex releasedMu_;
+  bool releasedLoaded_ = false;
+  std::set<std::string> released_;
 };
 
 }  // namespace nodeplane::docker

@@ -34,7 +34,8 @@ class Engine {
 
   const std::string& socketPath() const { return socket_; }
   // GET /_ping and keep the negotiated version. A socket nobody listens on is kRetryable
-  // ("cannot reach dockerd at /run/docker.sock: …"); an API older than kMinApiVersion kUnsupported.
+  // ("cannot reach dockerd at /run/docker.sock: …", with a hint); an API older than kMinApiVersion
+  // kTerminal.
   Result<void> connect();
   const std::string& apiVersion() const { return version_; }  // "1.41"; "" before connect()
 
@@ -45,16 +46,24 @@ class Engine {
                                  const Json* body = nullptr,
                                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   // request(), wanting a 2xx: the body parsed as JSON (null for an empty body). Any other status
-  // is an error carrying Docker's own "message": 404 kNotFound, 409 kConflict, 5xx kRetryable,
-  // other 4xx kInvalidInput.
+  // is an error carrying Docker's own "message" ("No such container: web"): 409 kConflict, 5xx
+  // kRetryable, 404 kTerminal, other 4xx kInvalidInput. Where a 404 is an answer (a container
+  // already gone), use request() and look at the status.
   Result<Json> call(std::string_view method, std::string_view path, const Json* body = nullptr,
                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   // A request whose answer is a stream of JSON messages (POST /images/create): `onMessage` sees
   // each as it arrives and may return false to abort. A message with "error" ends it with that
-  // error (a failed pull answers 200 and says so in the stream).
+  // error (a failed pull answers 200 and says so in the stream); a non-2xx answer is an error as
+  // in call(). Without a `timeout` the stream may last: only one silent for the engine's timeout
+  // fails. `upload`: a request body sent as is (an image tarball for /images/create?fromSrc=-).
+  struct Upload {
+    std::string_view data;
+    std::string_view contentType;  // "application/x-tar"
+  };
   Result<void> stream(std::string_view method, std::string_view path,
                       const std::function<bool(const Json&)>& onMessage,
-                      std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+                      std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
+                      const Upload* upload = nullptr);
 
  private:
   std::string socket_;
