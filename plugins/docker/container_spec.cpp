@@ -251,7 +251,7 @@ Resolved resolveEntry(const Json& v, const std::vector<host::Gpu>& inventory) {
               describe(v)};
 }
 
-const char* kGpusExpected =
+constexpr const char* kGpusExpected =
     "expected \"all\" or a list of GPU indices, PCI addresses and GPU-… UUIDs";
 
 // The digest form of a sensitive value, as the core's diff compares it (sensitive.hpp).

@@ -119,6 +119,23 @@ TEST(ContainerSchema, DeclaresFieldsTypesAndReplaceRules) {
   EXPECT_THAT(cfg[0].description, HasSubstr("/run/docker.sock"));
 }
 
+// The agent config's docker: section is checked against the plugin's schema.
+TEST(ContainerSchema, TheDockerConfigSectionIsChecked) {
+  EXPECT_TRUE(validateSection({{"socket", "/run/docker.sock"}}, dockerConfigSchema(), "docker", {},
+                              SourceLocation{"agent.yaml", 3, 1})
+                  .empty());
+  auto errors = validateSection({{"sock", "/x"}}, dockerConfigSchema(), "docker", {},
+                                SourceLocation{"agent.yaml", 3, 1});
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].field, "docker.sock");
+  EXPECT_EQ(errors[0].message, "unknown field \"sock\" (known: socket)");
+  EXPECT_EQ(errors[0].hint, "did you mean \"socket\"?");
+  auto type = validateSection({{"socket", 5}}, dockerConfigSchema(), "docker", {},
+                              SourceLocation{"agent.yaml", 3, 1});
+  ASSERT_EQ(type.size(), 1u);
+  EXPECT_EQ(type[0].message, "expected a string, got integer 5");
+}
+
 TEST(ContainerValidate, AcceptsGoodSpecs) {
   EXPECT_TRUE(check(goodSpec()).empty());
   for (const std::string& image : std::vector<std::string>{
