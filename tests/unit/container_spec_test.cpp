@@ -535,6 +535,9 @@ TEST(ContainerObserve, SpecFromTheLabelEqualsTheDesiredSpecInTheCoresDiff) {
   EXPECT_EQ(o.uid, "c0ffee");
   EXPECT_TRUE(o.marked);
   EXPECT_EQ(o.spec["state"], "running");
+  EXPECT_EQ(o.holds,
+            (std::vector<Claim>{{.type = "gpu", .id = "0000:1b:00.0", .exclusive = false},
+                                {.type = "gpu", .id = "0000:3b:00.0", .exclusive = false}}));
   Json observed = normalizeContainer(o.spec, inventory());
   EXPECT_TRUE(diffSpec(desired, observed, k.spec).empty());
 
@@ -569,6 +572,16 @@ TEST(ContainerObserve, OwnershipFromTheLabels) {
   EXPECT_TRUE(mine.markedByOther.empty());
   EXPECT_EQ(mine.spec["state"], "stopped");
   EXPECT_EQ(mine.spec["image"], "busybox");
+
+  EXPECT_TRUE(mine.holds.empty());
+
+  auto exclusive = createBody(
+      "web",
+      normalizeContainer({{"image", "busybox"}, {"gpus", {2}}, {"exclusive", true}}, inventory()),
+      inventory(), numaSysfs(dir), "agent-1");
+  ASSERT_TRUE(exclusive);
+  EXPECT_EQ(observedFromListEntry(listEntry(*exclusive, "web", "running"), "agent-1").holds,
+            (std::vector<Claim>{{.type = "gpu", .id = "0000:9b:00.0", .exclusive = true}}));
 
   ObservedObject other = observedFromListEntry(entry, "agent-2");
   EXPECT_FALSE(other.marked);
