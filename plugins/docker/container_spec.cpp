@@ -700,6 +700,15 @@ ObservedObject observedFromListEntry(const Json& entry, const std::string& agent
       if (k.rfind("io.nodeplane.", 0) != 0 && v.is_string()) own[k] = v;
     if (!own.empty()) spec["labels"] = own;
   }
+  // The GPUs it holds, as its spec label names them (the list does not show DeviceRequests): a
+  // step that claims one of them exclusively waits for its delete (plugin.hpp, Claim).
+  if (auto g = spec.find("gpus"); g != spec.end() && g->is_array()) {
+    auto e = spec.find("exclusive");
+    const bool exclusive = e != spec.end() && e->is_boolean() && e->get<bool>();
+    for (const auto& a : *g)
+      if (a.is_string() && host::isPciAddress(a.get<std::string>()))
+        o.holds.push_back(Claim{.type = "gpu", .id = a.get<std::string>(), .exclusive = exclusive});
+  }
   spec["state"] = observedState;
   o.spec = std::move(spec);
   return o;

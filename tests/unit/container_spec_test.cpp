@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "claims.hpp"
 #include "diff.hpp"
 #include "nodeplane/text.hpp"
 #include "support/files.hpp"
@@ -408,6 +409,32 @@ TEST(ContainerClaims, OneGpuClaimPerGpuSharedUnlessExclusive) {
   EXPECT_TRUE(containerClaims(container({{"image", "busybox"}}), inventory()).empty());
 }
 
+// Two exclusive claims of one GPU (named by index in one file and by UUID in the other) are a
+// validation error of the core's claims check, naming the first with its file:line; shared
+// claims are fine.
+TEST(ContainerClaims, TwoExclusiveClaimsOfOneGpuConflictInTheCoresCheck) {
+  auto claimsCheck = [](Json a, Json b) {
+    std::vector<Resource> rs = {container(std::move(a), "train"), container(std::move(b), "infer")};
+    rs[1].where = SourceLocation{"d.yaml", 1, 1};
+    std::vector<std::vector<DesiredClaim>> claims;
+    for (const auto& r : rs) {
+      claims.emplace_back();
+      for (const auto& c : containerClaims(r, inventory())) claims.back().push_back({c, ""});
+    }
+    std::vector<Error> errors;
+    checkDesiredClaims(rs, claims, errors);
+    return errors;
+  };
+  auto errors = claimsCheck({{"gpus", {0, 1}}, {"exclusive", true}},
+                            {{"gpus", {kUuid0}}, {"exclusive", true}});
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].str(),
+            "d.yaml:1:1: Container/infer: claims gpu 0000:1b:00.0, already claimed by "
+            "Container/train at c.yaml:1:1");
+  EXPECT_EQ(claimsCheck({{"gpus", {2}}, {"exclusive", true}}, {{"gpus", {2}}}).size(), 1u);
+  EXPECT_TRUE(claimsCheck({{"gpus", {2}}}, {{"gpus", {"0000:9b:00.0"}}}).empty());
+}
+
 TEST(ContainerSpecHash, CoversWhatTheContainerIsMadeFromNotStateOrPull) {
   Json n = normalizeContainer(goodSpec(), inventory());
   const std::string h = specHash(n);
@@ -535,6 +562,9 @@ TEST(ContainerObserve, SpecFromTheLabelEqualsTheDesiredSpecInTheCoresDiff) {
   EXPECT_EQ(o.uid, "c0ffee");
   EXPECT_TRUE(o.marked);
   EXPECT_EQ(o.spec["state"], "running");
+  EXPECT_EQ(o.holds,
+            (std::vector<Claim>{{.type = "gpu", .id = "0000:1b:00.0", .exclusive = false},
+                                {.type = "gpu", .id = "0000:3b:00.0", .exclusive = false}}));
   Json observed = normalizeContainer(o.spec, inventory());
   EXPECT_TRUE(diffSpec(desired, observed, k.spec).empty());
 
@@ -569,6 +599,16 @@ TEST(ContainerObserve, OwnershipFromTheLabels) {
   EXPECT_TRUE(mine.markedByOther.empty());
   EXPECT_EQ(mine.spec["state"], "stopped");
   EXPECT_EQ(mine.spec["image"], "busybox");
+
+  EXPECT_TRUE(mine.holds.empty());
+
+  auto exclusive = createBody(
+      "web",
+      normalizeContainer({{"image", "busybox"}, {"gpus", {2}}, {"exclusive", true}}, inventory()),
+      inventory(), numaSysfs(dir), "agent-1");
+  ASSERT_TRUE(exclusive);
+  EXPECT_EQ(observedFromListEntry(listEntry(*exclusive, "web", "running"), "agent-1").holds,
+            (std::vector<Claim>{{.type = "gpu", .id = "0000:9b:00.0", .exclusive = true}}));
 
   ObservedObject other = observedFromListEntry(entry, "agent-2");
   EXPECT_FALSE(other.marked);
