@@ -499,6 +499,16 @@ Json normalizeContainer(const Json& spec, const std::vector<host::Gpu>& inventor
   dflt("pull", "IfNotPresent");
   dflt("exclusive", false);
   dflt("numaAffinity", false);
+  // A field left out means Docker's default, not "don't care": removing `gpus:` or `env:` from a
+  // file must recreate the container without them. Empty lists mean the image's own CMD and
+  // ENTRYPOINT; network "default" is Docker's default network.
+  dflt("command", Json::array());
+  dflt("entrypoint", Json::array());
+  dflt("env", Json::object());
+  dflt("labels", Json::object());
+  dflt("mounts", Json::array());
+  dflt("gpus", Json::array());
+  dflt("network", "default");
   if (auto g = out.find("gpus"); g != out.end() && g->is_array()) {
     std::vector<std::string> addresses;
     bool ok = true;
@@ -569,8 +579,10 @@ Result<Json> createBody(const std::string& name, const Json& normalizedSpec,
                 "its ownership labels need one");
   Json body = Json::object();
   body["Image"] = s["image"];
-  if (auto c = s.find("command"); c != s.end() && c->is_array()) body["Cmd"] = *c;
-  if (auto e = s.find("entrypoint"); e != s.end() && e->is_array()) body["Entrypoint"] = *e;
+  // An empty list: the image's own CMD / ENTRYPOINT.
+  if (auto c = s.find("command"); c != s.end() && c->is_array() && !c->empty()) body["Cmd"] = *c;
+  if (auto e = s.find("entrypoint"); e != s.end() && e->is_array() && !e->empty())
+    body["Entrypoint"] = *e;
   if (auto env = s.find("env"); env != s.end() && env->is_object()) {
     Json list = Json::array();
     for (const auto& [k, v] : env->items())

@@ -51,7 +51,8 @@ Result<GpuSelection> resolveGpus(const Resource& r, const std::vector<host::Gpu>
 std::vector<Error> validateContainer(const Resource& r, const std::vector<host::Gpu>& inventory);
 
 // The normal form: defaults filled (state running, restart "no", pull IfNotPresent, exclusive and
-// numaAffinity false), gpus as "all" or the sorted PCI addresses of the GPUs named (so an index
+// numaAffinity false; command, entrypoint, mounts, gpus [] and env, labels {}: a field left out is
+// Docker's default, so removing one from a file is a change; network "default"), gpus as "all" or the sorted PCI addresses of the GPUs named (so an index
 // that now names another GPU is a change), mounts sorted by target. Idempotent; what the inventory
 // cannot resolve is left as written (validate reports it).
 Json normalizeContainer(const Json& spec, const std::vector<host::Gpu>& inventory);

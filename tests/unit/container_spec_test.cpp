@@ -374,7 +374,15 @@ TEST(ContainerNormalize, FillsDefaultsResolvesGpusSortsMountsAndIsIdempotent) {
                            {"restart", "no"},
                            {"pull", "IfNotPresent"},
                            {"exclusive", false},
-                           {"numaAffinity", false}}));
+                           {"numaAffinity", false},
+                           {"command", Json::array()},
+                           {"entrypoint", Json::array()},
+                           {"env", Json::object()},
+                           {"labels", Json::object()},
+                           {"mounts", Json::array()},
+                           {"gpus", Json::array()},
+                           {"network", "default"}}));
+  EXPECT_EQ(normalizeContainer(minimal, inventory()), minimal);
 
   // Index, UUID and address of the same GPUs: one normal form, sorted by address.
   Json a = normalizeContainer({{"gpus", {2, kUuid0}}}, inventory());
@@ -390,6 +398,26 @@ TEST(ContainerNormalize, FillsDefaultsResolvesGpusSortsMountsAndIsIdempotent) {
   for (auto& g : other)
     if (g.index > 0) --g.index;
   EXPECT_EQ(normalizeContainer({{"gpus", {0}}}, other)["gpus"], Json({"0000:3b:00.0"}));
+}
+
+// Removing a field from a file is a change back to Docker's default, not "don't care": the core's
+// diff skips only fields the desired spec leaves unset, and the normal form sets them all.
+TEST(ContainerNormalize, AFieldRemovedFromTheFileIsAChange) {
+  Json before = normalizeContainer(
+      {{"image", "busybox"}, {"gpus", {0}}, {"env", {{"A", "1"}}}, {"command", {"sleep", "1"}}},
+      inventory());
+  Json after = normalizeContainer({{"image", "busybox"}}, inventory());
+  auto changes = diffSpec(after, before, containerKind().spec);
+  std::vector<std::string> paths;
+  for (const auto& c : changes) paths.push_back(c.path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"command", "env", "gpus"}));
+  for (const auto& c : changes) EXPECT_TRUE(c.forcesReplace) << c.path;
+  // The image's own CMD and ENTRYPOINT: nothing sent.
+  auto body = createBody("c", after, inventory(), "/nonexistent", "agent");
+  ASSERT_TRUE(body) << body.error().str();
+  EXPECT_FALSE(body->contains("Cmd"));
+  EXPECT_FALSE(body->contains("Entrypoint"));
+  EXPECT_FALSE((*body)["HostConfig"].contains("DeviceRequests"));
 }
 
 TEST(ContainerClaims, OneGpuClaimPerGpuSharedUnlessExclusive) {
@@ -511,7 +539,7 @@ TEST(ContainerCreateBody, GpuVariantsAndNumaEdgeCases) {
             Json({kUuid2, "3"}));
   Json plain = body({{"image", "busybox"}});
   EXPECT_FALSE(plain.contains("DeviceRequests"));
-  EXPECT_FALSE(plain.contains("NetworkMode"));  // Docker's default
+  EXPECT_EQ(plain["NetworkMode"], "default");  // Docker's default network
   EXPECT_FALSE(plain.contains("CpusetCpus"));
   EXPECT_EQ(plain["RestartPolicy"], Json({{"Name", "no"}}));
   // GPUs on two nodes: both nodes' CPUs, merged.
