@@ -564,6 +564,35 @@ TEST_F(DockerGpuTest, NumaAffinityPinsTheContainerToTheCpusOfItsGpusNode) {
   EXPECT_EQ(inspect(n)["HostConfig"].value("CpusetCpus", ""), "0");
 }
 
+// Through the CLI with the fixture's roots: a GPU named by its UUID reaches the container, and a
+// second diff (the normal form is the PCI address on both sides) is in sync.
+TEST_F(DockerGpuTest, TheCliAppliesAGpuContainerNamedByUuidAndADiffIsInSync) {
+  std::string uuid;
+  for (const auto& g : gpus())
+    if (g.isNvidia() && g.index == 3) uuid = g.uuid;
+  ASSERT_FALSE(uuid.empty());
+  const std::string n = name("np-gpu-cli");
+  TempDir out;
+  const std::string dir = files(
+      "d", {containerDoc(n, {"gpus: [" + uuid + "]",
+                             "command: [sh, -c, 'env > /out/env.tmp && mv /out/env.tmp /out/env "
+                             "&& exec sleep 1000']",
+                             "mounts: [{source: " + out.path().string() + ", target: /out}]"})});
+  const HostContext host = fixtureHost();
+  const std::vector<std::string> roots = {"--sysfs-root", host.sysfsRoot.string(), "--proc-root",
+                                          host.procRoot.string()};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), roots.begin(), roots.end());
+    return np(args);
+  };
+  auto a = with({"apply", "-f", dir});
+  ASSERT_EQ(a.code, 0) << a.out << a.err;
+  ASSERT_TRUE(eventually("the container wrote /out/env", [&] { return fs::exists(out / "env"); }));
+  EXPECT_THAT(slurp(out / "env"), HasSubstr("NVIDIA_VISIBLE_DEVICES=" + uuid + "\n"));
+  auto d = with({"diff", "-f", dir});
+  EXPECT_EQ(d.code, 0) << d.out << d.err;
+}
+
 // The shared dockerd has no nvidia-container-runtime-hook: as on a host without the toolkit.
 TEST_F(DockerPluginTest, AGpuContainerWithoutTheToolkitFailsWithTheHintAndStays) {
   plugin_->stop();
