@@ -76,7 +76,7 @@ int cmdDiff(Context& ctx, const std::vector<std::string>& paths, bool prune) {
   auto store = state::Store::openReadOnly(ctx.stateDir());  // diff only reads: creates nothing
   if (!store) return reportErrors(ctx, {store.error()}, "");
   (*engine)->useAgentOf(*store);
-  Observation obs = (*engine)->observe();
+  Observation obs = (*engine)->observeInUse(*desired, *store);
   Plan plan = (*engine)->plan(*desired, obs, *store, prune);
   if (ctx.json()) {
     std::set<ResourceId> owned;  // what `apply --plan` will check the host against

@@ -26,7 +26,9 @@ Result<Context> Context::make(const GlobalOptions& g) {
                    : ctx.config_.pluginDir ? *ctx.config_.pluginDir
                                            : defaultPluginDir();
   if (!g.sysfsRoot.empty()) ctx.host_.sysfsRoot = g.sysfsRoot;
+  if (!g.procRoot.empty()) ctx.host_.procRoot = g.procRoot;
   ctx.host_.stateDir = ctx.stateDir_;
+  if (ctx.config_.runDir) ctx.host_.runDir = *ctx.config_.runDir;
   ctx.host_.labels = ctx.config_.labels;
   ctx.host_.config = ctx.config_.raw;
   ctx.host_.hostname = ctx.config_.hostname;

@@ -17,6 +17,7 @@ struct GlobalOptions {
   std::string stateDir;
   std::string pluginDir;
   std::string sysfsRoot;
+  std::string procRoot;
   std::string logLevel = "warn";
   std::string output = "text";
 };

@@ -192,7 +192,8 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, CliBadInput,
     ::testing::Values(
         BadCase{"UnknownKind", "apiVersion: nodeplane.io/v1\nkind: Brdge\nmetadata: {name: x}\n",
-                "bad.yaml:2:1: Brdge/x kind: unknown kind \"Brdge\" (known: Bridge, Tap, Vxlan)"},
+                "bad.yaml:2:1: Brdge/x kind: unknown kind \"Brdge\" (known: Bridge, Container, "
+                "Tap, Vxlan)"},
         BadCase{
             "UnknownField",
             "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: x}\nspec:\n  mtux: 9000\n",
@@ -849,6 +850,30 @@ TEST_F(Cli, CheckAndPlugins) {
   EXPECT_THAT(p.out, HasSubstr("net        Bridge, Vxlan, Tap"));
   auto help = np({"apply", "--help"});
   EXPECT_THAT(help.out, HasSubstr("--no-prune"));
+}
+
+// --sysfs-root and --proc-root feed the GPU inventory `check` shows.
+TEST_F(Cli, CheckReadsGpusUnderSysfsAndProcRoots) {
+  const fs::path fixtures = fs::path(NODEPLANE_SOURCE_DIR) / "tests/fixtures";
+  auto c = np({"--output", "json", "--sysfs-root", (fixtures / "sysfs/e-h100").string(),
+               "--proc-root", (fixtures / "proc/e-h100").string(), "check"});
+  auto j = nlohmann::json::parse(c.out);
+  ASSERT_EQ(j["gpus"].size(), 5u) << c.out << c.err;
+  EXPECT_EQ(j["gpus"][1]["address"], "0000:1b:00.0");
+  EXPECT_EQ(j["gpus"][1]["index"], 0);
+  EXPECT_EQ(j["gpus"][1]["uuid"], "GPU-1b000000-0000-4000-8000-000000000000");
+  EXPECT_EQ(j["gpus"][4]["deviceMinor"], 3);
+
+  // Without --proc-root the host's /proc has no such GPU: indices, no UUIDs.
+  auto noProc = np({"--output", "json", "--sysfs-root", (fixtures / "sysfs/e-h100").string(),
+                    "--proc-root", (fixtures / "proc/no-such-case").string(), "check"});
+  auto n = nlohmann::json::parse(noProc.out);
+  ASSERT_EQ(n["gpus"].size(), 5u) << noProc.out << noProc.err;
+  EXPECT_EQ(n["gpus"][1]["index"], 0);
+  EXPECT_TRUE(n["gpus"][1]["uuid"].is_null());
+
+  auto help = np({"--help"});
+  EXPECT_THAT(help.out, HasSubstr("--proc-root"));
 }
 
 }  // namespace

@@ -162,6 +162,23 @@ TEST_F(DockerTest, ACreatedContainerRunsCarriesItsLabelsAndASecondDiffIsInSync) 
   EXPECT_THAT(d.out, HasSubstr("No changes"));
 }
 
+// maxParallel 8: the steps of one apply run on several threads at once.
+TEST_F(DockerTest, TwelveContainersConvergeInOneApplyAndPruneTogether) {
+  std::vector<std::string> names, docs;
+  for (int i = 0; i < 12; ++i) {
+    names.push_back(name("np-many"));
+    docs.push_back(containerDoc(names.back(), {"env: {I: '" + std::to_string(i) + "'}"}));
+  }
+  const std::string dir = files("d", docs);
+  auto a = np({"apply", "-f", dir});
+  ASSERT_EQ(a.code, 0) << a.out << a.err;
+  for (const auto& n : names) EXPECT_TRUE(isRunning(n)) << n;
+  EXPECT_EQ(np({"diff", "-f", dir}).code, 0);
+  auto p = np({"apply", "--allow-empty", "-f", files("none", {})});
+  ASSERT_EQ(p.code, 0) << p.out << p.err;
+  for (const auto& n : names) EXPECT_TRUE(inspect(n).is_null()) << n;
+}
+
 TEST_F(DockerTest, EnvAndCommandReachTheContainer) {
   const std::string n = name("np-env");
   TempDir out;

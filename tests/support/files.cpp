@@ -38,6 +38,10 @@ std::filesystem::path sysfsFixture(const std::string& name) {
   return std::filesystem::path(NODEPLANE_SOURCE_DIR) / "tests/fixtures/sysfs" / name;
 }
 
+std::filesystem::path procFixture(const std::string& name) {
+  return std::filesystem::path(NODEPLANE_SOURCE_DIR) / "tests/fixtures/proc" / name;
+}
+
 TempDir::TempDir() {
   std::string tmpl = "/tmp/nodeplane-test-XXXXXX";
   if (!::mkdtemp(tmpl.data()))

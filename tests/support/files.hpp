@@ -21,6 +21,8 @@ std::size_t countOf(const std::string& text, const std::string& needle);
 
 // A sysfs fixture tree under tests/fixtures/sysfs/.
 std::filesystem::path sysfsFixture(const std::string& name);
+// A proc fixture tree under tests/fixtures/proc/ (absent for a case without one: a missing root).
+std::filesystem::path procFixture(const std::string& name);
 
 // A fresh directory under /tmp, removed with everything in it at the end of the test. Throws
 // (failing the test with the reason) when it cannot be made.

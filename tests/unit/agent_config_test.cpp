@@ -93,6 +93,24 @@ TEST(AgentConfig, AllowEmptyTakesTrueOrFalse) {
   EXPECT_EQ(bad.error().str(), "agent.yaml:2:13: allowEmpty: expected true or false");
 }
 
+TEST(AgentConfig, RunDirIsAnAbsolutePath) {
+  auto none = parseAgentConfig("stateDir: /srv/np\n", "agent.yaml");
+  ASSERT_TRUE(none) << none.error().str();
+  EXPECT_EQ(none->runDir, std::nullopt);
+  EXPECT_EQ(none->stateDir, std::filesystem::path("/srv/np"));
+  auto set = parseAgentConfig("runDir: /run/np-test\n", "agent.yaml");
+  ASSERT_TRUE(set) << set.error().str();
+  EXPECT_EQ(set->runDir, std::filesystem::path("/run/np-test"));
+
+  for (const char* bad : {"runDir: run/np\n", "runDir: ''\n", "runDir: [a]\n"}) {
+    auto c = parseAgentConfig(std::string("labels: {}\n") + bad, "agent.yaml");
+    ASSERT_FALSE(c) << bad;
+    EXPECT_THAT(c.error().str(), HasSubstr("agent.yaml:2:"));
+    EXPECT_THAT(c.error().str(),
+                HasSubstr("runDir: expected an absolute path (the default is /run/nodeplane)"));
+  }
+}
+
 TEST(AgentConfig, TheExampleIsValid) {
   auto c = loadAgentConfig(std::string(NODEPLANE_SOURCE_DIR) + "/examples/agent.yaml", true);
   ASSERT_TRUE(c) << c.error().str();

@@ -16,6 +16,7 @@ namespace nodeplane {
 namespace {
 namespace fs = std::filesystem;
 
+using ::nodeplane::testing::procFixture;
 using ::nodeplane::testing::sysfsFixture;
 
 using ::nodeplane::testing::TempDir;
@@ -232,11 +233,15 @@ TEST(Check, TextReport) {
   }
   ASSERT_FALSE(header.empty()) << text;
   ASSERT_EQ(rows.size(), 4u) << text;
-  EXPECT_EQ(header, "  ADDRESS       VENDOR:DEVICE  DRIVER  NUMA  GROUP  COMPANIONS  PEERS");
+  EXPECT_EQ(header,
+            "  INDEX  ADDRESS       UUID  VENDOR:DEVICE  DRIVER  NUMA  GROUP  COMPANIONS  PEERS");
+  EXPECT_EQ(rows[0],
+            "  -      0000:03:00.0  -     1a03:2000      ast     0     5      -           -");
   EXPECT_EQ(rows[2],
-            "  0000:5e:00.0  10de:1eb8      nvidia  0     45     -           "
+            "  1      0000:5e:00.0  -     10de:1eb8      nvidia  0     45     -           "
             "0000:5f:00.0,0000:5f:00.1");
-  for (const char* column : {"VENDOR:DEVICE", "DRIVER", "NUMA", "GROUP", "COMPANIONS", "PEERS"}) {
+  for (const char* column :
+       {"ADDRESS", "UUID", "VENDOR:DEVICE", "DRIVER", "NUMA", "GROUP", "COMPANIONS", "PEERS"}) {
     auto at = header.find(column);
     for (const auto& row : rows) {
       EXPECT_EQ(row[at - 1], ' ') << row;
@@ -251,7 +256,8 @@ TEST(Check, TextReportNoIommuAndNoGpus) {
   ASSERT_TRUE(gpus);
   report.gpus = *gpus;
   std::string text = renderCheckText(report);
-  EXPECT_TRUE(contains(text, "0000:01:00.0  10de:25a2      nvidia  -1    -      -           -"))
+  EXPECT_TRUE(contains(
+      text, "  0      0000:01:00.0  -     10de:25a2      nvidia  -1    -      -           -"))
       << text;
   EXPECT_TRUE(contains(text, "ready")) << text;
 
@@ -271,9 +277,11 @@ TEST(Check, JsonShape) {
   EXPECT_FALSE(j.contains("gpuError"));
   ASSERT_EQ(j["gpus"].size(), 4u);
   EXPECT_EQ(j["gpus"][2], Json::parse(R"({
-    "address": "0000:5e:00.0", "vendor": "10de", "device": "1eb8", "driver": "nvidia",
+    "address": "0000:5e:00.0", "index": 1, "uuid": null, "model": null, "deviceMinor": null,
+    "vendor": "10de", "device": "1eb8", "driver": "nvidia",
     "numaNode": 0, "iommuGroup": 45, "companions": [],
     "groupPeers": ["0000:5f:00.0", "0000:5f:00.1"]})"));
+  EXPECT_TRUE(j["gpus"][0]["index"].is_null()) << "the ASPEED VGA is not an NVIDIA GPU";
 
   CheckReport workstation;
   workstation.gpus = *host::readGpuInventory(sysfsFixture("a-workstation"), "/nonexistent-proc");
@@ -286,6 +294,59 @@ TEST(Check, JsonShape) {
   Json n = checkToJson(noIommu);
   EXPECT_TRUE(n["gpus"][1]["iommuGroup"].is_null());
   EXPECT_EQ(n["gpus"][1]["numaNode"], -1);
+}
+
+// The H100 host with its driver loaded: the table gains the model; index and UUID per GPU.
+TEST(Check, H100HostShowsIndexUuidAndModel) {
+  FixtureHost fx;
+  fx.host.sysfsRoot = sysfsFixture("e-h100");
+  fx.host.procRoot = procFixture("e-h100");  // no cpuinfo there: that probe warns, not required
+  CheckReport report = runChecks(fx.host);
+  ASSERT_EQ(report.gpuError, "");
+  ASSERT_EQ(report.gpus.size(), 5u);
+  std::string text = renderCheckText(report);
+  EXPECT_TRUE(contains(text,
+                       "  INDEX  ADDRESS       UUID                                      MODEL     "
+                       "             VENDOR:DEVICE  DRIVER  NUMA  GROUP  COMPANIONS  PEERS\n"))
+      << text;
+  EXPECT_TRUE(contains(text,
+                       "  -      0000:03:00.0  -                                         -         "
+                       "             1a03:2000      ast     0     5      -           -\n"))
+      << text;
+  EXPECT_TRUE(contains(text,
+                       "  2      0000:9b:00.0  GPU-9b000000-0000-4000-8000-000000000000  NVIDIA "
+                       "H100 80GB HBM3  10de:2330      nvidia  1     91     -           -\n"))
+      << text;
+
+  Json j = checkToJson(report);
+  ASSERT_EQ(j["gpus"].size(), 5u);
+  EXPECT_EQ(j["gpus"][4], Json::parse(R"({
+    "address": "0000:bb:00.0", "index": 3, "uuid": "GPU-bb000000-0000-4000-8000-000000000000",
+    "model": "NVIDIA H100 80GB HBM3", "deviceMinor": 3, "vendor": "10de", "device": "2330",
+    "driver": "nvidia", "numaNode": 1, "iommuGroup": 111, "companions": [], "groupPeers": []})"));
+  EXPECT_TRUE(j["gpus"][0]["index"].is_null());
+  EXPECT_TRUE(j["gpus"][0]["uuid"].is_null());
+}
+
+// The driver not loaded: indices, no UUID, no MODEL column.
+TEST(Check, NoDriverShowsIndicesWithoutUuids) {
+  CheckReport report;
+  auto gpus = host::readGpuInventory(sysfsFixture("f-no-driver"), procFixture("f-no-driver"));
+  ASSERT_TRUE(gpus) << gpus.error().str();
+  report.gpus = *gpus;
+  std::string text = renderCheckText(report);
+  EXPECT_FALSE(contains(text, "MODEL")) << text;
+  EXPECT_TRUE(
+      contains(text,
+               "  INDEX  ADDRESS       UUID  VENDOR:DEVICE  DRIVER  NUMA  GROUP  "
+               "COMPANIONS  PEERS\n"
+               "  0      0000:3b:00.0  -     10de:20b5      -       0     31     -           -\n"
+               "  1      0000:d8:00.0  -     10de:20b5      -       1     81     -           -\n"))
+      << text;
+  Json j = checkToJson(report);
+  EXPECT_EQ(j["gpus"][1]["index"], 1);
+  EXPECT_TRUE(j["gpus"][1]["uuid"].is_null());
+  EXPECT_TRUE(j["gpus"][1]["deviceMinor"].is_null());
 }
 
 }  // namespace

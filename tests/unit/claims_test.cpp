@@ -14,6 +14,7 @@ namespace nodeplane {
 namespace {
 
 namespace fs = std::filesystem;
+using ::nodeplane::testing::procFixture;
 using ::nodeplane::testing::sysfsFixture;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -46,9 +47,11 @@ std::vector<std::string> steps(const Plan& p) {
 }
 class ClaimsTest : public WidgetEngineTest {
  protected:
-  Engine& engine(Json config = Json::object(), fs::path sysfs = sysfsFixture("a-workstation")) {
+  Engine& engine(Json config = Json::object(), fs::path sysfs = sysfsFixture("a-workstation"),
+                 fs::path proc = "/nonexistent-proc") {
     HostContext ctx;
     ctx.sysfsRoot = std::move(sysfs);
+    ctx.procRoot = std::move(proc);
     ctx.config["widget"] = std::move(config);
     return loadWidget(ctx);
   }
@@ -83,6 +86,54 @@ TEST_F(ClaimsTest, ExclusiveAgainstSharedIsAnErrorNamingBothTwoSharedAreFine) {
                           "claimed exclusively by Widget/a at desired.yaml:2:1",
                           "desired.yaml:22:1: Widget/e: claims pci 0000:01:00.0 (shared), already "
                           "claimed exclusively by Widget/a at desired.yaml:2:1"));
+}
+
+// A GPU named by its driver UUID or its inventory index is the GPU at its PCI address: a
+// container's exclusive claim of "GPU-…" and a VM's passthrough of that address conflict.
+TEST_F(ClaimsTest, AGpuByUuidOrIndexIsTheSameDeviceAsByAddress) {
+  engine(Json::object(), sysfsFixture("e-h100"), procFixture("e-h100"));
+  auto d = desired(docs({
+      widget("vm", "{claims: [{type: pci, id: \"0000:3b:00.0\", iommuGroup: true}]}"),
+      widget("train", "{claims: [{type: gpu, id: GPU-3b000000-0000-4000-8000-000000000000}]}"),
+      widget("infer", "{claims: [{type: gpu, id: \"2\", exclusive: false}]}"),
+      widget("batch", "{claims: [{type: gpu, id: \"0000:9b:00.0\"}]}"),
+  }));
+  EXPECT_THAT(errorTexts(d.errors),
+              ElementsAre("desired.yaml:7:1: Widget/train: claims gpu 0000:3b:00.0 "
+                          "(GPU-3b000000-0000-4000-8000-000000000000), already claimed by "
+                          "Widget/vm at desired.yaml:2:1",
+                          "desired.yaml:17:1: Widget/batch: claims gpu 0000:9b:00.0 exclusively, "
+                          "already claimed (shared) by Widget/infer at desired.yaml:12:1"));
+  ASSERT_EQ(d.claims.size(), 4u);
+  ASSERT_EQ(d.claims[2].size(), 1u);
+  EXPECT_EQ(d.claims[2][0].str(), "gpu 0000:9b:00.0 (GPU index 2)");
+  EXPECT_TRUE(d.readsHost) << "resolved through the host's inventory";
+}
+
+TEST_F(ClaimsTest, GpuIdsTheInventoryDoesNotKnowStayAsWritten) {
+  // No driver: no UUIDs, but indices. The BMC's VGA (e-h100) has no index.
+  engine(Json::object(), sysfsFixture("f-no-driver"));
+  auto d = desired(docs({
+      widget("a", "{claims: [{type: gpu, id: GPU-3b000000-0000-4000-8000-000000000000}]}"),
+      widget("b", "{claims: [{type: gpu, id: \"7\"}]}"),
+      widget("c", "{claims: [{type: gpu, id: \"1\"}]}"),
+      widget("d", "{claims: [{type: pci, id: \"0000:d8:00.0\"}]}"),
+  }));
+  EXPECT_THAT(errorTexts(d.errors),
+              ElementsAre("desired.yaml:17:1: Widget/d: claims pci 0000:d8:00.0, already claimed "
+                          "by Widget/c at desired.yaml:12:1"));
+  ASSERT_EQ(d.claims.size(), 4u);
+  EXPECT_EQ(d.claims[0][0].str(), "gpu GPU-3b000000-0000-4000-8000-000000000000");
+  EXPECT_EQ(d.claims[1][0].str(), "gpu 7");
+
+  std::string named;
+  auto gpus = host::readGpuInventory(sysfsFixture("e-h100"), procFixture("e-h100"));
+  ASSERT_TRUE(gpus);
+  EXPECT_EQ(resolveGpuClaim({"gpu", "-1"}, *gpus, named).id, "-1");
+  EXPECT_EQ(resolveGpuClaim({"gpu", "0"}, *gpus, named).id, "0000:1b:00.0");
+  EXPECT_EQ(named, "GPU index 0");
+  EXPECT_EQ(resolveGpuClaim({"pci", "0"}, *gpus, named).id, "0") << "only gpu claims";
+  EXPECT_EQ(named, "");
 }
 
 TEST_F(ClaimsTest, AnIommuGroupClaimTakesEveryFunctionOfTheGroupButItsBridges) {

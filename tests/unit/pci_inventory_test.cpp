@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "host/nvidia_proc.hpp"
 #include "host/sysfs_parse.hpp"
 #include "nodeplane/host/pci.hpp"
 #include "support/files.hpp"
@@ -16,6 +17,7 @@ namespace nodeplane::host {
 namespace {
 namespace fs = std::filesystem;
 
+using ::nodeplane::testing::procFixture;
 using ::nodeplane::testing::sysfsFixture;
 
 using ::nodeplane::testing::TempDir;
@@ -226,6 +228,149 @@ TEST(PciInventory, RejectsBadAddressAndMissingDevice) {
   auto missing = readPciFunction(sysfsFixture("a-workstation"), "0000:09:00.0");
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.error().message.find("0000:09:00.0"), std::string::npos);
+}
+
+// The driver's information file as the issue quotes it: tabs and spaces after each colon.
+const char* kH100Information =
+    "Model: \t\t NVIDIA H100 80GB HBM3\n"
+    "IRQ:   \t\t 255\n"
+    "GPU UUID: \t GPU-9a1e3c5f-2b7d-4e8a-b6c1-0f2d3e4a5b6c\n"
+    "Video BIOS: \t 96.00.74.00.01\n"
+    "Bus Type: \t PCIe\n"
+    "DMA Size: \t 52 bits\n"
+    "DMA Mask: \t 0xfffffffffffff\n"
+    "Bus Location: \t 0000:3b:00.0\n"
+    "Device Minor: \t 0\n"
+    "GPU Excluded:\t No\n";
+
+TEST(NvidiaProc, ParsesTheDriversInformationFile) {
+  NvidiaGpuInfo info = parseNvidiaGpuInformation(kH100Information);
+  EXPECT_EQ(info.uuid, "GPU-9a1e3c5f-2b7d-4e8a-b6c1-0f2d3e4a5b6c");
+  EXPECT_EQ(info.model, "NVIDIA H100 80GB HBM3");
+  EXPECT_EQ(info.busLocation, "0000:3b:00.0");
+  EXPECT_EQ(info.deviceMinor, 0);
+}
+
+TEST(NvidiaProc, OddWhitespaceCrlfCaseAndUnknownKeys) {
+  NvidiaGpuInfo info = parseNvidiaGpuInformation(
+      "  gpu   uuid :GPU-aa\r\n"  // inner spaces in the key, none after the colon, CRLF
+      "Model:\tNVIDIA  A100-SXM4-80GB \t\r\n"  // inner spaces of a value are kept
+      "Some Future Key: \t whatever: with colons\r\n"
+      "a line without a colon\r\n"
+      "\r\n"
+      "Bus Location:\t\t0000:3B:00.0\r\n"
+      "DEVICE MINOR:   7");  // no final newline
+  EXPECT_EQ(info.uuid, "GPU-aa");
+  EXPECT_EQ(info.model, "NVIDIA  A100-SXM4-80GB");
+  EXPECT_EQ(info.busLocation, "0000:3b:00.0");
+  EXPECT_EQ(info.deviceMinor, 7);
+}
+
+TEST(NvidiaProc, WhatIsMissingOrMalformedStaysEmpty) {
+  NvidiaGpuInfo empty = parseNvidiaGpuInformation("");
+  EXPECT_EQ(empty.uuid, "");
+  EXPECT_EQ(empty.model, "");
+  EXPECT_EQ(empty.busLocation, "");
+  EXPECT_EQ(empty.deviceMinor, std::nullopt);
+
+  for (const char* minor : {"Device Minor: -1\n", "Device Minor: 1a\n", "Device Minor:\n",
+                            "Device Minor: 99999999999999999999\n"}) {
+    EXPECT_EQ(parseNvidiaGpuInformation(minor).deviceMinor, std::nullopt) << minor;
+  }
+  NvidiaGpuInfo noValue = parseNvidiaGpuInformation("GPU UUID:\t\nModel:");
+  EXPECT_EQ(noValue.uuid, "");
+  EXPECT_EQ(noValue.model, "");
+}
+
+std::vector<int> indicesOf(const std::vector<Gpu>& gpus) {
+  std::vector<int> out;
+  for (const auto& g : gpus) out.push_back(g.index);
+  return out;
+}
+
+TEST(GpuInventory, H100HostIndicesUuidsAndMinorsInBusOrder) {
+  auto gpus = readGpuInventory(sysfsFixture("e-h100"), procFixture("e-h100"));
+  ASSERT_TRUE(gpus) << gpus.error().str();
+  std::vector<std::string> found;
+  for (const auto& g : *gpus) found.push_back(g.function.address);
+  EXPECT_EQ(found, (Addresses{"0000:03:00.0", "0000:1b:00.0", "0000:3b:00.0", "0000:9b:00.0",
+                              "0000:bb:00.0"}));
+  // The BMC's VGA comes first on the bus but is no NVIDIA GPU: no index, nothing from the driver.
+  EXPECT_EQ(indicesOf(*gpus), (std::vector<int>{-1, 0, 1, 2, 3}));
+  const Gpu& bmc = gpuAt(*gpus, "0000:03:00.0");
+  EXPECT_FALSE(bmc.isNvidia());
+  EXPECT_EQ(bmc.uuid, "");
+  EXPECT_EQ(bmc.deviceMinor, std::nullopt);
+
+  const char* uuids[] = {
+      "GPU-1b000000-0000-4000-8000-000000000000", "GPU-3b000000-0000-4000-8000-000000000000",
+      "GPU-9b000000-0000-4000-8000-000000000000", "GPU-bb000000-0000-4000-8000-000000000000"};
+  for (int i = 0; i < 4; ++i) {
+    const Gpu& g = (*gpus)[static_cast<std::size_t>(i) + 1];
+    EXPECT_TRUE(g.isNvidia());
+    EXPECT_EQ(g.uuid, uuids[i]);
+    EXPECT_EQ(g.model, "NVIDIA H100 80GB HBM3");
+    EXPECT_EQ(g.deviceMinor, i);
+    EXPECT_EQ(g.function.driver, "nvidia");
+    EXPECT_EQ(g.function.device, "2330");
+    EXPECT_EQ(g.function.numaNode, i < 2 ? 0 : 1);
+    EXPECT_TRUE(g.companions.empty()) << g.function.address;
+    EXPECT_TRUE(g.groupPeers.empty()) << g.function.address;
+  }
+}
+
+TEST(GpuInventory, NoDriverLoadedIndicesWithoutUuids) {
+  auto gpus = readGpuInventory(sysfsFixture("f-no-driver"), procFixture("f-no-driver"));
+  ASSERT_TRUE(gpus) << gpus.error().str();
+  ASSERT_EQ(gpus->size(), 2u);
+  EXPECT_EQ(indicesOf(*gpus), (std::vector<int>{0, 1}));
+  for (const auto& g : *gpus) {
+    EXPECT_EQ(g.function.driver, "") << g.function.address;
+    EXPECT_EQ(g.uuid, "") << g.function.address;
+    EXPECT_EQ(g.model, "") << g.function.address;
+    EXPECT_EQ(g.deviceMinor, std::nullopt) << g.function.address;
+  }
+  EXPECT_EQ((*gpus)[1].function.address, "0000:d8:00.0");
+}
+
+TEST(GpuInventory, GpuOnVfioHasAnIndexButNothingFromTheDriver) {
+  auto gpus = readGpuInventory(sysfsFixture("d-vfio"), procFixture("d-vfio"));
+  ASSERT_TRUE(gpus) << gpus.error().str();
+  ASSERT_EQ(gpus->size(), 1u);
+  EXPECT_EQ(gpus->front().index, 0);
+  EXPECT_EQ(gpus->front().uuid, "");
+  EXPECT_EQ(gpus->front().deviceMinor, std::nullopt);
+}
+
+TEST(GpuInventory, IndexCountsNvidiaGpusOnly) {
+  // c-no-iommu: an Intel iGPU at 00:02.0 before the NVIDIA GPU; b-server: the ASPEED first.
+  auto c = readGpuInventory(sysfsFixture("c-no-iommu"), "/nonexistent-proc");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(indicesOf(*c), (std::vector<int>{-1, 0}));
+  auto b = readGpuInventory(sysfsFixture("b-server"), "/nonexistent-proc");
+  ASSERT_TRUE(b) << b.error().str();
+  EXPECT_EQ(indicesOf(*b), (std::vector<int>{-1, 0, 1, 2}));
+}
+
+TEST(GpuInventory, OddInformationFilesUnderAProcRoot) {
+  // The H100 host's sysfs with a proc root of our own: one GPU's file odd, one missing, one a
+  // directory (unreadable as a file).
+  TempDir proc;
+  const fs::path gpus = proc.path() / "driver/nvidia/gpus";
+  writeFile(gpus / "0000:1b:00.0/information",
+            "GPU UUID:GPU-odd\r\nDevice Minor:\t\t5\r\nModel:\r\n");
+  fs::create_directories(gpus / "0000:9b:00.0/information");
+  writeFile(gpus / "0000:bb:00.0/information", "garbage without any key\n");
+  auto inv = readGpuInventory(sysfsFixture("e-h100"), proc.path());
+  ASSERT_TRUE(inv) << inv.error().str();
+  const Gpu& odd = gpuAt(*inv, "0000:1b:00.0");
+  EXPECT_EQ(odd.uuid, "GPU-odd");
+  EXPECT_EQ(odd.deviceMinor, 5);
+  EXPECT_EQ(odd.model, "");
+  EXPECT_EQ(gpuAt(*inv, "0000:3b:00.0").uuid, "") << "no file: driver does not have it";
+  EXPECT_EQ(gpuAt(*inv, "0000:9b:00.0").uuid, "");
+  EXPECT_EQ(gpuAt(*inv, "0000:bb:00.0").uuid, "");
+  EXPECT_EQ(indicesOf(*inv), (std::vector<int>{-1, 0, 1, 2, 3}));
 }
 
 }  // namespace

@@ -87,23 +87,25 @@ TEST(PluginConfig, TheNetPluginTakesNoSettings) {
 }
 
 // The example names only sections of shipped plugins (vfio: waits, commented out, for its
-// plugin): with the net plugin loaded it has no error.
+// plugin): with the net and docker plugins loaded it has no error.
 TEST(PluginConfig, TheExampleChecksOutWithTheShippedPlugins) {
   auto cfg = loadAgentConfig(std::string(NODEPLANE_SOURCE_DIR) + "/examples/agent.yaml", true);
   ASSERT_TRUE(cfg) << cfg.error().str();
   PluginHost host;
   ASSERT_TRUE(host.loadOne(fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-net.so", {}));
+  ASSERT_TRUE(host.loadOne(fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-docker.so", {}));
   EXPECT_TRUE(configurePlugins(host, *cfg).empty());
 }
 
 TEST(PluginConfig, AScalarAtTheTopIsAMisspeltSettingNotASection) {
   auto cfg = parseAgentConfig("resyncSecond: 5\n", "agent.yaml");
   ASSERT_FALSE(cfg);
-  EXPECT_EQ(cfg.error().str(),
-            "agent.yaml:1:1: resyncSecond: unknown key \"resyncSecond\" (known: apiVersion, kind, "
-            "hostname, labels, resyncSeconds, debounceMilliseconds, lockTimeoutSeconds, "
-            "allowEmpty, stateDir, pluginDir; a plugin's section is a mapping named after the "
-            "plugin) (did you mean \"resyncSeconds\"?)");
+  EXPECT_EQ(
+      cfg.error().str(),
+      "agent.yaml:1:1: resyncSecond: unknown key \"resyncSecond\" (known: apiVersion, kind, "
+      "hostname, labels, resyncSeconds, debounceMilliseconds, lockTimeoutSeconds, "
+      "allowEmpty, stateDir, runDir, pluginDir; a plugin's section is a mapping named after the "
+      "plugin) (did you mean \"resyncSeconds\"?)");
 }
 
 }  // namespace

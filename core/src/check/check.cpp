@@ -85,14 +85,25 @@ std::string renderCheckText(const CheckReport& report) {
   } else if (report.gpus.empty()) {
     out += "  none found\n";
   } else {
-    std::vector<std::vector<std::string>> rows{
-        {"ADDRESS", "VENDOR:DEVICE", "DRIVER", "NUMA", "GROUP", "COMPANIONS", "PEERS"}};
+    // MODEL only when the driver named one (it is the widest column, and often unknown).
+    const bool models = std::any_of(report.gpus.begin(), report.gpus.end(),
+                                    [](const host::Gpu& g) { return !g.model.empty(); });
+    std::vector<std::vector<std::string>> rows{{"INDEX", "ADDRESS", "UUID", "VENDOR:DEVICE",
+                                                "DRIVER", "NUMA", "GROUP", "COMPANIONS", "PEERS"}};
+    if (models) rows[0].insert(rows[0].begin() + 3, "MODEL");
     for (const auto& gpu : report.gpus) {
       const auto& f = gpu.function;
-      rows.push_back({f.address, f.vendor + ":" + f.device, f.driver.empty() ? "-" : f.driver,
-                      std::to_string(f.numaNode),
-                      f.iommuGroup ? std::to_string(*f.iommuGroup) : "-",
-                      joinAddresses(gpu.companions), joinAddresses(gpu.groupPeers)});
+      std::vector<std::string> row{gpu.index < 0 ? "-" : std::to_string(gpu.index),
+                                   f.address,
+                                   gpu.uuid.empty() ? "-" : gpu.uuid,
+                                   f.vendor + ":" + f.device,
+                                   f.driver.empty() ? "-" : f.driver,
+                                   std::to_string(f.numaNode),
+                                   f.iommuGroup ? std::to_string(*f.iommuGroup) : "-",
+                                   joinAddresses(gpu.companions),
+                                   joinAddresses(gpu.groupPeers)};
+      if (models) row.insert(row.begin() + 3, gpu.model.empty() ? "-" : gpu.model);
+      rows.push_back(std::move(row));
     }
     out += renderTable(rows);
   }
@@ -113,6 +124,10 @@ Json checkToJson(const CheckReport& report) {
   for (const auto& gpu : report.gpus) {
     const auto& f = gpu.function;
     gpus.push_back({{"address", f.address},
+                    {"index", gpu.index < 0 ? Json(nullptr) : Json(gpu.index)},
+                    {"uuid", gpu.uuid.empty() ? Json(nullptr) : Json(gpu.uuid)},
+                    {"model", gpu.model.empty() ? Json(nullptr) : Json(gpu.model)},
+                    {"deviceMinor", gpu.deviceMinor ? Json(*gpu.deviceMinor) : Json(nullptr)},
                     {"vendor", f.vendor},
                     {"device", f.device},
                     {"driver", f.driver},

@@ -5,6 +5,8 @@
 //     driver       -> .../bus/pci/drivers/<name>        absent when unbound
 //     iommu_group  -> .../kernel/iommu_groups/<N>       absent without an IOMMU
 //   <root>/kernel/iommu_groups/<N>/devices/<addr>
+// and, over an injected proc root, the NVIDIA driver's view of each GPU it has
+// (nvidia_proc.hpp): <procRoot>/driver/nvidia/gpus/<addr>/information.
 #include "nodeplane/host/pci.hpp"
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "nvidia_proc.hpp"
 #include "sysfs_parse.hpp"
 
 namespace nodeplane::host {
@@ -162,7 +165,7 @@ Result<std::vector<std::string>> readIommuGroup(const fs::path& sysfsRoot, int g
   return listAddresses(dir);
 }
 
-Result<std::vector<Gpu>> readGpuInventory(const fs::path& sysfsRoot, const fs::path& /*procRoot*/) {
+Result<std::vector<Gpu>> readGpuInventory(const fs::path& sysfsRoot, const fs::path& procRoot) {
   auto functions = readPciFunctions(sysfsRoot);
   if (!functions) return std::unexpected(functions.error());
   std::map<std::string, const PciFunction*> byAddress;
@@ -211,6 +214,21 @@ Result<std::vector<Gpu>> readGpuInventory(const fs::path& sysfsRoot, const fs::p
       }
     }
     out.push_back(std::move(gpu));
+  }
+
+  // NVIDIA GPUs, in PCI bus order (the functions are sorted by address), bound or not: their
+  // index; what the driver says of those it has (no file: not loaded, or not its GPU).
+  int index = 0;
+  for (auto& gpu : out) {
+    if (!gpu.isNvidia()) continue;
+    gpu.index = index++;
+    auto text =
+        readSmallFile(procRoot / "driver/nvidia/gpus" / gpu.function.address / "information");
+    if (!text) continue;
+    NvidiaGpuInfo info = parseNvidiaGpuInformation(*text);
+    gpu.uuid = std::move(info.uuid);
+    gpu.model = std::move(info.model);
+    gpu.deviceMinor = info.deviceMinor;
   }
   return out;
 }

@@ -144,6 +144,11 @@ Result<AgentConfig> parseAgentConfig(const std::string& text, const std::string&
         cfg.allowEmpty = v.Scalar() == "true";
       }
       if (key == "stateDir") cfg.stateDir = v.as<std::string>();
+      if (key == "runDir") {
+        if (!v.IsScalar() || v.Scalar().empty() || v.Scalar().front() != '/')
+          return bad("expected an absolute path (the default is /run/nodeplane)");
+        cfg.runDir = v.Scalar();
+      }
       if (key == "pluginDir") cfg.pluginDir = v.as<std::string>();
     }
     cfg.raw = toJson(root);
@@ -160,7 +165,8 @@ const std::vector<std::string>& agentConfigKeys() {
                                                 "hostname",           "labels",
                                                 "resyncSeconds",      "debounceMilliseconds",
                                                 "lockTimeoutSeconds", "allowEmpty",
-                                                "stateDir",           "pluginDir"};
+                                                "stateDir",           "runDir",
+                                                "pluginDir"};
   return keys;
 }
 

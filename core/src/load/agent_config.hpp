@@ -28,6 +28,8 @@ struct AgentConfig {
   // directory is far more often a half-written file or a broken checkout than an intent.
   bool allowEmpty = false;
   std::optional<std::filesystem::path> stateDir;
+  // Runtime files (sockets, pid files, what does not outlive a boot): HostContext::runDir.
+  std::optional<std::filesystem::path> runDir;
   std::optional<std::filesystem::path> pluginDir;
   Json raw = Json::object();  // the whole file
   // Plugin sections by plugin name (null for `net:` with nothing under it), as the desired-state

@@ -1,5 +1,6 @@
 #include "claims.hpp"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -9,6 +10,24 @@ namespace nodeplane {
 std::pair<std::string, std::string> claimKey(const Claim& c) {
   if (c.type == "gpu" && host::isPciAddress(c.id)) return {"pci", c.id};
   return {c.type, c.id};
+}
+
+Claim resolveGpuClaim(const Claim& c, const std::vector<host::Gpu>& gpus, std::string& named) {
+  named.clear();
+  if (c.type != "gpu" || c.id.empty() || host::isPciAddress(c.id)) return c;
+  const bool isIndex = c.id.size() <= 4 && std::all_of(c.id.begin(), c.id.end(), [](char ch) {
+                         return ch >= '0' && ch <= '9';
+                       });
+  for (const auto& g : gpus) {
+    if (!g.isNvidia()) continue;
+    if ((isIndex && std::to_string(g.index) == c.id) || (!g.uuid.empty() && g.uuid == c.id)) {
+      Claim out = c;
+      out.id = g.function.address;
+      named = isIndex ? "GPU index " + c.id : c.id;
+      return out;
+    }
+  }
+  return c;
 }
 
 namespace {
@@ -59,6 +78,7 @@ CollectedClaims collectClaims(const std::vector<Resource>& resources, const Clai
   CollectedClaims out;
   out.of.resize(resources.size());
   std::optional<Result<std::vector<host::PciFunction>>> inventory;  // read once, when needed
+  std::optional<std::vector<host::Gpu>> gpus;                       // likewise
   for (std::size_t i = 0; i < resources.size(); ++i) {
     const Resource& r = resources[i];
     auto claims = sources.claimsOf(r);
@@ -67,7 +87,21 @@ CollectedClaims collectClaims(const std::vector<Resource>& resources, const Clai
       continue;
     }
     std::vector<DesiredClaim> all;
-    for (const auto& c : *claims) {
+    for (const auto& written : *claims) {
+      Claim c = written;
+      if (c.type == "gpu" && !host::isPciAddress(c.id) && sources.gpus) {
+        if (!gpus) {
+          auto read = sources.gpus();
+          gpus = read ? std::move(*read) : std::vector<host::Gpu>{};
+        }
+        std::string named;
+        c = resolveGpuClaim(written, *gpus, named);
+        if (!named.empty()) {  // the same device as a claim of its address
+          out.readHost = true;
+          all.push_back({c, named});
+          continue;
+        }
+      }
       if (c.type != "pci" || !c.iommuGroup) {
         all.push_back({c, ""});
         continue;

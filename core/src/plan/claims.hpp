@@ -25,7 +25,13 @@ struct DesiredClaim {
 
 // What identifies the object claimed: (type, id), where a "gpu" named by its PCI address is
 // the "pci" function of that address (a container's GPU and a VM's passthrough are one device).
+// A "gpu" named by inventory index or UUID is first resolved to its address (resolveGpuClaim).
 std::pair<std::string, std::string> claimKey(const Claim& c);
+
+// `c` with a "gpu" id that is an inventory index ("0") or a driver UUID ("GPU-…") replaced by
+// that NVIDIA GPU's PCI address; `named` gets what it was named ("" when unchanged). Any other
+// claim, and an index or UUID the inventory does not have (validation says so), is unchanged.
+Claim resolveGpuClaim(const Claim& c, const std::vector<host::Gpu>& gpus, std::string& named);
 
 struct ClaimSources {
   // The plugin's claims() of a resource.
@@ -33,11 +39,14 @@ struct ClaimSources {
   // The host's PCI functions (the pass's inventory snapshot).
   std::function<Result<std::vector<host::PciFunction>>()> pciFunctions;
   std::filesystem::path sysfsRoot;  // for the members of an IOMMU group
+  // The host's GPUs (the pass's snapshot): a "gpu" claim by index or UUID names the same device
+  // as one by its PCI address. Unset or unreadable: such claims stay as written.
+  std::function<Result<std::vector<host::Gpu>>()> gpus;
 };
 
 struct CollectedClaims {
   std::vector<std::vector<DesiredClaim>> of;  // per resource, in the order given
-  bool readHost = false;                      // a claim was widened through the host inventory
+  bool readHost = false;  // a claim was widened or resolved through the host inventory
 };
 
 // Every claim of every resource. A "pci" claim with iommuGroup takes every function of that

@@ -560,6 +560,9 @@ ApplyReport Engine::converge(const Desired& desired, state::Store& store, bool p
   using Clock = std::chrono::steady_clock;
   ApplyReport report;
   useAgentOf(store);
+  inUse_.clear();
+  for (const auto& r : desired.resources) inUse_.insert(r.id.kind);
+  inUse_ = kindsInUse(inUse_, store);
   // A deletionPolicy changed in a file of an object that is in sync: the store must know it
   // before the file goes away.
   for (const auto& r : desired.resources)
@@ -772,7 +775,14 @@ Result<ApplyReport> Engine::applySaved(const Plan& saved, state::Store& store,
   if (auto errs = checkSaved(saved, file); !errs.empty()) return std::unexpected(errs.front());
   if (auto errs = unservedOwned(store); !errs.empty()) return std::unexpected(errs.front());
   useAgentOf(store);
-  Observation obs = observe();
+  // The plugins the diff that saved it observed (observeInUse): those of its steps, of what it
+  // found in sync, claims or forgets, and of what the store owns.
+  std::set<std::string> kinds;
+  for (const auto& e : saved.entries) kinds.insert(e.change.id.kind);
+  for (const auto* ids : {&saved.inSync, &saved.claim, &saved.forget})
+    for (const auto& id : *ids) kinds.insert(id.kind);
+  kinds = kindsInUse(kinds, store);
+  Observation obs = kinds.empty() ? Observation{} : observe(kinds);
   const auto now = obs.fingerprint(ownedIds(store));
   if (now != saved.fingerprint)
     return fail(ErrorKind::kConflict,
@@ -900,7 +910,7 @@ std::vector<ResourceId> Engine::deletesOfEmptyDesired(const Desired& desired,
   std::vector<ResourceId> out;
   if (!desired.resources.empty()) return out;
   useAgentOf(store);
-  Plan plan = this->plan(desired, observe(), store, /*prune=*/true);
+  Plan plan = this->plan(desired, observeInUse(desired, store), store, /*prune=*/true);
   for (const auto& e : plan.entries)
     if (e.change.action == Action::kDelete) out.push_back(e.change.id);
   return out;

@@ -117,6 +117,13 @@ class Engine {
   void newPass();
   // Every kind of every loaded plugin (or only `kinds`), normalised.
   Observation observe(const std::set<std::string>& kinds = {});
+  // What a plan needs observed: every kind of each plugin one of whose kinds is in `kinds` or
+  // has an object owned in `store`. A plugin with neither is not observed, so never started (a
+  // host without dockerd, whose files name no Container, never asks the docker plugin).
+  std::set<std::string> kindsInUse(const std::set<std::string>& kinds,
+                                   const state::Store& store) const;
+  // observe() of the kinds `desired` and `store` use (kindsInUse): what diff plans against.
+  Observation observeInUse(const Desired& desired, const state::Store& store);
   Plan plan(const Desired& desired, const Observation& observed, const state::Store& store,
             bool prune) const;
   // The deletes that `desired`, being empty, would make (none when it is not empty): what `run`
@@ -186,6 +193,7 @@ class Engine {
   bool keep_ = false, everything_ = true, passEverything_ = true;
   std::set<std::string> afresh_, passAfresh_;
   std::optional<Observation> kept_;
+  std::set<std::string> inUse_;  // converge(): kindsInUse() of its desired state and store
 };
 
 // "Bridge/a, Bridge/b, ... (12 in all)"

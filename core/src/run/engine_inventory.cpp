@@ -19,6 +19,10 @@ ClaimSources Engine::claimSources() const {
     return host::readPciFunctions(host_.sysfsRoot);
   };
   s.sysfsRoot = host_.sysfsRoot;
+  s.gpus = [this]() -> Result<std::vector<host::Gpu>> {
+    if (auto* shared = plugins_.shared()) return shared->gpus();
+    return host::readGpuInventory(host_.sysfsRoot, host_.procRoot);
+  };
   return s;
 }
 
