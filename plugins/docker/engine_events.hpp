@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nodeplane/error.hpp"
+#include "nodeplane/plugin.hpp"
 #include "nodeplane/resource.hpp"
 
 namespace nodeplane::docker {
@@ -32,5 +33,10 @@ class EventStream {
   struct State;
   std::unique_ptr<State> state_;
 };
+
+// The Container objects a batch of container events names (Actor.Attributes.name; a rename
+// touches the old name too, Docker's "oldName" without its leading "/"); an event that names no
+// container touches every Container.
+Touched containerEventTouches(const std::vector<Json>& events);
 
 }  // namespace nodeplane::docker
