@@ -97,6 +97,19 @@ TEST_F(LifecycleCli, AStartFailureIsAnErrorNamingThePlugin) {
   EXPECT_EQ(calls(), "start\n");
 }
 
+// export of every kind leaves out, saying so, the kinds of a plugin that cannot start (no dockerd
+// on a net-only host); asked for by --kind, that is an error.
+TEST_F(LifecycleCli, ExportLeavesOutThePluginThatCannotStartUnlessAskedFor) {
+  writeConfig("  failStart: the bench is unplugged\n");
+  auto all = np({"export"});
+  EXPECT_EQ(all.code, 0) << all.out << all.err;
+  EXPECT_THAT(all.err, HasSubstr("kind Gadget not exported: plugin lifecycle could not start: "
+                                 "the bench is unplugged"));
+  auto one = np({"export", "--kind", "Gadget"});
+  EXPECT_EQ(one.code, 1) << one.out << one.err;
+  EXPECT_THAT(one.err, HasSubstr("plugin lifecycle could not start: the bench is unplugged"));
+}
+
 TEST_F(LifecycleCli, ATypoInThePluginSectionIsAnErrorWithItsLine) {
   writeConfig("  levle: 3\n");
   auto v = np({"validate", "-f", (tmp_ / "gadget.yaml").string()});
