@@ -52,10 +52,11 @@ bool allDigits(const std::string& s) {
          std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
-std::string quoted(const std::string& s) { return jsonText(Json(s)); }
+// "text" as a message shows it: control characters escaped (text.hpp).
+std::string quoted(const std::string& s) { return "\"" + printable(s) + "\""; }
 
 std::string describe(const Json& v) {
-  if (v.is_string()) return "string " + quoted(printable(v.get<std::string>()));
+  if (v.is_string()) return "string " + quoted(v.get<std::string>());
   if (v.is_boolean()) return std::string("boolean ") + (v.get<bool>() ? "true" : "false");
   if (v.is_number_integer()) return "integer " + v.dump();
   if (v.is_number()) return "number " + v.dump();
@@ -219,25 +220,28 @@ Resolved resolveEntry(const Json& v, const std::vector<host::Gpu>& inventory) {
   }
   if (!v.is_string())
     return {nullptr, "expected a GPU index, a PCI address or a GPU-… UUID, got " + describe(v)};
-  std::string s = v.get<std::string>();
+  const std::string s = v.get<std::string>();
+  std::string lower = s;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   if (s == "all")
     return {nullptr,
             "\"all\" cannot be mixed with a list of GPUs: write `gpus: all`, or list the GPUs"};
-  if (host::isPciAddress(s)) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (host::isPciAddress(lower)) {
     for (const auto& g : inventory) {
-      if (g.function.address != s) continue;
+      if (g.function.address != lower) continue;
       if (!g.isNvidia())
-        return {nullptr, "the device at " + s + " is not an NVIDIA GPU (vendor " +
+        return {nullptr, "the device at " + lower + " is not an NVIDIA GPU (vendor " +
                              g.function.vendor + "): only NVIDIA GPUs can be given to a container"};
       return {&g, {}};
     }
-    return {nullptr, "no GPU at PCI address " + s + " on this host (" + knownGpus(inventory) + ")"};
+    return {nullptr,
+            "no GPU at PCI address " + lower + " on this host (" + knownGpus(inventory) + ")"};
   }
   if (s.rfind("GPU-", 0) == 0) {
     for (const auto& g : inventory)
       if (g.isNvidia() && !g.uuid.empty() && g.uuid == s) return {&g, {}};
-    return {nullptr, "no NVIDIA GPU with UUID " + quoted(printable(s)) +
+    return {nullptr, "no NVIDIA GPU with UUID " + quoted(s) +
                          " on this host (UUIDs are known for GPUs the nvidia driver has; " +
                          knownGpus(inventory) + ")"};
   }
@@ -247,7 +251,7 @@ Resolved resolveEntry(const Json& v, const std::vector<host::Gpu>& inventory) {
               describe(v)};
 }
 
-const char* kGpusExpected =
+constexpr const char* kGpusExpected =
     "expected \"all\" or a list of GPU indices, PCI addresses and GPU-… UUIDs";
 
 // The digest form of a sensitive value, as the core's diff compares it (sensitive.hpp).
@@ -255,9 +259,8 @@ Json digestOf(const Json& value) { return Json{{"sha256", sha256Hex(jsonText(val
 
 // The normalized spec as it goes into the spec label: env as its digest, without state.
 Json labelSpec(const Json& normalizedSpec) {
-  Json s = normalizedSpec;
+  Json s = withEnvDigest(normalizedSpec);
   s.erase("state");
-  if (auto e = s.find("env"); e != s.end()) *e = digestOf(*e);
   return s;
 }
 
@@ -416,23 +419,22 @@ std::vector<Error> validateContainer(const Resource& r, const std::vector<host::
   std::vector<Error> out;
   if (!isContainerName(r.id.name))
     out.push_back(r.error(ErrorKind::kInvalidInput, "metadata.name",
-                          "invalid container name " + quoted(printable(r.id.name)) +
+                          "invalid container name " + quoted(r.id.name) +
                               ": expected Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]+ (a letter or digit, "
                               "then letters, digits, '_', '.' or '-'; at least 2 characters)"));
   if (!r.spec.is_object()) return out;
   if (auto it = r.spec.find("image"); it != r.spec.end() && it->is_string()) {
     if (auto p = imageProblem(it->get<std::string>()))
-      out.push_back(r.error(
-          ErrorKind::kInvalidInput, "spec.image",
-          "invalid image reference " + quoted(printable(it->get<std::string>())) + ": " + *p,
-          "expected [registry[:port]/]path[:tag][@sha256:<64 hex digits>], "
-          "e.g. docker.io/library/ubuntu:22.04"));
+      out.push_back(r.error(ErrorKind::kInvalidInput, "spec.image",
+                            "invalid image reference " + quoted(it->get<std::string>()) + ": " + *p,
+                            "expected [registry[:port]/]path[:tag][@sha256:<64 hex digits>], "
+                            "e.g. docker.io/library/ubuntu:22.04"));
   }
   if (auto it = r.spec.find("env"); it != r.spec.end() && it->is_object()) {
     for (const auto& [key, value] : it->items())
       if (!isEnvName(key))
         out.push_back(r.error(ErrorKind::kInvalidInput, "spec.env." + key,
-                              "invalid environment variable name " + quoted(printable(key)) +
+                              "invalid environment variable name " + quoted(key) +
                                   ": expected [A-Za-z_][A-Za-z0-9_]* (a letter or '_', then "
                                   "letters, digits or '_')"));
   }
@@ -440,7 +442,7 @@ std::vector<Error> validateContainer(const Resource& r, const std::vector<host::
     for (const auto& [key, value] : it->items())
       if (key.rfind("io.nodeplane.", 0) == 0)
         out.push_back(r.error(ErrorKind::kInvalidInput, "spec.labels." + key,
-                              "label " + quoted(printable(key)) +
+                              "label " + quoted(key) +
                                   " is under io.nodeplane., which is reserved for nodeplane's "
                                   "ownership labels",
                               "use a prefix of your own"));
@@ -456,9 +458,8 @@ std::vector<Error> validateContainer(const Resource& r, const std::vector<host::
         if (v == m.end() || !v->is_string()) continue;
         const std::string p = v->get<std::string>();
         if (p.empty() || p.front() != '/')
-          out.push_back(
-              r.error(ErrorKind::kInvalidInput, base + "." + key,
-                      "expected an absolute path (starting with /), got " + quoted(printable(p))));
+          out.push_back(r.error(ErrorKind::kInvalidInput, base + "." + key,
+                                "expected an absolute path (starting with /), got " + quoted(p)));
       }
       auto t = m.find("target");
       if (t == m.end() || !t->is_string() || t->get<std::string>().empty() ||
@@ -467,7 +468,7 @@ std::vector<Error> validateContainer(const Resource& r, const std::vector<host::
       auto [first, inserted] = targets.emplace(normalTarget(t->get<std::string>()), i);
       if (!inserted)
         out.push_back(r.error(ErrorKind::kInvalidInput, base + ".target",
-                              "duplicate mount target " + quoted(printable(first->first)) +
+                              "duplicate mount target " + quoted(first->first) +
                                   " (also spec.mounts[" + std::to_string(first->second) +
                                   "].target): each target can be mounted once"));
     }
@@ -635,7 +636,7 @@ Result<Json> createBody(const std::string& name, const Json& normalizedSpec,
       auto list = parseCpuList(text.str());
       if (!list)
         return fail(ErrorKind::kTerminal,
-                    file.string() + " is not a CPU list: " + quoted(printable(text.str())),
+                    file.string() + " is not a CPU list: " + quoted(text.str()),
                     "spec.numaAffinity");
       cpus.insert(list->begin(), list->end());
     }
@@ -652,13 +653,14 @@ Result<Json> createBody(const std::string& name, const Json& normalizedSpec,
 
 ObservedObject observedFromListEntry(const Json& entry, const std::string& agentId) {
   ObservedObject o;
+  if (!entry.is_object()) return o;
   std::string name;
   if (auto n = entry.find("Names");
       n != entry.end() && n->is_array() && !n->empty() && (*n)[0].is_string())
     name = (*n)[0].get<std::string>();
   if (!name.empty() && name.front() == '/') name.erase(0, 1);
   o.id = ResourceId{kKind, name};
-  o.uid = entry.value("Id", "");
+  if (auto id = entry.find("Id"); id != entry.end() && id->is_string()) o.uid = *id;
   Json labels =
       entry.contains("Labels") && entry["Labels"].is_object() ? entry["Labels"] : Json::object();
   auto label = [&](const char* key) -> std::string {
@@ -676,7 +678,8 @@ ObservedObject observedFromListEntry(const Json& entry, const std::string& agent
     else
       o.markedByOther = agent;
   }
-  const std::string state = entry.value("State", "");
+  auto st = entry.find("State");
+  const std::string state = st != entry.end() && st->is_string() ? st->get<std::string>() : "";
   const std::string observedState =
       state == "running" || state == "restarting" || state == "paused" ? "running" : "stopped";
 
@@ -696,6 +699,15 @@ ObservedObject observedFromListEntry(const Json& entry, const std::string& agent
     for (const auto& [k, v] : labels.items())
       if (k.rfind("io.nodeplane.", 0) != 0 && v.is_string()) own[k] = v;
     if (!own.empty()) spec["labels"] = own;
+  }
+  // The GPUs it holds, as its spec label names them (the list does not show DeviceRequests): a
+  // step that claims one of them exclusively waits for its delete (plugin.hpp, Claim).
+  if (auto g = spec.find("gpus"); g != spec.end() && g->is_array()) {
+    auto e = spec.find("exclusive");
+    const bool exclusive = e != spec.end() && e->is_boolean() && e->get<bool>();
+    for (const auto& a : *g)
+      if (a.is_string() && host::isPciAddress(a.get<std::string>()))
+        o.holds.push_back(Claim{.type = "gpu", .id = a.get<std::string>(), .exclusive = exclusive});
   }
   spec["state"] = observedState;
   o.spec = std::move(spec);

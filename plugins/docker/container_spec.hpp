@@ -88,7 +88,8 @@ Result<Json> createBody(const std::string& name, const Json& normalizedSpec,
 // markedByOther, as the net plugin does. The mark counts only when io.nodeplane.resource names
 // this container ("Container/<its name>": one renamed by hand is not the resource it was made
 // for). A managed label without an agent label is a legacyMark (the core refuses it unless the
-// state store records it, and says to adopt it).
+// state store records it, and says to adopt it). `holds`: one "gpu" claim per PCI address in
+// the spec label's gpus (exclusive as the label says); none for "all" or an unlabelled container.
 ObservedObject observedFromListEntry(const Json& entry, const std::string& agentId);
 
 }  // namespace nodeplane::docker
