@@ -174,15 +174,10 @@ Result<std::vector<ObservedObject>> DockerPlugin::observe(const std::vector<std:
       }
       out.push_back(std::move(o));
     }
-    // Forget released containers that are gone (removed by hand): the list only shrinks here.
-    std::set<std::string> keep;
-    for (const auto& id : released_)
-      if (seen.count(id)) keep.insert(id);
-    if (keep.size() != released_.size()) {
-      Json ids = Json::array();
-      for (const auto& id : keep) ids.push_back(id);
-      if (writeAtomically(releasedFile(), Json{{"released", ids}}.dump() + "\n")) released_ = keep;
-    }
+    // Released containers that are gone (removed by hand) leave the list at its next write:
+    // observe() writes nothing (diff and status only read the state directory).
+    lastSeen_ = std::move(seen);
+    observedOnce_ = true;
     return out;
   });
 }
@@ -224,7 +219,9 @@ bool DockerPlugin::isReleased(const std::string& uid) {
 Result<void> DockerPlugin::setReleased(const std::string& uid, bool released) {
   std::lock_guard lock(releasedMu_);
   if (auto r = loadReleased(); !r) return r;
-  std::set<std::string> next = released_;
+  std::set<std::string> next;
+  for (const auto& id : released_)
+    if (!observedOnce_ || lastSeen_.count(id)) next.insert(id);
   if (released)
     next.insert(uid);
   else

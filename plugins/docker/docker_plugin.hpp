@@ -70,6 +70,8 @@ class DockerPlugin : public Plugin {
   std::mutex releasedMu_;
   bool releasedLoaded_ = false;
   std::set<std::string> released_;
+  std::set<std::string> lastSeen_;  // the container ids of the last observe()
+  bool observedOnce_ = false;
 };
 
 }  // namespace nodeplane::docker

@@ -162,6 +162,23 @@ TEST_F(DockerTest, ACreatedContainerRunsCarriesItsLabelsAndASecondDiffIsInSync) 
   EXPECT_THAT(d.out, HasSubstr("No changes"));
 }
 
+// maxParallel 8: the steps of one apply run on several threads at once.
+TEST_F(DockerTest, TwelveContainersConvergeInOneApplyAndPruneTogether) {
+  std::vector<std::string> names, docs;
+  for (int i = 0; i < 12; ++i) {
+    names.push_back(name("np-many"));
+    docs.push_back(containerDoc(names.back(), {"env: {I: '" + std::to_string(i) + "'}"}));
+  }
+  const std::string dir = files("d", docs);
+  auto a = np({"apply", "-f", dir});
+  ASSERT_EQ(a.code, 0) << a.out << a.err;
+  for (const auto& n : names) EXPECT_TRUE(isRunning(n)) << n;
+  EXPECT_EQ(np({"diff", "-f", dir}).code, 0);
+  auto p = np({"apply", "--allow-empty", "-f", files("none", {})});
+  ASSERT_EQ(p.code, 0) << p.out << p.err;
+  for (const auto& n : names) EXPECT_TRUE(inspect(n).is_null()) << n;
+}
+
 TEST_F(DockerTest, EnvAndCommandReachTheContainer) {
   const std::string n = name("np-env");
   TempDir out;
@@ -545,6 +562,35 @@ TEST_F(DockerGpuTest, NumaAffinityPinsTheContainerToTheCpusOfItsGpusNode) {
       eventually("the container wrote /out/status", [&] { return fs::exists(out / "status"); }));
   EXPECT_THAT(slurp(out / "status"), HasSubstr("Cpus_allowed_list:\t0\n"));
   EXPECT_EQ(inspect(n)["HostConfig"].value("CpusetCpus", ""), "0");
+}
+
+// Through the CLI with the fixture's roots: a GPU named by its UUID reaches the container, and a
+// second diff (the normal form is the PCI address on both sides) is in sync.
+TEST_F(DockerGpuTest, TheCliAppliesAGpuContainerNamedByUuidAndADiffIsInSync) {
+  std::string uuid;
+  for (const auto& g : gpus())
+    if (g.isNvidia() && g.index == 3) uuid = g.uuid;
+  ASSERT_FALSE(uuid.empty());
+  const std::string n = name("np-gpu-cli");
+  TempDir out;
+  const std::string dir = files(
+      "d", {containerDoc(n, {"gpus: [" + uuid + "]",
+                             "command: [sh, -c, 'env > /out/env.tmp && mv /out/env.tmp /out/env "
+                             "&& exec sleep 1000']",
+                             "mounts: [{source: " + out.path().string() + ", target: /out}]"})});
+  const HostContext host = fixtureHost();
+  const std::vector<std::string> roots = {"--sysfs-root", host.sysfsRoot.string(), "--proc-root",
+                                          host.procRoot.string()};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), roots.begin(), roots.end());
+    return np(args);
+  };
+  auto a = with({"apply", "-f", dir});
+  ASSERT_EQ(a.code, 0) << a.out << a.err;
+  ASSERT_TRUE(eventually("the container wrote /out/env", [&] { return fs::exists(out / "env"); }));
+  EXPECT_THAT(slurp(out / "env"), HasSubstr("NVIDIA_VISIBLE_DEVICES=" + uuid + "\n"));
+  auto d = with({"diff", "-f", dir});
+  EXPECT_EQ(d.code, 0) << d.out << d.err;
 }
 
 // The shared dockerd has no nvidia-container-runtime-hook: as on a host without the toolkit.

@@ -18,7 +18,9 @@ namespace nodeplane {
 // One claim of a desired resource, after widening.
 struct DesiredClaim {
   Claim claim;
-  std::string via;  // "" or why it is taken: "in the IOMMU group of pci 0000:3b:00.0"
+  // "" or why it is taken: "in the IOMMU group of pci 0000:3b:00.0"; for a GPU claimed by index
+  // or UUID (resolved to its address), how it was named: "GPU index 2", "GPU-…".
+  std::string via;
   // `pci 0000:3b:00.1 (in the IOMMU group of pci 0000:3b:00.0)`
   std::string str() const { return claim.str() + (via.empty() ? "" : " (" + via + ")"); }
 };
