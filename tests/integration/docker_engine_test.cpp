@@ -122,15 +122,34 @@ TEST(DockerEngine, StreamDeliversEachMessageAndMayStopEarly) {
     for (const auto& tag : image.value("RepoTags", Json::array()))
       if (tag == kBusyboxImage) found = true;
   EXPECT_TRUE(found) << listed->dump();
-  // /events up to now: a finite stream of JSON messages; stopping at the first is no error.
-  auto r = d->engine().stream("GET", "/events?since=0&until=" + std::to_string(::time(nullptr)),
-                              [&](const Json& m) {
-                                seen.push_back(m);
-                                return false;
-                              });
+  // Two events, then /events up to now (nanoseconds: a whole second would leave out what
+  // happened in this one): a finite stream of JSON messages.
+  const std::string a = uniqueName("engine-ev"), b = uniqueName("engine-ev");
+  Json body = {{"Image", kBusyboxImage}, {"HostConfig", {{"NetworkMode", "none"}}}};
+  ASSERT_TRUE(d->engine().call("POST", "/containers/create?name=" + a, &body));
+  ASSERT_TRUE(d->engine().call("POST", "/containers/create?name=" + b, &body));
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  char until[64];
+  std::snprintf(until, sizeof until, "%lld.%09ld", static_cast<long long>(now.tv_sec), now.tv_nsec);
+  const std::string path = "/events?since=0&until=" + std::string(until);
+  std::vector<std::string> names;
+  auto all = d->engine().stream("GET", path, [&](const Json& m) {
+    names.push_back(m["Actor"]["Attributes"].value("name", ""));
+    return true;
+  });
+  ASSERT_TRUE(all) << all.error().str();
+  EXPECT_THAT(names, ::testing::IsSupersetOf({a, b}));
+  // Stopping at the first message is no error.
+  auto r = d->engine().stream("GET", path, [&](const Json& m) {
+    seen.push_back(m);
+    return false;
+  });
   ASSERT_TRUE(r) << r.error().str();
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_TRUE(seen[0].contains("Type")) << seen[0].dump();
+  ASSERT_TRUE(d->engine().call("DELETE", "/containers/" + a));
+  ASSERT_TRUE(d->engine().call("DELETE", "/containers/" + b));
 }
 
 TEST(DockerEngine, AMissingSocketSaysDockerdCannotBeReached) {
