@@ -144,8 +144,7 @@ int cmdExport(Context& ctx, const std::string& kind) {
     // A sensitive value (a password) never leaves the process in text: not even here.
     std::string secret;
     if (const KindSchema* ks = (*engine)->plugins().schema(id.kind))
-      for (const auto& p : sensitivePaths(ks->spec))
-        if (secret.empty() && redactSensitive(spec, id, {p}) != spec) secret = p;
+      secret = firstSensitiveValue(spec, sensitivePaths(ks->spec));
     if (!secret.empty())
       refuse(id.str(), "spec." + secret +
                            " is sensitive, and export never writes a sensitive value (write this "

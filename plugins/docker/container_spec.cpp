@@ -362,7 +362,7 @@ std::vector<FieldSchema> dockerConfigSchema() {
 Json withEnvDigest(const Json& normalizedSpec) {
   Json s = normalizedSpec;
   if (s.is_object())
-    if (auto e = s.find("env"); e != s.end()) *e = digestOf(*e);
+    if (auto e = s.find("env"); e != s.end() && !(e->is_object() && e->empty())) *e = digestOf(*e);
   return s;
 }
 

@@ -52,9 +52,10 @@ std::vector<Error> validateContainer(const Resource& r, const std::vector<host::
 
 // The normal form: defaults filled (state running, restart "no", pull IfNotPresent, exclusive and
 // numaAffinity false; command, entrypoint, mounts, gpus [] and env, labels {}: a field left out is
-// Docker's default, so removing one from a file is a change; network "default"), gpus as "all" or the sorted PCI addresses of the GPUs named (so an index
-// that now names another GPU is a change), mounts sorted by target. Idempotent; what the inventory
-// cannot resolve is left as written (validate reports it).
+// Docker's default, so removing one from a file is a change; network "default"), gpus as "all" or
+// the sorted PCI addresses of the GPUs named (so an index that now names another GPU is a change),
+// mounts sorted by target. Idempotent; what the inventory cannot resolve is left as written
+// (validate reports it).
 Json normalizeContainer(const Json& spec, const std::vector<host::Gpu>& inventory);
 
 // The GPUs the container takes: one "gpu" claim per GPU by PCI address, shared unless
@@ -62,7 +63,8 @@ Json normalizeContainer(const Json& spec, const std::vector<host::Gpu>& inventor
 std::vector<Claim> containerClaims(const Resource& r, const std::vector<host::Gpu>& inventory);
 
 // The normalized desired spec with `env` replaced by its digest {"sha256": SHA-256 hex of the
-// env's jsonText()}: what the core's diff compares an observed sensitive value against.
+// env's jsonText()}: what the core's diff compares an observed sensitive value against. An empty
+// env stays {} (it holds no secret: export can write it).
 Json withEnvDigest(const Json& normalizedSpec);
 
 // SHA-256 (hex) of withEnvDigest(normalized desired spec) without `state` and `pull`: what the

@@ -690,5 +690,17 @@ TEST(ContainerObserve, UnlabelledOrBrokenLabelShowsWhatTheListShows) {
   EXPECT_EQ(b.spec, Json({{"image", "nginx:1.25"}, {"state", "stopped"}, {"network", "bridge"}}));
 }
 
+// An empty env holds no secret: the spec label keeps it as {} (so export can write the
+// container), while a set env becomes its digest.
+TEST(ContainerObserve, AnEmptyEnvIsKeptAndASetOneBecomesItsDigest) {
+  Json empty = withEnvDigest(normalizeContainer({{"image", "busybox"}}, inventory()));
+  EXPECT_EQ(empty["env"], Json::object());
+  Json set = withEnvDigest(
+      normalizeContainer({{"image", "busybox"}, {"env", {{"A", "secret"}}}}, inventory()));
+  ASSERT_TRUE(set["env"].is_object());
+  EXPECT_TRUE(set["env"].contains("sha256"));
+  EXPECT_EQ(set["env"].dump().find("secret"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace nodeplane::docker

@@ -74,6 +74,16 @@ bool matchesObservedDigest(const Json& desired, const Json& observed) {
   return observed["sha256"].get<std::string>() == sha256Hex(jsonText(desired));
 }
 
+std::string firstSensitiveValue(Json spec, const std::vector<std::string>& paths) {
+  for (const auto& p : paths) {
+    const Json* v = at(spec, p);
+    if (!v || v->is_null()) continue;
+    if ((v->is_object() || v->is_array() || v->is_string()) && v->empty()) continue;
+    return p;
+  }
+  return "";
+}
+
 Json redactSensitive(Json spec, const ResourceId& id, const std::vector<std::string>& paths) {
   for (const auto& p : paths)
     if (Json* v = at(spec, p); v && !v->is_null()) *v = sensitiveHash(id, p, *v);

@@ -28,6 +28,10 @@ Json sensitiveHash(const ResourceId& id, const std::string& path, const Json& va
 // `desired`.
 bool matchesObservedDigest(const Json& desired, const Json& observed);
 
+// The first of `paths` that holds a value in `spec` (set, not null, not an empty map, list or
+// string: an empty env holds no secret), or "".
+std::string firstSensitiveValue(Json spec, const std::vector<std::string>& paths);
+
 // `spec` with the value at each of `paths` (where set) replaced by its sensitiveHash().
 Json redactSensitive(Json spec, const ResourceId& id, const std::vector<std::string>& paths);
 
