@@ -111,5 +111,49 @@ TEST_F(DockerDaemonTest, AContainerRemovedByHandIsBackRunningOnItsEvents) {
   EXPECT_TRUE(eventually(name_ + " running again", [&] { return runningId() == second; }));
 }
 
+// dockerd comes up after nodeplane (boot order): the daemon's passes fail to start the docker
+// plugin, a later pass starts it, and its /events stream is opened then (not only at the
+// daemon's start), so a container removed by hand afterwards is repaired on its events alone.
+TEST_F(DockerDaemonTest, ADockerdThatComesUpAfterTheDaemonIsUsedAndItsEventsWatched) {
+  Dockerd late;
+  ASSERT_TRUE(late.ok()) << late.error();
+  ASSERT_EQ(late.importBusybox(), "");
+  ASSERT_EQ(late.stop(), "");
+  root_.write("agent.yaml",
+              "apiVersion: nodeplane.io/v1\nkind: AgentConfig\nresyncSeconds: 3600\n"
+              "debounceMilliseconds: 100\nlockTimeoutSeconds: 10\ndocker: {socket: " +
+                  late.socket() + "}\n");
+  const std::string name = uniqueName("dd-late");
+  root_.write("desired/10-late.yaml",
+              "apiVersion: nodeplane.io/v1\nkind: Container\n"
+              "metadata: {name: " +
+                  name + "}\nspec:\n  image: " + kBusyboxImage + "\n  network: none\n");
+  startDaemon();
+  ASSERT_TRUE(eventually("the docker plugin failing to start", [&] {
+    return slurp(root_ / "daemon.log").find("plugin docker could not start") != std::string::npos;
+  }));
+  ASSERT_EQ(late.start(), "");
+  auto idOf = [&]() -> std::string {
+    auto r = late.engine().request("GET", "/containers/" + name + "/json");
+    if (!r || r->status != 200) return "";
+    Json j = Json::parse(r->body, nullptr, false);
+    if (!j.is_object() || !j["State"].value("Running", false)) return "";
+    return j.value("Id", "");
+  };
+  std::string first;
+  ASSERT_TRUE(eventually(name + " running", [&] { return !(first = idOf()).empty(); }));
+  // Watched, and the pass that follows the opening (it observes docker afresh) is over.
+  ASSERT_TRUE(eventually("docker events watched, then a pass in sync", [&] {
+    const std::string log = slurp(root_ / "daemon.log");
+    const auto at = log.find("watching docker events at " + late.socket());
+    return at != std::string::npos && log.find("in sync", at) != std::string::npos;
+  }));
+  ASSERT_TRUE(late.engine().call("DELETE", "/containers/" + name + "?force=1"));
+  EXPECT_TRUE(eventually(name + " recreated on its events", [&] {
+    const std::string now = idOf();
+    return !now.empty() && now != first;
+  }));
+}
+
 }  // namespace
 }  // namespace nodeplane::testing

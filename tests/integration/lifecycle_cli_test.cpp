@@ -141,6 +141,27 @@ TEST_F(LifecycleCli, TheDaemonStopsThePluginOnSigterm) {
   EXPECT_EQ(calls().find("start", 1), std::string::npos) << "started once: " << calls();
 }
 
+// A plugin none of whose kinds is desired or owned is never started by the daemon, not even to
+// open its event sources (a host without containers never dials dockerd).
+TEST_F(LifecycleCli, TheDaemonNeverStartsAPluginNotInUse) {
+  writeConfig("allowEmpty: true\n");
+  fs::create_directory(tmp_ / "desired");
+  Spawned daemon =
+      spawnLogged(argv({"--log-level", "debug", "run", "-f", (tmp_ / "desired").string()}),
+                  tmp_ / "out", tmp_ / "log");
+  ASSERT_TRUE(daemon) << daemon.error;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (slurp(tmp_ / "log").find("in sync:") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline && running(daemon))
+    ::poll(nullptr, 0, 20);  // polling interval of the condition, not a synchronisation
+  ASSERT_THAT(slurp(tmp_ / "log"), HasSubstr("in sync:"));
+  ASSERT_TRUE(sendSignal(daemon, SIGTERM));
+  auto st = waitExit(daemon, 10s);
+  ASSERT_TRUE(st) << "still running 10 s after SIGTERM";
+  EXPECT_EQ(exitCode(*st), 0) << slurp(tmp_ / "log");
+  EXPECT_EQ(calls(), "") << "a plugin not in use was called";
+}
+
 // A plugin whose start() fails (dockerd not up yet at boot) is started again by a later pass, not
 // left failed for the daemon's life.
 TEST_F(LifecycleCli, TheDaemonStartsAPluginAgainAfterItsStartFailed) {

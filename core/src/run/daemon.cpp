@@ -352,10 +352,10 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   if (!watches.refresh(opt.sources, spdlog::level::err)) return 1;
 
   // The plugins' event sources (the net plugin's link and address events: a link deleted by
-  // hand is repaired at once). Opened before the first pass observes, so nothing falls between.
+  // hand is repaired at once). Opened after the pass that started their plugin (passEnded), and
+  // that plugin observed afresh by the next pass, so nothing falls between.
   EventSources events(engine.plugins(),
                       std::min<std::chrono::milliseconds>(opt.resync, std::chrono::seconds(60)));
-  if (opt.watchEvents) events.openAll(Clock::now());
   // Between full passes (resync, files, SIGHUP, retries) a pass after events observes afresh only
   // the plugins whose sources fired, and reuses the others' last observation.
   engine.keepObservations();
@@ -687,6 +687,11 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     if (stopping.stop_requested()) return;  // exiting: no next pass to plan
     const PassOutcome out = passOut;
     const auto now = Clock::now();
+    if (opt.watchEvents)
+      for (const auto& name : events.openStarted(now)) {  // started by this pass: what fell
+        touchedPlugins.insert(name);                      // between its observation and now
+        dirty = true;
+      }
     std::optional<Clock::time_point> next;
     if (out.failed) {  // retry the whole pass with backoff, capped by the resync period
       backoff = std::min<std::chrono::milliseconds>(

@@ -32,15 +32,22 @@ EventSources::EventSources(PluginHost& plugins, std::chrono::milliseconds maxBac
 
 EventSources::~EventSources() { closeAll(); }
 
-void EventSources::openAll(Clock::time_point now) {
+std::set<std::string> EventSources::openStarted(Clock::time_point now) {
+  std::set<std::string> out;
   for (const auto& p : plugins_.plugins()) {
-    if (auto ok = p->start(); !ok) continue;  // the pass reports it
-    if (!open(p.get(), now)) {
+    // Only plugins a pass started (in use); each once: a broken source is re-opened by
+    // reopenDue(), with backoff.
+    if (!p->started() || opened_.count(p.get())) continue;
+    opened_.insert(p.get());
+    if (open(p.get(), now)) {
+      out.insert(p->name());
+    } else {
       Down& d = down_[p.get()];
       d.delay = kFirstRetry;
       d.retryAt = now + d.delay;
     }
   }
+  return out;
 }
 
 bool EventSources::open(PluginHandle* plugin, Clock::time_point now) {
@@ -151,6 +158,7 @@ void EventSources::closeAll() {
   watched_.clear();
   for (PluginHandle* p : open) p->closeEvents();
   down_.clear();
+  opened_.clear();
 }
 
 bool EventSources::needsPass(const Touched& t) const {

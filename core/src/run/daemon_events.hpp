@@ -24,9 +24,13 @@ class EventSources {
   EventSources(const EventSources&) = delete;
   EventSources& operator=(const EventSources&) = delete;
 
-  // Starts every plugin and opens its sources. A plugin that cannot start is left out (its
-  // observe says why); one whose sources cannot be opened is retried with backoff.
-  void openAll(Clock::time_point now);
+  // Opens the sources of every plugin a pass has started (only plugins in use are: a host
+  // without containers never dials dockerd) and whose sources were not opened yet, after each
+  // pass: a plugin that started late (dockerd came up after nodeplane) gets its sources then.
+  // Returns the plugins opened now: what happened between their observation and now is unseen,
+  // so a pass should observe them afresh. One whose sources cannot be opened is retried with
+  // backoff.
+  std::set<std::string> openStarted(Clock::time_point now);
   void closeAll();
 
   struct Watched {
@@ -62,6 +66,7 @@ class EventSources {
   std::chrono::milliseconds maxBackoff_;
   std::vector<Watched> watched_;
   std::map<PluginHandle*, Down> down_;  // plugins whose sources are closed, waiting to re-open
+  std::set<PluginHandle*> opened_;      // openStarted() has opened (or tried) their sources
   std::optional<std::set<ResourceId>> relevant_;
 };
 
