@@ -329,6 +329,30 @@ TEST_F(DockerTest, AReleasedContainerStaysAndALaterPruneLeavesIt) {
   EXPECT_EQ(np({"diff", "-f", files("d", {containerDoc(n)})}).code, 0);
 }
 
+// One bad Container file (issue 7's bad input, at the CLI): an error with file:line and the field,
+// nothing created, and nothing owned pruned, though the good files no longer list it.
+TEST_F(DockerTest, OneBadContainerFileMeansNothingIsAppliedOrPruned) {
+  const std::string kept = name("np-bad-kept"), fresh = name("np-bad-new"), bad = name("np-bad");
+  ASSERT_EQ(np({"apply", "-f", files("d", {containerDoc(kept)})}).code, 0);
+  const std::string keptId = idOf(kept);
+  ASSERT_FALSE(keptId.empty());
+  struct Case {
+    std::string spec, message;
+  };
+  for (const Case& c :
+       {Case{"mounts: [{source: data, target: /data}]", "spec.mounts[0].source"},
+        Case{"env: {1BAD: x}", "spec.env"}, Case{"restart: sometimes", "spec.restart"},
+        Case{"gpus: [99]", "spec.gpus[0]"}}) {
+    auto r = np({"apply", "-f", files("d", {containerDoc(fresh), containerDoc(bad, {c.spec})})});
+    EXPECT_EQ(r.code, 1) << c.spec << "\n" << r.out << r.err;
+    EXPECT_THAT(r.err + r.out, HasSubstr("1.yaml:")) << c.spec;
+    EXPECT_THAT(r.err + r.out, HasSubstr(c.message)) << c.spec << "\n" << r.out << r.err;
+    EXPECT_EQ(idOf(fresh), "") << c.spec << ": applied despite a bad file";
+    EXPECT_EQ(idOf(bad), "") << c.spec;
+    EXPECT_EQ(idOf(kept), keptId) << c.spec << ": pruned despite a bad file";
+  }
+}
+
 TEST_F(DockerTest, ExportedContainersApplyUnchanged) {
   const std::string a = name("np-exp-a"), b = name("np-exp-b");
   TempDir out;
