@@ -64,8 +64,13 @@ gen_containers() {
   }'
 }
 
-# The agent config pointing the docker plugin at the private socket.
+# agent_config [LINE...]: the agent config pointing the docker plugin at the private socket, plus
+# the given top-level lines (e.g. "resyncSeconds: 3600").
 agent_config() {
   printf 'docker:\n  socket: %s\n' "$DOCKER_SOCK" >"$BENCH_TMP/agent.yaml"
+  if (($#)); then printf '%s\n' "$@" >>"$BENCH_TMP/agent.yaml"; fi
   echo "$BENCH_TMP/agent.yaml"
 }
+
+# running_count: how many containers are running on the private dockerd.
+running_count() { d_api GET /containers/json | jq length; }
