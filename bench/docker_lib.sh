@@ -15,13 +15,21 @@ _docker_cleanup() {
     pid=$(cat "$DOCKER_DIR/pid")
     "${DOCKER[@]}" rm -f $("${DOCKER[@]}" ps -aq 2>/dev/null) >/dev/null 2>&1 || true
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # dockerd stops what still runs (sleep as PID 1 ignores SIGTERM: 10 s each, in parallel).
+    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
   if [[ -f $DOCKER_DIR/exec/containerd/containerd.pid ]]; then
     kill -TERM "$(cat "$DOCKER_DIR/exec/containerd/containerd.pid")" 2>/dev/null || true
   fi
-  grep -o " $DOCKER_DIR[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  # Shims (and their containers) left by a dockerd that had to be killed: only those of this
+  # script's exec root, by PID.
+  local shim
+  for shim in $(pgrep -f "containerd-shim-runc-v2 .*-address ${DOCKER_DIR}/" || true); do
+    pkill -KILL -P "$shim" 2>/dev/null || true
+    kill -KILL "$shim" 2>/dev/null || true
+  done
+  grep -o " ${DOCKER_DIR}[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$DOCKER_DIR"
 }
 # lib.sh's EXIT trap runs _cleanup; run ours first.
