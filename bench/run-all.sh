@@ -16,7 +16,7 @@ export NODEPLANE_BUILD_DIR=$BUILD_DIR
 
 if [[ ${BUILD:-0} == 1 ]]; then
   cmake -S "$REPO_DIR" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
-  cmake --build "$BUILD_DIR" -j2 --target nodeplane nodeplane-net nodeplane_bench
+  cmake --build "$BUILD_DIR" -j2 --target nodeplane nodeplane-net nodeplane-docker nodeplane_bench
 fi
 
 RESULTS=$(mktemp /tmp/nodeplane-bench-results.XXXXXX)
