@@ -29,19 +29,26 @@ chmod +x "$BENCH_TMP/prep.sh"
 # Sanity: one apply converges (N running), the next diff is clean.
 "$BENCH_TMP/prep.sh"
 "$NODEPLANE" --config "$CFG" --state-dir "$BENCH_TMP/state" apply -f "$BENCH_TMP/desired" >/dev/null
-running=$("${DOCKER[@]}" ps -q | wc -l)
-[[ $running -eq $N ]] || { echo "apply left $running running, expected $N" >&2; exit 1; }
+check_running() {  # $1: what ran last
+  local running
+  running=$(running_count)
+  [[ $running -eq $N ]] || { echo "$1 left $running running, expected $N" >&2; exit 1; }
+}
+check_running "apply"
 "$NODEPLANE" --config "$CFG" --state-dir "$BENCH_TMP/state" diff -f "$BENCH_TMP/desired" >/dev/null ||
   { echo "diff after apply is not clean" >&2; exit 1; }
 
 hyperfine --runs "$RUNS" --prepare "$BENCH_TMP/prep.sh" --style basic \
   --export-json "$BENCH_TMP/np.json" -n "nodeplane apply ($N containers)" \
   "$NODEPLANE --config $CFG --state-dir $BENCH_TMP/state apply -f $BENCH_TMP/desired"
+check_running "the last timed apply"
 hyperfine --runs "$RUNS" --prepare "$BENCH_TMP/prep.sh" --style basic \
   --export-json "$BENCH_TMP/cli.json" -n "docker create + start loop ($N)" "bash $BENCH_TMP/loop.sh"
+check_running "the last docker CLI loop"
 
 read -r _ np_med np_min _ <<<"$(hf_stats "$BENCH_TMP/np.json")"
 read -r _ cli_med cli_min _ <<<"$(hf_stats "$BENCH_TMP/cli.json")"
 echo
+echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "median seconds (min): nodeplane apply $(fmt_s "$np_med") ($(fmt_s "$np_min")), docker CLI loop $(fmt_s "$cli_med") ($(fmt_s "$cli_min"))"
 result "converge $N containers: nodeplane / docker CLI loop" "$(ratio "$np_med" "$cli_med")" x "<=" 0.5

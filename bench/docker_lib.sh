@@ -15,13 +15,21 @@ _docker_cleanup() {
     pid=$(cat "$DOCKER_DIR/pid")
     "${DOCKER[@]}" rm -f $("${DOCKER[@]}" ps -aq 2>/dev/null) >/dev/null 2>&1 || true
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # dockerd stops what still runs (sleep as PID 1 ignores SIGTERM: 10 s each, in parallel).
+    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
   if [[ -f $DOCKER_DIR/exec/containerd/containerd.pid ]]; then
     kill -TERM "$(cat "$DOCKER_DIR/exec/containerd/containerd.pid")" 2>/dev/null || true
   fi
-  grep -o " $DOCKER_DIR[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  # Shims (and their containers) left by a dockerd that had to be killed: only those of this
+  # script's exec root, by PID.
+  local shim
+  for shim in $(pgrep -f "containerd-shim-runc-v2 .*-address ${DOCKER_DIR}/" || true); do
+    pkill -KILL -P "$shim" 2>/dev/null || true
+    kill -KILL "$shim" 2>/dev/null || true
+  done
+  grep -o " ${DOCKER_DIR}[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$DOCKER_DIR"
 }
 # lib.sh's EXIT trap runs _cleanup; run ours first.
@@ -64,8 +72,13 @@ gen_containers() {
   }'
 }
 
-# The agent config pointing the docker plugin at the private socket.
+# agent_config [LINE...]: the agent config pointing the docker plugin at the private socket, plus
+# the given top-level lines (e.g. "resyncSeconds: 3600").
 agent_config() {
   printf 'docker:\n  socket: %s\n' "$DOCKER_SOCK" >"$BENCH_TMP/agent.yaml"
+  if (($#)); then printf '%s\n' "$@" >>"$BENCH_TMP/agent.yaml"; fi
   echo "$BENCH_TMP/agent.yaml"
 }
+
+# running_count: how many containers are running on the private dockerd.
+running_count() { d_api GET /containers/json | jq length; }

@@ -20,5 +20,6 @@ hyperfine --warmup 2 --runs $((RUNS * 4)) --style basic --export-json "$BENCH_TM
 d_med=$(jq -r '.results[0].median' "$BENCH_TMP/diff.json")
 p_med=$(jq -r '.results[1].median' "$BENCH_TMP/diff.json")
 echo
+echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg); containers listed: $(d_api GET '/containers/json?all=1' | jq length)"
 echo "median seconds: nodeplane diff $(fmt_s "$d_med"), docker ps $(fmt_s "$p_med")"
 result "no-op diff $N containers / docker ps (median)" "$(ratio "$d_med" "$p_med")" x "<" 2

@@ -6,7 +6,8 @@
 #   N=1000                      Bridges (and as many Vxlans) in the end-to-end scripts
 #   GBENCH_ARGS="..."           extra Google Benchmark flags (e.g. --benchmark_filter=Cold)
 # Takes ~20 min at the defaults on 2 cores: deleting 2000 links costs ~55 s each time (see README).
-# Needs root (network namespaces), hyperfine, jq, strace.
+# Needs root (network namespaces), hyperfine, jq, strace; the docker steps also docker.io,
+# busybox-static and curl.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
@@ -15,7 +16,7 @@ export NODEPLANE_BUILD_DIR=$BUILD_DIR
 
 if [[ ${BUILD:-0} == 1 ]]; then
   cmake -S "$REPO_DIR" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
-  cmake --build "$BUILD_DIR" -j2 --target nodeplane nodeplane-net nodeplane_bench
+  cmake --build "$BUILD_DIR" -j2 --target nodeplane nodeplane-net nodeplane-docker nodeplane_bench
 fi
 
 RESULTS=$(mktemp /tmp/nodeplane-bench-results.XXXXXX)
@@ -53,6 +54,11 @@ step "2. nodeplane apply vs ip -batch" "$BENCH_DIR/apply_vs_ip_batch.sh" "$N"
 step "3. no-op diff vs ip -d -j link show" "$BENCH_DIR/noop_diff_vs_ip_show.sh" "$N"
 step "4. prune" "$BENCH_DIR/prune.sh" "$N"
 step "5. idle daemon" "$BENCH_DIR/idle_daemon.sh" "$N" 10
+# Docker containers (issue 7): a private dockerd each (docker.io, busybox-static, curl).
+step "9. docker: apply vs docker create+start loop" "$BENCH_DIR/docker_converge_vs_cli.sh" 100
+step "9. docker: no-op diff vs docker ps" "$BENCH_DIR/docker_noop_diff_vs_ps.sh" 200
+step "9. docker: drift repair through the daemon" "$BENCH_DIR/docker_drift.sh" 10 20
+step "9. docker: idle daemon, net + containers" "$BENCH_DIR/docker_idle_daemon.sh" "$N" 100 10
 
 echo
 echo "== summary ($(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
