@@ -663,7 +663,8 @@ Result<Json> createBody(const std::string& name, const Json& normalizedSpec,
   return body;
 }
 
-ObservedObject observedFromListEntry(const Json& entry, const std::string& agentId) {
+ObservedObject observedFromListEntry(const Json& entry, const std::string& agentId,
+                                     const std::vector<host::Gpu>& inventory) {
   ObservedObject o;
   if (!entry.is_object()) return o;
   std::string name;
@@ -714,12 +715,20 @@ ObservedObject observedFromListEntry(const Json& entry, const std::string& agent
   }
   // The GPUs it holds, as its spec label names them (the list does not show DeviceRequests): a
   // step that claims one of them exclusively waits for its delete (plugin.hpp, Claim).
-  if (auto g = spec.find("gpus"); g != spec.end() && g->is_array()) {
+  if (auto g = spec.find("gpus"); g != spec.end()) {
     auto e = spec.find("exclusive");
     const bool exclusive = e != spec.end() && e->is_boolean() && e->get<bool>();
-    for (const auto& a : *g)
-      if (a.is_string() && host::isPciAddress(a.get<std::string>()))
-        o.holds.push_back(Claim{.type = "gpu", .id = a.get<std::string>(), .exclusive = exclusive});
+    if (g->is_array()) {
+      for (const auto& a : *g)
+        if (a.is_string() && host::isPciAddress(a.get<std::string>()))
+          o.holds.push_back(
+              Claim{.type = "gpu", .id = a.get<std::string>(), .exclusive = exclusive});
+    } else if (g->is_string() && g->get<std::string>() == "all") {
+      for (const auto& gpu : inventory)
+        if (gpu.isNvidia() && gpu.function.driver != "vfio-pci")
+          o.holds.push_back(
+              Claim{.type = "gpu", .id = gpu.function.address, .exclusive = exclusive});
+    }
   }
   spec["state"] = observedState;
   o.spec = std::move(spec);

@@ -92,7 +92,9 @@ Result<Json> createBody(const std::string& name, const Json& normalizedSpec,
 // this container ("Container/<its name>": one renamed by hand is not the resource it was made
 // for). A managed label without an agent label is a legacyMark (the core refuses it unless the
 // state store records it, and says to adopt it). `holds`: one "gpu" claim per PCI address in
-// the spec label's gpus (exclusive as the label says); none for "all" or an unlabelled container.
-ObservedObject observedFromListEntry(const Json& entry, const std::string& agentId);
+// the spec label's gpus (exclusive as the label says); for "all", one per NVIDIA GPU of
+// `inventory` not bound to vfio-pci (what "all" gives a container); none for an unlabelled one.
+ObservedObject observedFromListEntry(const Json& entry, const std::string& agentId,
+                                     const std::vector<host::Gpu>& inventory = {});
 
 }  // namespace nodeplane::docker

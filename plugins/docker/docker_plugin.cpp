@@ -164,8 +164,10 @@ Result<std::vector<ObservedObject>> DockerPlugin::observe(const std::vector<std:
     std::set<std::string> seen;
     std::lock_guard lock(releasedMu_);
     if (auto r = loadReleased(); !r) return std::unexpected(r.error());
+    auto gpus = services_.gpus();  // what gpus: all holds
+    const std::vector<host::Gpu> inventory = gpus ? *gpus : std::vector<host::Gpu>{};
     for (const Json& entry : *list) {
-      ObservedObject o = observedFromListEntry(entry, agent);
+      ObservedObject o = observedFromListEntry(entry, agent, inventory);
       if (o.id.name.empty()) continue;
       seen.insert(o.uid);
       if (released_.count(o.uid)) {  // released by this agent: no longer ours

@@ -588,6 +588,31 @@ TEST_F(DockerGpuTest, NumaAffinityPinsTheContainerToTheCpusOfItsGpusNode) {
   EXPECT_EQ(inspect(n)["HostConfig"].value("CpusetCpus", ""), "0");
 }
 
+// A container given `gpus: all` holds every NVIDIA GPU: an exclusive claim of one of them waits
+// for its delete, or is refused while it is kept (it held none, and so an "exclusive" container
+// shared GPU 0 with it).
+TEST_F(DockerGpuTest, AContainerWithAllGpusHoldsEachOfThem) {
+  const std::string n = name("np-gpu-all");
+  Change c = change(Action::kCreate, n);
+  c.desired["gpus"] = "all";
+  c.desired["command"] = Json::array({"sleep", "1000"});
+  Outcome o = apply(c);
+  ASSERT_TRUE(o.ok()) << o.error.str();
+  std::set<std::string> want;
+  for (const auto& g : gpus())
+    if (g.isNvidia()) want.insert(g.function.address);
+  ASSERT_EQ(want.size(), 4u);
+  auto seen = observed(n);
+  ASSERT_TRUE(seen.has_value());
+  std::set<std::string> held;
+  for (const auto& h : seen->holds) {
+    EXPECT_EQ(h.type, "gpu");
+    EXPECT_FALSE(h.exclusive);
+    held.insert(h.id);
+  }
+  EXPECT_EQ(held, want);
+}
+
 // Through the CLI with the fixture's roots: a GPU named by its UUID reaches the container, and a
 // second diff (the normal form is the PCI address on both sides) is in sync.
 TEST_F(DockerGpuTest, TheCliAppliesAGpuContainerNamedByUuidAndADiffIsInSync) {

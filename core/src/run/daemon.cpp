@@ -218,6 +218,20 @@ class Backoffs {
  public:
   explicit Backoffs(std::chrono::milliseconds cap) : cap_(cap) {}
 
+  // The event sources of the plugin of `kinds` were re-opened (its backend is back: dockerd
+  // restarted): the retryable backoffs of its resources end, so what failed while it was away
+  // (a container that stopped with dockerd) is repaired now, not when the backoff ends.
+  void endRetryable(const std::set<std::string>& kinds) {
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (it->second.terminal || !kinds.count(it->first.kind)) {
+        ++it;
+        continue;
+      }
+      spdlog::info("{}: its plugin's event sources are back: its backoff ends", it->first.str());
+      it = entries_.erase(it);
+    }
+  }
+
   // The kinds of the resources held by a terminal failure: what held() needs observed.
   std::set<std::string> terminalKinds() const {
     std::set<std::string> out;
@@ -361,6 +375,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   engine.keepObservations();
   bool wantFull = true;                         // the next pass observes every plugin
   std::set<std::string> touchedPlugins;         // else: these afresh
+  std::set<std::string> reopenedKinds;          // of plugins whose event sources were re-opened
+  std::set<std::string> passReopened;           // the same, handed to the pass that starts next
   std::optional<Clock::time_point> firstEvent;  // of those the next pass answers
   const auto maxWait = opt.maxWait.count() ? std::max(opt.maxWait, opt.debounce)
                                            : std::max<std::chrono::milliseconds>(
@@ -515,6 +531,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       }
     }
 
+    backoffs.endRetryable(std::exchange(passReopened, {}));
     const auto terminalKinds = backoffs.terminalKinds();
     const std::set<ResourceId> held = backoffs.held(
         desired, now, terminalKinds.empty() ? Observation{} : engine.observe(terminalKinds));
@@ -666,6 +683,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     else
       engine.observeAfresh(touchedPlugins);
     touchedPlugins.clear();
+    passReopened.merge(reopenedKinds);  // the pass is not running: its state is ours here
+    reopenedKinds.clear();
     passing = true;
     auto run = [&] {
       passOut = guardedPass();
@@ -791,6 +810,9 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       drain(reopenTimer.get());
       for (const auto& name : events.reopenDue(now)) {  // what they missed: observe them afresh
         touchedPlugins.insert(name);
+        for (const auto& p : engine.plugins().plugins())
+          if (p->name() == name)
+            for (const auto& ks : p->kinds()) reopenedKinds.insert(ks.kind);
         event = true;
       }
     }
