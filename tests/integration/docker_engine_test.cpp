@@ -4,7 +4,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "docker/engine.hpp"
+#include "docker/engine/engine.hpp"
 #include "support/dockerd.hpp"
 #include "support/files.hpp"
 

@@ -5,7 +5,7 @@
 
 #include <chrono>
 
-#include "docker/engine.hpp"
+#include "docker/engine/engine.hpp"
 #include "docker_plugin.hpp"
 #include "engine_events.hpp"
 #include "support/dockerd.hpp"

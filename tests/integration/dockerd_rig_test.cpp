@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
-#include "docker/engine.hpp"
+#include "docker/engine/engine.hpp"
 #include "support/dockerd.hpp"
 #include "support/files.hpp"
 

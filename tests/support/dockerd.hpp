@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include "docker/engine.hpp"
+#include "docker/engine/engine.hpp"
 #include "support/process.hpp"
 
 namespace nodeplane::testing {
