@@ -149,6 +149,8 @@ int cmdExport(Context& ctx, const std::string& kind) {
       refuse(id.str(), "spec." + secret +
                            " is sensitive, and export never writes a sensitive value (write this "
                            "object's file by hand)");
+    else if (!o.incomplete.empty())
+      refuse(id.str(), o.incomplete);
     else if (auto problem = exportProblem(doc))
       refuse(id.str(), *problem);
     else

@@ -703,6 +703,10 @@ ObservedObject observedFromListEntry(const Json& entry, const std::string& agent
     if (spec.is_discarded() || !spec.is_object()) spec = Json();
   }
   if (spec.is_null()) {  // unlabelled, or a broken label: what the list shows
+    o.incomplete =
+        "a container nodeplane did not create (or whose io.nodeplane.spec label is broken): "
+        "Docker's container list shows its image, network and labels, not its command, env, "
+        "mounts or GPUs (write its file by hand)";
     spec = Json::object();
     if (auto i = entry.find("Image"); i != entry.end() && i->is_string()) spec["image"] = *i;
     if (auto h = entry.find("HostConfig"); h != entry.end() && h->is_object())

@@ -353,6 +353,20 @@ TEST_F(DockerTest, OneBadContainerFileMeansNothingIsAppliedOrPruned) {
   }
 }
 
+// A container made by hand: the list shows no command, env or GPUs, so export leaves it out and
+// says so (exit 1) instead of writing a spec whose adoption would recreate it without them.
+TEST_F(DockerTest, ExportLeavesOutAContainerNodeplaneDidNotCreate) {
+  const std::string hand = name("np-exp-hand"), ours = name("np-exp-ours");
+  ASSERT_FALSE(makeByHand(hand).empty());
+  ASSERT_EQ(np({"apply", "--no-prune", "-f", files("d", {containerDoc(ours)})}).code, 0);
+  auto e = np({"export", "--kind", "Container"});
+  EXPECT_EQ(e.code, 1) << e.out << e.err;
+  EXPECT_THAT(e.err, HasSubstr("Container/" + hand));
+  EXPECT_THAT(e.err, HasSubstr("a container nodeplane did not create"));
+  EXPECT_THAT(e.out, Not(HasSubstr("name: " + hand)));
+  EXPECT_THAT(e.out, HasSubstr("name: " + ours));
+}
+
 TEST_F(DockerTest, ExportedContainersApplyUnchanged) {
   const std::string a = name("np-exp-a"), b = name("np-exp-b");
   TempDir out;

@@ -678,6 +678,7 @@ TEST(ContainerObserve, UnlabelledOrBrokenLabelShowsWhatTheListShows) {
                           {"state", "running"},
                           {"network", "bridge"},
                           {"labels", {{"maintainer", "ops"}}}}));
+  EXPECT_THAT(o.incomplete, HasSubstr("not its command, env, mounts or GPUs"));
 
   Json broken = entry;
   broken["Labels"] = {{kManagedLabel, "true"},
@@ -688,6 +689,7 @@ TEST(ContainerObserve, UnlabelledOrBrokenLabelShowsWhatTheListShows) {
   ObservedObject b = observedFromListEntry(broken, "agent-1");
   EXPECT_TRUE(b.marked);
   EXPECT_EQ(b.spec, Json({{"image", "nginx:1.25"}, {"state", "stopped"}, {"network", "bridge"}}));
+  EXPECT_FALSE(b.incomplete.empty());
 }
 
 // An empty env holds no secret: the spec label keeps it as {} (so export can write the

@@ -30,7 +30,7 @@ class IConnection;
 namespace nodeplane {
 
 // Bump on any change to a type in core/include/nodeplane: the host wants an exact match.
-inline constexpr std::uint32_t kAbiVersion = 4;
+inline constexpr std::uint32_t kAbiVersion = 5;
 
 #define NODEPLANE_STR_(x) #x
 #define NODEPLANE_STR(x) NODEPLANE_STR_(x)
@@ -100,6 +100,11 @@ struct ObservedObject {
   // decides).
   bool legacyMark = false;
   std::vector<Claim> holds;  // what it holds now (a VM's PCI functions)
+  // Why `spec` is not the whole object, "" when it is: the plugin could not read every field
+  // back (a container nodeplane did not create: Docker's list shows no command, env or GPUs).
+  // `export` leaves such an object out and says this, rather than write a spec that would
+  // recreate it without what it cannot see.
+  std::string incomplete;
 };
 
 enum class Action {

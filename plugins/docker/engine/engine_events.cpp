@@ -122,7 +122,9 @@ struct EventStream::State {
               (errbuf[0] ? std::string(errbuf) : std::string(curl_easy_strerror(*rc))));
         return;
       }
-      curl_multi_poll(multi, nullptr, 0, 60000, nullptr);
+      // Idle until Docker sends something or close() wakes it (curl_multi_wakeup); curl's own
+      // timers, when it has any, shorten the wait.
+      curl_multi_poll(multi, nullptr, 0, 3600 * 1000, nullptr);
     }
   }
 
