@@ -2,8 +2,6 @@
 // the observed form of a listed container. Pure functions: no Engine calls.
 #include "container_spec.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -12,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "nodeplane/digest.hpp"
 #include "nodeplane/text.hpp"
 
 namespace nodeplane::docker {
@@ -31,20 +30,6 @@ FieldSchema oneOf(std::string name, std::vector<std::string> allowed, std::strin
   FieldSchema f = field(std::move(name), FieldType::kString, std::move(desc), replace);
   f.allowed = std::move(allowed);
   return f;
-}
-
-std::string sha256Hex(const std::string& input) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (EVP_Digest(input.data(), input.size(), md, &size, EVP_sha256(), nullptr) != 1)
-    throw std::runtime_error("SHA-256 failed");  // not expected: the plugin host catches
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < size; ++i) {
-    hex += kHex[md[i] >> 4];
-    hex += kHex[md[i] & 15];
-  }
-  return hex;
 }
 
 bool allDigits(const std::string& s) {
@@ -255,7 +240,6 @@ constexpr const char* kGpusExpected =
     "expected \"all\" or a list of GPU indices, PCI addresses and GPU-… UUIDs";
 
 // The digest form of a sensitive value, as the core's diff compares it (sensitive.hpp).
-Json digestOf(const Json& value) { return Json{{"sha256", sha256Hex(jsonText(value))}}; }
 
 // The normalized spec as it goes into the spec label: env as its digest, without state.
 Json labelSpec(const Json& normalizedSpec) {
@@ -362,7 +346,8 @@ std::vector<FieldSchema> dockerConfigSchema() {
 Json withEnvDigest(const Json& normalizedSpec) {
   Json s = normalizedSpec;
   if (s.is_object())
-    if (auto e = s.find("env"); e != s.end() && !(e->is_object() && e->empty())) *e = digestOf(*e);
+    if (auto e = s.find("env"); e != s.end() && !(e->is_object() && e->empty()))
+      *e = observedDigest(*e);
   return s;
 }
 

@@ -41,6 +41,7 @@ struct FieldSchema {
   // cannot read the value back from the host (Docker's container list has no environment)
   // reports it observed as {"sha256": "<hex>"}, the SHA-256 of the value's jsonText() (text.hpp)
   // (the value as normalize() left it): the diff compares that digest with the desired value's.
+  // nodeplane/digest.hpp observedDigest() makes it.
   bool sensitive = false;
   std::vector<FieldSchema> fields;  // kObject / kObjectList members
 };

@@ -1,9 +1,8 @@
 #include "sensitive.hpp"
 
-#include <openssl/evp.h>
-
 #include <map>
 
+#include "nodeplane/digest.hpp"
 #include "nodeplane/text.hpp"
 
 namespace nodeplane {
@@ -44,23 +43,7 @@ std::vector<std::string> sensitivePaths(const std::vector<FieldSchema>& fields) 
   return out;
 }
 
-namespace {
-
-std::string sha256Hex(const std::string& input) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (EVP_Digest(input.data(), input.size(), md, &size, EVP_sha256(), nullptr) != 1)
-    throw std::runtime_error("SHA-256 failed");  // not expected: caught by the caller's guard
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < size; ++i) {
-    hex += kHex[md[i] >> 4];
-    hex += kHex[md[i] & 15];
-  }
-  return hex;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Json sensitiveHash(const ResourceId& id, const std::string& path, const Json& value) {
   return Json{{"sensitive", "sha256:" + sha256Hex("nodeplane-sensitive-v1\n" + id.str() + "\n" +
@@ -71,7 +54,7 @@ bool matchesObservedDigest(const Json& desired, const Json& observed) {
   if (!observed.is_object() || observed.size() != 1 || !observed.contains("sha256") ||
       !observed["sha256"].is_string())
     return false;
-  return observed["sha256"].get<std::string>() == sha256Hex(jsonText(desired));
+  return observed == observedDigest(desired);
 }
 
 std::string firstSensitiveValue(Json spec, const std::vector<std::string>& paths) {
