@@ -29,6 +29,7 @@ Result<Context> Context::make(const GlobalOptions& g) {
   if (!g.procRoot.empty()) ctx.host_.procRoot = g.procRoot;
   ctx.host_.stateDir = ctx.stateDir_;
   if (ctx.config_.runDir) ctx.host_.runDir = *ctx.config_.runDir;
+  if (ctx.config_.systemdBus) ctx.host_.systemdBus = *ctx.config_.systemdBus;
   ctx.host_.labels = ctx.config_.labels;
   ctx.host_.config = ctx.config_.raw;
   ctx.host_.hostname = ctx.config_.hostname;

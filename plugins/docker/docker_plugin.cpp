@@ -15,62 +15,10 @@
 #include "container_spec.hpp"
 #include "engine.hpp"
 #include "engine_events.hpp"
+#include "nodeplane/plugin_util.hpp"
 
 namespace nodeplane::docker {
 namespace {
-
-// Nothing may escape the plugin: a throw (bad JSON access, allocation) becomes an error.
-template <class F>
-auto guarded(const std::string& what, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::exception& e) {
-    return fail(ErrorKind::kTerminal, what + ": internal error: " + e.what());
-  } catch (...) {
-    return fail(ErrorKind::kTerminal, what + ": internal error");
-  }
-}
-
-std::string errnoText(int e) { return std::strerror(e); }
-
-// Writes `text` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
-// directory. A crash leaves the old file or the new one, never a torn one.
-Result<void> writeAtomically(const std::filesystem::path& path, const std::string& text) {
-  std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
-  if (ec)
-    return fail(ErrorKind::kTerminal,
-                "cannot create " + path.parent_path().string() + ": " + ec.message());
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return fail(ErrorKind::kTerminal, "cannot write " + tmp.string() + ": " + errnoText(errno));
-  std::size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return fail(ErrorKind::kTerminal, "cannot write " + tmp.string() + ": " + errnoText(e));
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    int e = errno;
-    ::close(fd);
-    return fail(ErrorKind::kTerminal, "cannot sync " + tmp.string() + ": " + errnoText(e));
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    return fail(ErrorKind::kTerminal,
-                "cannot rename " + tmp.string() + " to " + path.string() + ": " + errnoText(errno));
-  if (int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
-  return {};
-}
 
 bool wantsGpus(const Json& spec) { return spec.is_object() && spec.contains("gpus"); }
 
@@ -85,7 +33,7 @@ std::vector<KindSchema> DockerPlugin::kinds() const { return {containerKind()}; 
 std::vector<FieldSchema> DockerPlugin::configSchema() const { return dockerConfigSchema(); }
 
 Result<void> DockerPlugin::start() {
-  return guarded("starting the docker plugin", [&]() -> Result<void> {
+  return catchAll("starting the docker plugin", [&]() -> Result<void> {
     const Json& section = services_.config();
     socket_ = services_.context().dockerSocket;
     if (section.is_object())
@@ -140,7 +88,7 @@ Json DockerPlugin::normalize(const std::string&, const Json& spec) const {
 }
 
 Result<std::vector<ObservedObject>> DockerPlugin::observe(const std::vector<std::string>& kinds) {
-  return guarded("observing containers", [&]() -> Result<std::vector<ObservedObject>> {
+  return catchAll("observing containers", [&]() -> Result<std::vector<ObservedObject>> {
     std::vector<ObservedObject> out;
     bool wanted = false;
     for (const auto& k : kinds) {
@@ -231,7 +179,8 @@ Result<void> DockerPlugin::setReleased(const std::string& uid, bool released) {
   if (next == released_) return {};
   Json ids = Json::array();
   for (const auto& id : next) ids.push_back(id);
-  if (auto r = writeAtomically(releasedFile(), Json{{"released", ids}}.dump() + "\n"); !r) return r;
+  if (auto r = writeFileAtomically(releasedFile(), Json{{"released", ids}}.dump() + "\n"); !r)
+    return r;
   released_ = std::move(next);
   return {};
 }

@@ -11,21 +11,10 @@
 #include "net_events.hpp"
 #include "net_schema.hpp"
 #include "netlink_socket.hpp"
+#include "nodeplane/plugin_util.hpp"
 
 namespace nodeplane::net {
 namespace {
-
-// Nothing may escape the plugin: a throw (bad JSON access, allocation) becomes an error.
-template <class F>
-auto guarded(const std::string& what, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::exception& e) {
-    return fail(ErrorKind::kTerminal, what + ": internal error: " + e.what());
-  } catch (...) {
-    return fail(ErrorKind::kTerminal, what + ": internal error");
-  }
-}
 
 Result<void> unknownKind(const std::string& kind) {
   return fail(ErrorKind::kTerminal, "the net plugin does not handle kind " + kind);
@@ -93,7 +82,7 @@ Json NetPlugin::normalize(const std::string& kind, const Json& spec) const {
 }
 
 Result<std::vector<ObservedObject>> NetPlugin::observe(const std::vector<std::string>& kinds) {
-  return guarded("observing links", [&]() -> Result<std::vector<ObservedObject>> {
+  return catchAll("observing links", [&]() -> Result<std::vector<ObservedObject>> {
     for (const auto& kind : kinds)
       if (!isNetKind(kind)) return std::unexpected(unknownKind(kind).error());
     if (!nl_) return std::unexpected(notStarted().error());
@@ -141,7 +130,7 @@ Result<std::vector<EventSource>> NetPlugin::openEvents() {
 }
 
 Result<Touched> NetPlugin::drainEvents(int fd) {
-  return guarded("reading link events", [&] { return events_->drain(fd); });
+  return catchAll("reading link events", [&] { return events_->drain(fd); });
 }
 
 void NetPlugin::closeEvents() { events_->close(); }
@@ -152,7 +141,7 @@ Outcome NetPlugin::apply(const Change& change, ApplyContext& context) {
 
 Result<void> NetPlugin::applyNow(const Change& change, ApplyContext& context) {
   const ResourceId& id = change.id;
-  return guarded(std::string(toString(change.action)) + " " + id.str(), [&]() -> Result<void> {
+  return catchAll(std::string(toString(change.action)) + " " + id.str(), [&]() -> Result<void> {
     if (!isNetKind(id.kind)) return unknownKind(id.kind);
     if (!nl_) return notStarted();
     if (change.action != Action::kDelete) {

@@ -10,6 +10,7 @@ nodeplane_packages=(
   libsdbus-c++-dev libsystemd-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
   iproute2 dbus systemd docker.io busybox-static
+  qemu-system-x86 qemu-utils ovmf genisoimage nftables libnftables-dev
 )
 
 install_deps() {

@@ -100,12 +100,12 @@ TEST(PluginConfig, TheExampleChecksOutWithTheShippedPlugins) {
 TEST(PluginConfig, AScalarAtTheTopIsAMisspeltSettingNotASection) {
   auto cfg = parseAgentConfig("resyncSecond: 5\n", "agent.yaml");
   ASSERT_FALSE(cfg);
-  EXPECT_EQ(
-      cfg.error().str(),
-      "agent.yaml:1:1: resyncSecond: unknown key \"resyncSecond\" (known: apiVersion, kind, "
-      "hostname, labels, resyncSeconds, debounceMilliseconds, lockTimeoutSeconds, "
-      "allowEmpty, stateDir, runDir, pluginDir; a plugin's section is a mapping named after the "
-      "plugin) (did you mean \"resyncSeconds\"?)");
+  EXPECT_EQ(cfg.error().str(),
+            "agent.yaml:1:1: resyncSecond: unknown key \"resyncSecond\" (known: apiVersion, kind, "
+            "hostname, labels, resyncSeconds, debounceMilliseconds, lockTimeoutSeconds, "
+            "allowEmpty, stateDir, runDir, pluginDir, systemd; a plugin's section is a mapping "
+            "named after the "
+            "plugin) (did you mean \"resyncSeconds\"?)");
 }
 
 }  // namespace

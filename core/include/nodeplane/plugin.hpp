@@ -16,6 +16,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "nodeplane/error.hpp"
@@ -30,7 +31,7 @@ class IConnection;
 namespace nodeplane {
 
 // Bump on any change to a type in core/include/nodeplane: the host wants an exact match.
-inline constexpr std::uint32_t kAbiVersion = 5;
+inline constexpr std::uint32_t kAbiVersion = 6;
 
 #define NODEPLANE_STR_(x) #x
 #define NODEPLANE_STR(x) NODEPLANE_STR_(x)
@@ -157,6 +158,7 @@ struct FieldChange {
   // A sensitive field (FieldSchema::sensitive): from and to are left null, so the value is
   // never shown; the plugin reads it from Change::desired.
   bool sensitive = false;
+  bool forcesRestart = false;  // FieldSchema::forcesRestart: the update restarts the object
 };
 
 struct Change {
@@ -203,6 +205,13 @@ struct Outcome {
   static Outcome from(const Result<void>& r) { return r ? done() : failed(r.error()); }
   bool ok() const { return cls == kDone || cls == kInProgress; }
 };
+
+// True when one of the changed fields restarts the object (FieldSchema::forcesRestart).
+inline bool restarts(const Change& c) {
+  for (const auto& f : c.fields)
+    if (f.forcesRestart) return true;
+  return false;
+}
 
 // One readiness item of `nodeplane check`.
 struct CheckItem {
@@ -293,6 +302,13 @@ class Plugin {
   // The schema of this plugin's agent-config section (the key is name()): a typo there is an
   // error with file:line, as in desired files. Empty: the plugin takes no section.
   virtual std::vector<FieldSchema> configSchema() const { return {}; }
+  // Further top-level sections of the agent config this plugin reads (the qemu plugin's `vfio:`),
+  // each checked against its schema like configSchema(); the plugin reads them from
+  // HostContext::config.
+  virtual std::vector<std::pair<std::string, std::vector<FieldSchema>>> moreConfigSections()
+      const {
+    return {};
+  }
 
   // Lifecycle. The factory only constructs (cheap, no connection: `validate`, `plugins` and
   // `check` never start a plugin). start() runs once, before the first observe, apply or recover;

@@ -34,6 +34,9 @@ struct FieldSchema {
   std::optional<std::int64_t> maximum;
   std::vector<std::string> allowed;  // strings: the only values accepted, when not empty
   bool forcesReplace = false;        // a change cannot be made in place
+  // A change is made in place but restarts the object (a VM's memory): the plan shows the
+  // update as "restart", and the plugin sees FieldChange::forcesRestart.
+  bool forcesRestart = false;
   bool compared = true;              // false for directives such as `adopt` (not host state)
   std::string references;            // kind this string field names (a dependency), or ""
   // The value never appears in `diff`, plan JSON, logs, `status` or the state file; a change

@@ -150,6 +150,22 @@ Result<AgentConfig> parseAgentConfig(const std::string& text, const std::string&
         cfg.runDir = v.Scalar();
       }
       if (key == "pluginDir") cfg.pluginDir = v.as<std::string>();
+      if (key == "systemd") {
+        // systemd: {bus: system | user | unix:path=…}: the manager the plugins start units on.
+        if (!v.IsMap()) return bad("expected a mapping: {bus: system | user | unix:path=...}");
+        for (const auto& s : v) {
+          const std::string sub = s.first.as<std::string>();
+          if (sub != "bus")
+            return std::unexpected(configError(file, s.first.Mark(), "systemd." + sub,
+                                               "unknown field \"" + sub + "\" (known: bus)"));
+          const std::string bus = s.second.IsScalar() ? s.second.Scalar() : "";
+          if (bus != "system" && bus != "user" && !bus.starts_with("unix:"))
+            return std::unexpected(configError(
+                file, s.second.Mark(), "systemd.bus",
+                "expected system, user or a D-Bus address (unix:path=...), got \"" + bus + "\""));
+          cfg.systemdBus = bus;
+        }
+      }
     }
     cfg.raw = toJson(root);
     if (doc) cfg.locations = doc->locations;
@@ -166,7 +182,7 @@ const std::vector<std::string>& agentConfigKeys() {
                                                 "resyncSeconds",      "debounceMilliseconds",
                                                 "lockTimeoutSeconds", "allowEmpty",
                                                 "stateDir",           "runDir",
-                                                "pluginDir"};
+                                                "pluginDir",          "systemd"};
   return keys;
 }
 

@@ -30,6 +30,8 @@ struct AgentConfig {
   std::optional<std::filesystem::path> stateDir;
   // Runtime files (sockets, pid files, what does not outlive a boot): HostContext::runDir.
   std::optional<std::filesystem::path> runDir;
+  // systemd.bus: the systemd manager plugins use (HostContext::systemdBus); default "system".
+  std::optional<std::string> systemdBus;
   std::optional<std::filesystem::path> pluginDir;
   Json raw = Json::object();  // the whole file
   // Plugin sections by plugin name (null for `net:` with nothing under it), as the desired-state

@@ -572,7 +572,9 @@ std::string renderPlanText(const Plan& plan) {
   std::string out;
   for (const auto& e : plan.entries) {
     const auto& c = e.change;
-    std::string line = fmt::format("{} {} {}", marker(c.action), c.id.str(), toString(c.action));
+    // An update that restarts the object (a VM's memory) says so.
+    const char* verb = c.action == Action::kUpdate && restarts(c) ? "restart" : toString(c.action);
+    std::string line = fmt::format("{} {} {}", marker(c.action), c.id.str(), verb);
     if (c.adopt) line += " (adopt)";
     if (c.action == Action::kUpdate && !c.adopt && c.fields.empty())
       line += " (re-mark: a mark without agent id gets this agent's)";
@@ -635,6 +637,7 @@ Json planToJson(const Plan& plan) {
       fields.push_back(
           {{"path", f.path}, {"from", f.from}, {"to", f.to}, {"forcesReplace", f.forcesReplace}});
       if (f.sensitive) fields.back()["sensitive"] = true;
+      if (f.forcesRestart) fields.back()["forcesRestart"] = true;
     }
     const auto& id = e.change.id;
     Json c = {
@@ -740,7 +743,7 @@ Result<Plan> planFromJson(const Json& j) {
       e.change.adopt = c.at("adopt");
       for (const auto& f : c.at("fields"))
         e.change.fields.push_back({f.at("path"), f.at("from"), f.at("to"), f.at("forcesReplace"),
-                                   f.value("sensitive", false)});
+                                   f.value("sensitive", false), f.value("forcesRestart", false)});
       e.sensitive = c.value("sensitive", std::vector<std::string>{});
       e.after = c.at("after").get<std::vector<std::size_t>>();
       for (auto a : e.after)

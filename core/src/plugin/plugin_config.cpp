@@ -49,6 +49,20 @@ std::vector<Error> configurePlugins(PluginHost& plugins, const AgentConfig& conf
     }
     p->services().setConfig(found.empty() ? std::move(section) : Json::object());
     errors.insert(errors.end(), found.begin(), found.end());
+    // Further sections the plugin reads (the qemu plugin's `vfio:`), checked the same way.
+    auto more = p->moreConfigSections();
+    if (!more) {
+      errors.push_back(more.error());
+      continue;
+    }
+    for (const auto& [name, fields] : *more) {
+      names.push_back(name);
+      auto at = config.sections.find(name);
+      if (at == config.sections.end() || at->second.is_null()) continue;
+      auto bad = validateSection(at->second, fields, name, config.locations,
+                                 sectionError(config, name, "").where);
+      errors.insert(errors.end(), bad.begin(), bad.end());
+    }
   }
   for (const auto& [key, value] : config.sections) {
     if (std::find(names.begin(), names.end(), key) != names.end()) continue;

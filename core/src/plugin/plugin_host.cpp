@@ -211,6 +211,12 @@ std::vector<CheckItem> PluginHandle::check() {
   return {CheckItem{name_, false, true, out.error().message}};
 }
 
+Result<std::vector<std::pair<std::string, std::vector<FieldSchema>>>>
+PluginHandle::moreConfigSections() const {
+  return guarded<std::vector<std::pair<std::string, std::vector<FieldSchema>>>>(
+      name_, "moreConfigSections", [&] { return plugin_->moreConfigSections(); });
+}
+
 Result<std::vector<FieldSchema>> PluginHandle::configSchema() const {
   return guarded<std::vector<FieldSchema>>(name_, "configSchema",
                                            [&] { return plugin_->configSchema(); });

@@ -41,6 +41,7 @@ class PluginHandle {
   // Readiness items; the plugin is not started for them (see Plugin::check).
   std::vector<CheckItem> check();
   Result<std::vector<FieldSchema>> configSchema() const;
+  Result<std::vector<std::pair<std::string, std::vector<FieldSchema>>>> moreConfigSections() const;
   // Event sources (the daemon, on its poll thread): see Plugin::openEvents().
   Result<std::vector<EventSource>> openEvents();
   Result<Touched> drainEvents(int fd);

@@ -1,0 +1,3 @@
+#include "qemu_plugin.hpp"
+
+NODEPLANE_PLUGIN(nodeplane::qemu::QemuPlugin)

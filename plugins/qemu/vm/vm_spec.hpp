@@ -1,0 +1,98 @@
+// The VirtualMachine spec side: schema (which fields restart the VM), validation against the host
+// (inventory, bridges declared, base image, host memory and CPUs), normal form, expansion into
+// VfioDevice and Tap children, claims, and the typed VmSpec the run side works from. No host
+// writes here.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nodeplane/plugin.hpp"
+#include "qemu_config.hpp"
+
+namespace nodeplane::qemu {
+
+inline constexpr const char* kVirtualMachineKind = "VirtualMachine";
+
+// A normalized VirtualMachine spec, typed. gpus are PCI addresses (function 0 of each GPU, as
+// resolved from index / UUID / address); `functions` every function of their IOMMU groups, in
+// group order (what QEMU gets as -device vfio-pci,host=…).
+struct VmSpec {
+  std::string name;
+  int vcpus = 1;
+  std::int64_t memoryMiB = 1024;
+  std::string diskBase;          // <imagesDir>/<diskBase>.qcow2
+  std::int64_t diskSizeGiB = 0;  // 0: the base image's size
+  std::vector<std::string> gpus;
+  std::vector<std::string> functions;
+  std::optional<int> numaNode;  // numaAffinity: the GPUs' node
+  std::string bridge;           // "" when no network
+  std::string mac;              // always set when bridge is: given, or derived from the name
+  std::string tap;              // the Tap child's interface name
+  std::string address;          // "192.168.100.10/24" or ""
+  std::string gateway;
+  bool cloudInit = false;  // a seed ISO is attached
+  std::string hostname;
+  std::vector<std::string> sshAuthorizedKeys;
+  std::string userData;           // sensitive
+  std::string firmware = "bios";  // bios | uefi
+  std::string accel = "auto";     // kvm | tcg | auto (resolved by the run side)
+  bool running = true;            // state
+  int shutdownTimeoutSec = 60;
+  bool retainDisk = false;
+  bool keepBound = false;
+};
+
+KindSchema virtualMachineSchema();
+// Everything beyond the schema; `gpus` from the host inventory (index, UUID, address).
+std::vector<Error> validateVm(const Resource& r, HostServices& services, const QemuConfig& config);
+// Defaults filled, gpus as sorted addresses, MAC derived when absent, lower-case hex.
+Json normalizeVm(const Json& spec, HostServices& services);
+// One VfioDevice per function of each GPU's group (bound unless state is stopped without
+// keepBound; when not bound, the child depends on the VM so the VM stops first), and a Tap on
+// network.bridge.
+Result<std::vector<Resource>> expandVm(const Resource& r, HostServices& services);
+std::vector<Claim> vmClaims(const Resource& r, HostServices& services);
+// From a normalized spec (what normalizeVm made); the host is read for the groups and NUMA node.
+Result<VmSpec> parseVmSpec(const std::string& name, const Json& normalized, HostServices& services);
+// 52:54:00:xx:xx:xx from a hash of the name: stable, locally administered, unicast.
+std::string derivedMac(const std::string& name);
+// The Tap interface name of a VM (at most 15 characters, stable, unique per VM name).
+std::string tapName(const std::string& vm);
+
+// Where a VM's files are.
+struct VmLayout {
+  std::filesystem::path dir;      // <instancesDir>/<name>
+  std::filesystem::path overlay;  // dir/disk.qcow2
+  std::filesystem::path seed;     // dir/seed.iso
+  std::filesystem::path vars;     // dir/OVMF_VARS.fd
+  std::filesystem::path record;   // dir/vm.json: ownership and the applied spec
+  std::filesystem::path qmp;      // <runDir>/<name>.qmp
+};
+VmLayout vmLayout(const QemuConfig& config, const std::string& name);
+
+// The QEMU command line (argv[0] is the binary), no shell. `accel` is resolved (kvm or tcg).
+Result<std::vector<std::string>> qemuArgv(const VmSpec& spec, const VmLayout& layout,
+                                          const QemuConfig& config, const std::string& accel);
+
+// Cloud-init NoCloud seed: the files of the ISO (volume label "cidata").
+struct SeedFiles {
+  std::string userData;
+  std::string metaData;       // instance-id, local-hostname
+  std::string networkConfig;  // version 2, static address on the MAC; "" when none
+};
+SeedFiles seedFiles(const VmSpec& spec, const std::string& instanceId);
+// Writes the seed ISO atomically through config.isoBinary (argv, no shell).
+Result<void> writeSeedIso(const SeedFiles& files, const std::filesystem::path& iso,
+                          const QemuConfig& config);
+// qemu-img: creates the overlay once (-F qcow2 -b base), grows it when sizeGiB grows, never
+// shrinks it.
+Result<void> ensureOverlay(const VmSpec& spec, const VmLayout& layout, const QemuConfig& config);
+// UEFI: the OVMF code file, and the per-VM copy of the VARS file (made once).
+Result<std::filesystem::path> ovmfCode(const QemuConfig& config);
+Result<void> ensureVars(const VmLayout& layout, const QemuConfig& config);
+
+}  // namespace nodeplane::qemu
