@@ -2,15 +2,19 @@
 
 #include <linux/if.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <exception>
+#include <fstream>
 
 #include "addr_text.hpp"
 #include "link_apply.hpp"
 #include "link_state.hpp"
+#include "nat_table.hpp"
 #include "net_events.hpp"
 #include "net_schema.hpp"
 #include "netlink_socket.hpp"
+#include "nft_events.hpp"
 #include "nodeplane/plugin_util.hpp"
 
 namespace nodeplane::net {
@@ -20,6 +24,54 @@ Result<void> unknownKind(const std::string& kind) {
   return fail(ErrorKind::kTerminal, "the net plugin does not handle kind " + kind);
 }
 
+// What `masquerade: true` needs from nftables, without loading libnftables.
+CheckItem checkNftables(const std::string& agentId) {
+  CheckItem c{"nftables", false, false, ""};
+  auto probe = probeNatTable();
+  if (!probe) {
+    c.detail = "cannot query nf_tables (needed for Bridge masquerade): " + probe.error().message;
+    return c;
+  }
+  const std::string table = std::string("table ip ") + kNatTable;
+  const std::string prefix = ownerMark("");
+  if (!probe->exists) {
+    c.ok = true;
+    c.detail = "nf_tables answers; " + table + " absent (made when a Bridge sets masquerade)";
+  } else if (!agentId.empty() && probe->comment == ownerMark(agentId)) {
+    c.ok = true;
+    c.detail = "nf_tables answers; " + table + " is this agent's";
+  } else if (probe->comment.starts_with(prefix) && probe->comment.size() > prefix.size()) {
+    c.ok = agentId.empty();  // without a state store this agent's id is unknown
+    c.detail = "nf_tables answers; " + table + " carries the mark of agent " +
+               probe->comment.substr(prefix.size());
+  } else {
+    c.detail = table +
+               " exists and nodeplane did not make it: masquerade is refused until it is "
+               "removed or renamed (nft delete " +
+               table + ")";
+  }
+  return c;
+}
+
+// A NAT bridge forwards its guests' packets: the kernel must route between interfaces.
+CheckItem checkIpForward(const std::filesystem::path& procRoot) {
+  CheckItem c{"ip-forward", false, false, ""};
+  const auto file = procRoot / "sys/net/ipv4/ip_forward";
+  std::ifstream in(file);
+  std::string value;
+  if (!(in >> value)) {
+    c.detail = "cannot read " + file.string() + " (needed to judge Bridge masquerade)";
+    return c;
+  }
+  c.ok = value == "1";
+  c.detail = c.ok ? "net.ipv4.ip_forward is 1 (NAT bridges can forward)"
+                  : "net.ipv4.ip_forward is " + value +
+                        ": a Bridge with masquerade: true gives its guests no way out; turn it "
+                        "on with `sysctl -w net.ipv4.ip_forward=1` and keep it with a file in "
+                        "/etc/sysctl.d/ (nodeplane never changes it)";
+  return c;
+}
+
 }  // namespace
 
 static Result<void> notStarted() {
@@ -27,7 +79,10 @@ static Result<void> notStarted() {
 }
 
 NetPlugin::NetPlugin(HostServices& services)
-    : services_(services), host_(services.context()), events_(std::make_unique<LinkEvents>()) {}
+    : services_(services),
+      host_(services.context()),
+      events_(std::make_unique<LinkEvents>()),
+      nftEvents_(std::make_unique<NftEvents>()) {}
 
 NetPlugin::~NetPlugin() = default;
 
@@ -46,17 +101,14 @@ std::vector<CheckItem> NetPlugin::check() {
   NetlinkSocket nl;
   if (auto r = nl.open(); !r) {
     c.detail = "cannot open a NETLINK_ROUTE socket: " + describe(r.error());
-    return {c};
-  }
-  auto links = dumpLinks(nl);
-  if (!links) {
+  } else if (auto links = dumpLinks(nl); !links) {
     c.detail = "cannot dump links over rtnetlink: " + describe(links.error());
-    return {c};
+  } else {
+    c.ok = true;
+    c.detail = "rtnetlink link dump: " + std::to_string(links->size()) +
+               (links->size() == 1 ? " link" : " links");
   }
-  c.ok = true;
-  c.detail = "rtnetlink link dump: " + std::to_string(links->size()) +
-             (links->size() == 1 ? " link" : " links");
-  return {c};
+  return {c, checkNftables(services_.agentId()), checkIpForward(host_.procRoot)};
 }
 
 std::vector<KindSchema> NetPlugin::kinds() const { return netKinds(); }
@@ -119,21 +171,45 @@ Result<std::vector<ObservedObject>> NetPlugin::observe(const std::vector<std::st
                                                                          : std::string("device")}}},
                                l.alias));
     }
+    if (std::find(kinds.begin(), kinds.end(), kBridge) != kinds.end()) observeMasquerade(out);
     return out;
   });
+}
+
+// `masquerade` of every Bridge: true when nodeplane's table holds the bridge's rule for its
+// current IPv4 subnets. The probe is one nfnetlink request; libnftables is loaded only when the
+// table exists. When nftables cannot be read (a kernel without nf_tables), the field is left out
+// and an apply that needs it says why.
+void NetPlugin::observeMasquerade(std::vector<ObservedObject>& objects) {
+  auto table = readNatTable(services_.agentId());
+  if (!table) return;
+  for (auto& o : objects) {
+    if (o.id.kind != kBridge) continue;
+    std::vector<std::string> addresses;
+    for (const Json& a : o.spec.value("addresses", Json::array()))
+      if (a.is_string()) addresses.push_back(a.get<std::string>());
+    o.spec["masquerade"] = hasMasquerade(*table, o.id.name, masqueradeSubnets(addresses));
+  }
 }
 
 Result<std::vector<EventSource>> NetPlugin::openEvents() {
   auto source = events_->open();
   if (!source) return std::unexpected(source.error());
-  return std::vector<EventSource>{*source};
+  std::vector<EventSource> sources{*source};
+  if (auto nft = nftEvents_->open()) sources.push_back(*nft);
+  return sources;
 }
 
 Result<Touched> NetPlugin::drainEvents(int fd) {
+  if (fd >= 0 && fd == nftEvents_->fd())
+    return catchAll("reading nftables events", [&] { return nftEvents_->drain(fd); });
   return catchAll("reading link events", [&] { return events_->drain(fd); });
 }
 
-void NetPlugin::closeEvents() { events_->close(); }
+void NetPlugin::closeEvents() {
+  events_->close();
+  nftEvents_->close();
+}
 
 Outcome NetPlugin::apply(const Change& change, ApplyContext& context) {
   return Outcome::from(applyNow(change, context));
@@ -162,6 +238,9 @@ Result<void> NetPlugin::applyNow(const Change& change, ApplyContext& context) {
       return fail(ErrorKind::kTerminal, std::string(toString(change.action)) + " " + id.str() +
                                             " refused: no agent id (the state store was not "
                                             "opened), so the link could not carry its mark");
+    // observe() reports `masquerade` only where it could read nftables: a bridge going away on a
+    // kernel without nf_tables has no rule to remove, and no error to fail its delete with.
+    const bool natReadable = change.observed.contains("masquerade");
     // The last check before the kernel acts on an existing link: at this moment it is still
     // the one the plan was made against (its ifindex, when the plan recorded one) and the one
     // nodeplane owns (marked by this agent, of this kind; an adoption: not another agent's),
@@ -173,7 +252,8 @@ Result<void> NetPlugin::applyNow(const Change& change, ApplyContext& context) {
       auto link = getLink(*nl_, id.name);
       if (!link && link.error().errnum == ENODEV &&
           (change.action == Action::kDelete || change.action == Action::kRelease))
-        return {};
+        return id.kind == kBridge && natReadable ? removeMasquerade(agent, id.name)
+                                                 : Result<void>{};
       if (!link)
         return std::unexpected(netlinkFailure(
             link.error(),
@@ -202,14 +282,38 @@ Result<void> NetPlugin::applyNow(const Change& change, ApplyContext& context) {
     }
     const std::string mark = ownerMark(agent);
     const Json desired = normalizeNet(id.kind, change.desired);
+    // A bridge's NAT rule follows the link: set (or removed) once the link is as desired, removed
+    // before the link goes. A release removes it too: it lives in nodeplane's table, which a
+    // person cannot take over.
+    auto masquerade = [&]() -> Result<void> {
+      auto m = desired.find("masquerade");
+      if (id.kind != kBridge || m == desired.end() || !m->is_boolean()) return {};
+      if (!m->get<bool>()) return removeMasquerade(agent, id.name);
+      std::vector<std::string> addresses;
+      for (const Json& a : desired.value("addresses", Json::array()))
+        if (a.is_string()) addresses.push_back(a.get<std::string>());
+      return ensureMasquerade(agent, id.name, masqueradeSubnets(addresses));
+    };
+    if ((change.action == Action::kDelete || change.action == Action::kRelease) &&
+        id.kind == kBridge && natReadable)
+      if (auto r = removeMasquerade(agent, id.name); !r) return r;
+    // A table of that name nodeplane did not make refuses the step before the link is touched.
+    if (auto m = desired.find("masquerade");
+        id.kind == kBridge && m != desired.end() && *m == Json(true))
+      if (auto r = masqueradeAllowed(agent); !r) return r;
     switch (change.action) {
       case Action::kCreate:
-        return createLink(*nl_, host_, id, desired, mark);
+        if (auto r = createLink(*nl_, host_, id, desired, mark); !r) return r;
+        return masquerade();
       case Action::kUpdate:
-        return updateLink(*nl_, id, desired, normalizeNet(id.kind, change.observed), mark);
+        if (auto r = updateLink(*nl_, id, desired, normalizeNet(id.kind, change.observed), mark);
+            !r)
+          return r;
+        return masquerade();
       case Action::kReplace:
         if (auto r = deleteLink(*nl_, host_, id, index); !r) return r;
-        return createLink(*nl_, host_, id, desired, mark);
+        if (auto r = createLink(*nl_, host_, id, desired, mark); !r) return r;
+        return masquerade();
       case Action::kDelete:
         return deleteLink(*nl_, host_, id, index);
       case Action::kRelease: {

@@ -1,4 +1,5 @@
-// The net plugin: Bridge, Vxlan and Tap links (with addresses, MTU, master) over rtnetlink.
+// The net plugin: Bridge, Vxlan and Tap links (with addresses, MTU, master) over rtnetlink, and
+// NAT for bridges (nat_table.hpp).
 #pragma once
 
 #include <memory>
@@ -9,6 +10,7 @@ namespace nodeplane::net {
 
 class NetlinkSocket;
 class LinkEvents;
+class NftEvents;
 
 class NetPlugin : public Plugin {
  public:
@@ -21,6 +23,9 @@ class NetPlugin : public Plugin {
   Result<void> start() override;
   void stop() override;
   // "netlink" (required): a NETLINK_ROUTE socket of its own opens and dumps the links.
+  // "nftables" (optional, for `masquerade`): nf_tables answers, and table ip nodeplane is absent
+  // or this agent's. "ip-forward" (optional): net.ipv4.ip_forward is 1, which a NAT bridge needs;
+  // reported with how to turn it on, never switched on by nodeplane.
   std::vector<CheckItem> check() override;
   std::vector<KindSchema> kinds() const override;
   std::vector<Error> validate(const Resource& r) const override;
@@ -31,7 +36,9 @@ class NetPlugin : public Plugin {
   Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) override;
   Outcome apply(const Change& change, ApplyContext& context) override;
   // Link and address events (a socket of their own, see net_events.hpp): a link of a net kind
-  // touches that object, a link of another type the objects of its name.
+  // touches that object, a link of another type the objects of its name. And nftables events
+  // (nft_events.hpp): a change to table ip nodeplane touches every Bridge. A host whose kernel
+  // refuses the nftables subscription gets the link events alone.
   Result<std::vector<EventSource>> openEvents() override;
   Result<Touched> drainEvents(int fd) override;
   void closeEvents() override;
@@ -40,11 +47,13 @@ class NetPlugin : public Plugin {
 
  private:
   Result<void> applyNow(const Change& change, ApplyContext& context);
+  void observeMasquerade(std::vector<ObservedObject>& objects);
 
   HostServices& services_;
   HostContext host_;
   std::unique_ptr<NetlinkSocket> nl_;  // open from start() to stop()
   std::unique_ptr<LinkEvents> events_;
+  std::unique_ptr<NftEvents> nftEvents_;
 };
 
 }  // namespace nodeplane::net

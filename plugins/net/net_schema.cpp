@@ -42,7 +42,10 @@ FieldSchema bridge() {
 std::vector<KindSchema> netKinds() {
   KindSchema br{kBridge, "Linux bridge; metadata.name is the interface name", {}};
   br.spec = {mtu(), addresses(), up(),
-             field("stp", FieldType::kBoolean, "kernel spanning tree (IFLA_BR_STP_STATE)")};
+             field("stp", FieldType::kBoolean, "kernel spanning tree (IFLA_BR_STP_STATE)"),
+             field("masquerade", FieldType::kBoolean,
+                   "NAT: masquerade the bridge's IPv4 subnets leaving through any other "
+                   "interface (a rule in nftables table ip nodeplane; needs net.ipv4.ip_forward)")};
 
   // The kernel refuses to change vni and dstPort in place ("Cannot change VNI"); the endpoint
   // and underlay fields are replaced too, since in-place changes of them vary across kernels

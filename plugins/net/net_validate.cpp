@@ -3,6 +3,7 @@
 #include <map>
 
 #include "addr_text.hpp"
+#include "nat_table.hpp"
 #include "net_schema.hpp"
 
 namespace nodeplane::net {
@@ -96,6 +97,22 @@ void checkVxlan(const Resource& r, std::vector<Error>& out) {
   if (auto d = r.spec.find("device"); d != r.spec.end()) checkIfName(r, "spec.device", *d, out);
 }
 
+// The NAT rule matches the bridge's IPv4 subnets: without one it would match nothing.
+void checkMasquerade(const Resource& r, std::vector<Error>& out) {
+  auto m = r.spec.find("masquerade");
+  if (m == r.spec.end() || !m->is_boolean() || !m->get<bool>()) return;
+  std::vector<std::string> addresses;
+  if (auto a = r.spec.find("addresses"); a != r.spec.end() && a->is_array())
+    for (const Json& v : *a)
+      if (v.is_string()) addresses.push_back(v.get<std::string>());
+  if (masqueradeSubnets(addresses).empty())
+    out.push_back(r.error(ErrorKind::kInvalidInput, "spec.masquerade",
+                          "masquerade needs an IPv4 address on the bridge: the NAT rule matches "
+                          "the bridge's IPv4 subnets, and spec.addresses has none",
+                          "add the gateway address of the guests' subnet, e.g. "
+                          "addresses: [192.168.100.1/24]"));
+}
+
 }  // namespace
 
 std::vector<Error> validateNet(const Resource& r) {
@@ -110,6 +127,7 @@ std::vector<Error> validateNet(const Resource& r) {
           r.error(ErrorKind::kInvalidInput, "spec.bridge", "a link cannot be enslaved to itself"));
   }
   if (r.id.kind == kVxlan) checkVxlan(r, out);
+  if (r.id.kind == kBridge) checkMasquerade(r, out);
   return out;
 }
 

@@ -69,9 +69,11 @@ NlResult NetlinkSocket::open() {
     return std::unexpected(NetlinkError{ENOMEM, "allocating a netlink socket: out of memory"});
   nl_socket_disable_auto_ack(s);
   nl_socket_enable_msg_peek(s);
-  if (int rc = nl_connect(s, NETLINK_ROUTE); rc < 0) {
+  if (int rc = nl_connect(s, protocol_); rc < 0) {
     nl_socket_free(s);
-    return std::unexpected(libnlError(rc, "opening a NETLINK_ROUTE socket"));
+    return std::unexpected(libnlError(rc, protocol_ == NETLINK_ROUTE
+                                              ? "opening a NETLINK_ROUTE socket"
+                                              : "opening a NETLINK_NETFILTER socket"));
   }
   nl_socket_set_buffer_size(s, kSocketBuffer, kSocketBuffer);
   int on = 1;

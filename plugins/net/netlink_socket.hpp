@@ -33,7 +33,8 @@ NlMsg makeMessage(int type, int flags, const void* header, std::size_t headerSiz
 
 class NetlinkSocket {
  public:
-  NetlinkSocket() = default;
+  // NETLINK_ROUTE (0) by default; the NAT table's probe uses NETLINK_NETFILTER.
+  explicit NetlinkSocket(int protocol = 0) : protocol_(protocol) {}
   ~NetlinkSocket();
   NetlinkSocket(const NetlinkSocket&) = delete;
   NetlinkSocket& operator=(const NetlinkSocket&) = delete;
@@ -54,6 +55,7 @@ class NetlinkSocket {
  private:
   NlResult exchange(nl_msg* msg, bool isDump, const Handler& onReply, bool& interrupted);
 
+  int protocol_ = 0;
   nl_sock* sock_ = nullptr;
 };
 
