@@ -66,8 +66,13 @@ Result<EventSource> NftEvents::open() {
     return fail(
         ErrorKind::kRetryable,
         std::string("cannot open a netlink socket for nftables events: ") + std::strerror(errno));
+  // Bound first (the kernel picks the port id): an unbound socket is never sent the group's
+  // messages (seen on 6.x: the membership alone delivers nothing).
+  sockaddr_nl sa{};
+  sa.nl_family = AF_NETLINK;
   const int group = NFNLGRP_NFTABLES;
-  if (::setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      ::setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0) {
     const int err = errno;
     ::close(fd);
     return fail(ErrorKind::kRetryable,

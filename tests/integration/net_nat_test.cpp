@@ -364,6 +364,10 @@ spec:
 // The daemon, with the resync an hour away: only the nftables event can bring the rule back.
 TEST_F(NatCli, TheDaemonPutsBackARuleDeletedByHand) {
   config_.write("agent.yaml", "resyncSeconds: 3600\ndebounceMilliseconds: 100\n");
+  // IPv6 duplicate address detection would announce the bridge's address a second later: an
+  // event that wakes the daemon too (see daemon_test.cpp). Off in this namespace only.
+  for (const char* conf : {"all", "default"})
+    std::ofstream(std::string("/proc/sys/net/ipv6/conf/") + conf + "/accept_dad") << "0\n";
   desired_.write("nat.yaml", kNat);
   const fs::path log = state_ / "daemon.log";
   nt::Spawned daemon = nt::spawnLogged(
@@ -381,6 +385,11 @@ TEST_F(NatCli, TheDaemonPutsBackARuleDeletedByHand) {
     return ::testing::AssertionSuccess();
   };
   ASSERT_TRUE(eventually("rule for br-nat", [] { return rulesOf("br-nat").size() == 1; }));
+  // Then a pass that finds nothing to do: the daemon is idle, and no link or address event is
+  // still on its way (DAD is off in this namespace), so only an nftables event can wake it.
+  ASSERT_TRUE(eventually("a pass in sync", [&] {
+    return nt::slurp(log).find("in sync: 1 resources") != std::string::npos;
+  }));
   const auto handle = rulesOf("br-nat")[0]["handle"].get<std::uint64_t>();
   ASSERT_EQ(nt::run({kNft, "delete", "rule", "ip", "nodeplane", "postrouting", "handle",
                      std::to_string(handle)})
