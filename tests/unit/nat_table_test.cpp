@@ -1,10 +1,19 @@
 // NAT for bridges without a kernel: reading back `nft -j list table ip nodeplane` output, the
-// subnets a bridge's rule matches, and the validation of `masquerade`.
+// subnets a bridge's rule matches, the validation of `masquerade`, and which nf_tables
+// notifications wake the daemon.
 #include "nat_table.hpp"
 
 #include <gtest/gtest.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <set>
 
 #include "net_plugin.hpp"
+#include "nft_events.hpp"
 #include "support/plugin_rig.hpp"
 
 namespace nodeplane::net {
@@ -124,6 +133,39 @@ TEST(NatSchema, BridgeDeclaresMasquerade) {
   EXPECT_FALSE(found->forcesReplace);
   for (std::size_t k = 1; k < kinds.size(); ++k)
     for (const auto& f : kinds[k].spec) EXPECT_NE(f.name, "masquerade") << kinds[k].kind;
+}
+
+// One nf_tables notification: header, nfgenmsg, and attribute 1 (the table's name).
+std::vector<char> nftMessage(int msg, int family, const std::string& table) {
+  const std::size_t attrLen = NLA_HDRLEN + table.size() + 1;
+  const std::size_t len = NLMSG_LENGTH(NLMSG_ALIGN(sizeof(nfgenmsg)) + NLA_ALIGN(attrLen));
+  std::vector<char> buf(len, 0);
+  auto* h = reinterpret_cast<nlmsghdr*>(buf.data());
+  h->nlmsg_len = static_cast<std::uint32_t>(len);
+  h->nlmsg_type = static_cast<std::uint16_t>((NFNL_SUBSYS_NFTABLES << 8) | msg);
+  auto* g = static_cast<nfgenmsg*>(NLMSG_DATA(h));
+  g->nfgen_family = static_cast<std::uint8_t>(family);
+  auto* a =
+      reinterpret_cast<nlattr*>(static_cast<char*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(nfgenmsg)));
+  a->nla_len = static_cast<std::uint16_t>(attrLen);
+  a->nla_type = 1;
+  std::memcpy(reinterpret_cast<char*>(a) + NLA_HDRLEN, table.c_str(), table.size() + 1);
+  return buf;
+}
+
+Touched touched(const std::vector<char>& m) {
+  Touched t;
+  touchedByNft(reinterpret_cast<const nlmsghdr*>(m.data()), t);
+  return t;
+}
+
+TEST(NatEvents, OnlyChangesToTableIpNodeplaneTouchTheBridges) {
+  for (int msg : {NFT_MSG_NEWRULE, NFT_MSG_DELRULE, NFT_MSG_DELTABLE, NFT_MSG_DELCHAIN})
+    EXPECT_EQ(touched(nftMessage(msg, AF_INET, "nodeplane")).kinds, std::set<std::string>{"Bridge"})
+        << msg;
+  EXPECT_TRUE(touched(nftMessage(NFT_MSG_DELRULE, AF_INET, "filter")).empty());
+  EXPECT_TRUE(touched(nftMessage(NFT_MSG_DELRULE, AF_INET6, "nodeplane")).empty());
+  EXPECT_TRUE(touched(nftMessage(NFT_MSG_NEWGEN, AF_INET, "nodeplane")).empty());
 }
 
 }  // namespace
