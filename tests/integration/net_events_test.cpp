@@ -38,8 +38,9 @@ class NetEvents : public ::testing::Test {
     ASSERT_TRUE(plugin_.start());
     auto sources = plugin_.openEvents();
     ASSERT_TRUE(sources) << sources.error().str();
-    ASSERT_EQ(sources->size(), 1u);
+    ASSERT_EQ(sources->size(), 2u);  // and "netlink nftables": net_nat_test.cpp
     EXPECT_EQ(sources->front().name, "netlink link+address");
+    EXPECT_EQ(sources->back().name, "netlink nftables");
     fd_ = sources->front().fd;
     ASSERT_TRUE(plugin_.observe({"Bridge"}));  // as a pass does: the links it knows
   }
