@@ -85,14 +85,16 @@ make_prep() {
 
 # gen_desired DIR N [FILES]: N Bridges npbrI (mtu 1450, up) and N Vxlans npvxI (vni 1000+I,
 # local 10.255.0.1, remote per I, dstPort 4789, mtu 1450, bridge npbrI, up) in FILES files.
+# MASQUERADE=1: every Bridge also gets an address 10.X.Y.1/24 and `masquerade: true` (NAT rules).
 gen_desired() {
   local dir=$1 n=$2 files=${3:-10}
   mkdir -p "$dir"
-  awk -v n="$n" -v files="$files" -v dir="$dir" 'BEGIN {
+  awk -v n="$n" -v files="$files" -v dir="$dir" -v masq="${MASQUERADE:-0}" 'BEGIN {
     per = int((n + files - 1) / files)
     for (i = 0; i < n; i++) {
       f = sprintf("%s/%03d-links.yaml", dir, int(i / per))
       printf "---\napiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata:\n  name: npbr%d\nspec:\n  mtu: 1450\n  up: true\n", i > f
+      if (masq) printf "  addresses: [10.%d.%d.1/24]\n  masquerade: true\n", 100 + int(i / 256), i % 256 > f
       printf "---\napiVersion: nodeplane.io/v1\nkind: Vxlan\nmetadata:\n  name: npvx%d\nspec:\n  vni: %d\n  local: 10.255.0.1\n  remote: 10.255.%d.%d\n  dstPort: 4789\n  mtu: 1450\n  bridge: npbr%d\n  up: true\n", i, 1000 + i, 1 + int(i / 250), 1 + i % 250, i > f
     }
   }'
