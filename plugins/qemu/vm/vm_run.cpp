@@ -17,6 +17,7 @@
 #include "nodeplane/digest.hpp"
 #include "nodeplane/plugin_util.hpp"
 #include "qmp.hpp"
+#include "tool.hpp"
 #include "units.hpp"
 #include "vm_kind.hpp"
 #include "vm_spec.hpp"
@@ -225,7 +226,8 @@ Result<std::vector<ObservedObject>> VmKind::observe() {
   std::error_code ec;
   for (fs::directory_iterator it(config_.instancesDir, ec); !ec && it != fs::directory_iterator();
        it.increment(ec)) {
-    if (!it->is_directory()) continue;
+    std::error_code dirEc;
+    if (!it->is_directory(dirEc)) continue;
     const std::string name = it->path().filename().string();
     auto rec = readRecord(vmLayout(config_, name).record);
     if (!rec) return std::unexpected(rec.error());
@@ -585,13 +587,49 @@ void VmKind::closeEvents() {
 
 std::vector<CheckItem> VmKind::check() {
   std::vector<CheckItem> items;
-  CheckItem kvm;
-  kvm.name = "kvm";
-  std::string why = kvmUnusable(services_.context());
-  kvm.ok = why.empty();
-  kvm.detail = kvm.ok ? "KVM usable: VMs with accel auto use kvm"
-                      : why + ": VMs with accel auto use TCG (slow, no VFIO performance)";
-  items.push_back(kvm);
+  items.reserve(5);  // item() hands out references: no reallocation
+  auto item = [&](const char* name, bool required) -> CheckItem& {
+    items.push_back(CheckItem{name, false, required, ""});
+    return items.back();
+  };
+  // The first line a tool prints for its version ("QEMU emulator version 7.2.0 (…)").
+  auto version = [](const std::string& binary, const char* flag, CheckItem& c, const char* fix) {
+    auto r = runToolOk({binary, flag}, 10s);
+    if (!r) {
+      c.detail = r.error().message + " (" + fix + ")";
+      return;
+    }
+    std::string first = r->out.substr(0, r->out.find('\n'));
+    c.ok = true;
+    c.detail = first.empty() ? binary : first;
+  };
+  version(config_.binary, "-version", item("qemu", true),
+          "apt-get install qemu-system-x86, or set qemu.binary");
+  version(config_.imgBinary, "--version", item("qemu-img", true),
+          "apt-get install qemu-utils, or set qemu.imgBinary");
+
+  CheckItem& accel = item("qemu-accel", false);
+  const std::string why = kvmUnusable(services_.context());
+  accel.ok = why.empty();
+  accel.detail = accel.ok ? "KVM usable: VMs with accel auto use kvm"
+                          : why + ": VMs with accel auto use TCG (emulation, slow)";
+  if (config_.accel != "auto") accel.detail += "; qemu.accel is " + config_.accel;
+
+  CheckItem& ovmf = item("ovmf", false);
+  if (auto code = ovmfCode(config_)) {
+    ovmf.ok = true;
+    ovmf.detail = code->string();
+  } else {
+    ovmf.detail = code.error().message + " (apt-get install ovmf: needed by firmware: uefi)";
+  }
+
+  CheckItem& iso = item("iso-tool", false);
+  if (auto tool = findProgram(config_.isoBinary)) {
+    iso.ok = true;
+    iso.detail = tool->string();
+  } else {
+    iso.detail = tool.error().message + " (apt-get install genisoimage: needed by cloudInit)";
+  }
   return items;
 }
 
