@@ -354,11 +354,13 @@ Outcome VmKind::startVm(const std::string& name, const Json& desired, const std:
     } else {
       last = client.error().message;
       auto st = units.state(unit.name);
+      // Retryable: a person may have stopped it meanwhile; a QEMU that cannot run fails again,
+      // each time after a longer backoff.
       if (st && (!*st || !unitRunning((*st)->activeState)))
         return Outcome::failed(
-            Error{ErrorKind::kTerminal, unit.name + " ended while starting (" +
-                                            (*st ? (*st)->result : std::string("unit gone")) +
-                                            "): see journalctl -u " + unit.name});
+            Error{ErrorKind::kRetryable, unit.name + " ended while starting (" +
+                                             (*st ? (*st)->result : std::string("unit gone")) +
+                                             "): see journalctl -u " + unit.name});
     }
     ::poll(nullptr, 0, 20);  // the interval between two questions to a QEMU that starts
   }
