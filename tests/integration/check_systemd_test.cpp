@@ -25,6 +25,7 @@
 #include "netns.hpp"
 #include "support/files.hpp"
 #include "support/process.hpp"
+#include "support/systemd_user.hpp"
 
 namespace nodeplane {
 namespace {
@@ -32,6 +33,8 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
+using ::nodeplane::testing::Child;
+using ::nodeplane::testing::SystemdUser;
 using ::nodeplane::testing::TempDir;
 
 std::optional<fs::path> findBinary(const std::string& name) {
@@ -41,46 +44,6 @@ std::optional<fs::path> findBinary(const std::string& name) {
   }
   return std::nullopt;
 }
-
-// The PIDs below `pid` (children, grandchildren, ...), read from /proc.
-std::vector<pid_t> descendants(pid_t pid) {
-  std::vector<pid_t> out;
-  std::error_code ec;
-  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    std::ifstream in(task.path() / "children");
-    pid_t child;
-    while (in >> child) {
-      out.push_back(child);
-      for (pid_t d : descendants(child)) out.push_back(d);
-    }
-  }
-  return out;
-}
-
-// A process started by the test; stopped (SIGTERM, then SIGKILL after a deadline) and reaped by
-// PID when the test ends, together with anything it started that outlived it.
-class Child {
- public:
-  Child() = default;
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() { stop(); }
-
-  void adopt(pid_t pid) { child_ = ::nodeplane::testing::adoptChild(pid); }
-  pid_t pid() const { return child_.pid; }
-  bool running() const { return ::nodeplane::testing::running(child_); }
-
-  void stop() {
-    if (!child_) return;
-    std::vector<pid_t> below = descendants(child_.pid);
-    ::nodeplane::testing::sendSignal(child_, SIGTERM);
-    if (!::nodeplane::testing::waitExit(child_, 5s)) ::nodeplane::testing::killAndReap(child_);
-    for (pid_t d : below) ::kill(d, SIGKILL);  // only the ones it left behind still exist
-  }
-
- private:
-  ::nodeplane::testing::Spawned child_;
-};
 
 // Reads what a child writes to `fd` until it closes the pipe or the deadline passes.
 std::string readUntilClosed(int fd, std::chrono::milliseconds limit, bool stopAtNewline) {
@@ -173,78 +136,14 @@ TEST(CheckSystemdBus, PrivateBusWithoutSystemdIsAClearFailure) {
       << gone.detail;
 }
 
-// Runs in the forked child: a user manager wants sd_booted() (/run/systemd/system). When the host
-// was not booted with systemd (a container), give only this child a private /run that has it.
-[[noreturn]] void execUserManager(const fs::path& systemd, const fs::path& runtimeDir, int errFd) {
-  auto die = [&](const std::string& what) {
-    std::string msg = what + ": " + std::strerror(errno);
-    (void)!::write(errFd, msg.data(), msg.size());
-    ::_exit(126);
-  };
-  ::setenv("XDG_RUNTIME_DIR", runtimeDir.c_str(), 1);
-  ::setenv("DBUS_SESSION_BUS_ADDRESS", ("unix:path=" + (runtimeDir / "bus").string()).c_str(), 1);
-  ::setenv("SYSTEMD_LOG_TARGET", "console", 1);
-  if (::access("/run/systemd/system", F_OK) != 0) {
-    if (::unshare(CLONE_NEWNS) != 0) die("unshare(CLONE_NEWNS)");
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) die("make / private");
-    if (::mount("tmpfs", "/run", "tmpfs", 0, "mode=0755") != 0) die("mount tmpfs on /run");
-    if (::mkdir("/run/systemd", 0755) != 0 || ::mkdir("/run/systemd/system", 0755) != 0) {
-      die("mkdir /run/systemd/system");
-    }
-  }
-  int devnull = ::open("/dev/null", O_RDWR);
-  if (devnull >= 0) {
-    ::dup2(devnull, 0);
-    ::dup2(devnull, 1);
-  }
-  ::execl(systemd.c_str(), "systemd", "--user", static_cast<char*>(nullptr));
-  die("exec " + systemd.string());
-  ::_exit(126);  // not reached: die() exits, but the compiler can't see it through the lambda
-}
-
 TEST(CheckSystemdBus, ReadsTheVersionOfARealUserManager) {
-  auto systemd = findBinary("systemd");
-  if (!systemd) GTEST_SKIP() << "systemd not installed";
-  if (!fs::exists("/usr/lib/systemd/user/dbus.socket")) {
-    GTEST_SKIP() << "no user dbus.socket unit (apt-get install dbus-user-session)";
-  }
-  if (::geteuid() != 0 && ::access("/run/systemd/system", F_OK) != 0) {
-    GTEST_SKIP() << "host not booted with systemd and not root: cannot give systemd --user a "
-                    "/run/systemd/system (CI runs as root)";
-  }
-  TempDir tmp;
-  const fs::path runtimeDir = tmp.path() / "runtime";
-  fs::create_directory(runtimeDir);
-  fs::permissions(runtimeDir, fs::perms::owner_all, fs::perm_options::replace);
-
-  int errPipe[2];
-  ASSERT_EQ(::pipe2(errPipe, O_CLOEXEC), 0);
-  Child manager;
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::close(errPipe[0]);
-    execUserManager(*systemd, runtimeDir, errPipe[1]);
-  }
-  manager.adopt(pid);
-  ::close(errPipe[1]);
-  // The pipe closes on a successful exec; a message means the child could not set up.
-  std::string setupError = readUntilClosed(errPipe[0], 10s, false);
-  ::close(errPipe[0]);
-  if (!setupError.empty()) GTEST_SKIP() << "cannot start systemd --user here: " << setupError;
-
-  // systemd --user listens on $XDG_RUNTIME_DIR/bus (dbus.socket), starts dbus-daemon on the first
-  // connection and registers org.freedesktop.systemd1 once that daemon runs: poll for it.
-  const std::string address = "unix:path=" + (runtimeDir / "bus").string();
-  const auto deadline = Clock::now() + 60s;
-  CheckItem item;
-  while (Clock::now() < deadline) {
-    ASSERT_TRUE(manager.running()) << "systemd --user exited";
-    item = probeSystemdBus(address, 2s);
-    if (item.ok) break;
-    ::poll(nullptr, 0, 100);
-  }
-  ASSERT_TRUE(item.ok) << "no systemd manager on " << address << " within 60 s: " << item.detail;
+  if (std::string why = SystemdUser::unavailable(); !why.empty()) GTEST_SKIP() << why;
+  SystemdUser manager;
+  if (!manager.setupError().empty()) GTEST_SKIP() << manager.setupError();
+  ASSERT_TRUE(manager.ok()) << manager.error();
+  const std::string address = manager.address();
+  CheckItem item = probeSystemdBus(address, 2s);
+  ASSERT_TRUE(item.ok) << item.detail;
   EXPECT_NE(item.detail.find("systemd 2"), std::string::npos) << item.detail;
 
   // The whole report with that bus: the probe's item is in it and passes.

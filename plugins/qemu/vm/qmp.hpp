@@ -48,7 +48,10 @@ class QmpClient {
 
  private:
   explicit QmpClient(int fd);
-  Result<void> readSome(std::chrono::steady_clock::time_point deadline);
+  // Waits up to `deadline` for bytes and sorts the messages they finish: true when some came.
+  Result<bool> readSome(std::chrono::steady_clock::time_point deadline);
+  Result<void> writeAll(const std::string& text, std::chrono::steady_clock::time_point deadline);
+  void sort(std::vector<Json> messages);
   int fd_ = -1;
   std::uint64_t nextId_ = 1;
   QmpParser parser_;

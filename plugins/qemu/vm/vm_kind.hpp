@@ -4,8 +4,12 @@
 // and survives stop; the unit exists only while it runs. The spec side is vm_spec.hpp.
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -47,6 +51,23 @@ class VmKind {
   HostServices& services_;
   const QemuConfig& config_;
   std::unique_ptr<sdbus::IConnection> events_;  // openEvents() to closeEvents()
+  // Run side (vm_run.cpp).
+  Result<sdbus::IConnection*> bus();
+  Outcome create(const Change& change, ApplyContext& context);
+  Outcome update(const Change& change, ApplyContext& context);
+  Outcome remove(const Change& change, ApplyContext& context, bool keepRecord);
+  Outcome release(const Change& change);
+  Outcome startVm(const std::string& name, const Json& spec, const std::string& instanceId,
+                  ApplyContext& context);
+  // Powers the guest down (QMP), forced after shutdownTimeoutSec, then stops the unit. Returns
+  // inProgress when the step's deadline or the stop token comes first.
+  Outcome stopVm(const std::string& name, int shutdownTimeoutSec, ApplyContext& context);
+  std::string resolveAccel(const std::string& accel) const;
+  // The unit signals (openEvents to closeEvents, used on the poll thread only).
+  std::vector<std::unique_ptr<void, std::function<void(void*)>>> eventSlots_;
+  std::set<std::string> touchedVms_;
+  // When each VM was asked to power down (stopVm across calls that returned inProgress).
+  std::map<std::string, std::chrono::steady_clock::time_point> powerdownSent_;
 };
 
 }  // namespace nodeplane::qemu

@@ -49,7 +49,12 @@ struct VmSpec {
 KindSchema virtualMachineSchema();
 // Everything beyond the schema; `gpus` from the host inventory (index, UUID, address).
 std::vector<Error> validateVm(const Resource& r, HostServices& services, const QemuConfig& config);
-// Defaults filled, gpus as sorted addresses, MAC derived when absent, lower-case hex.
+// Defaults filled (vcpus 1, memoryMiB 1024, gpus [], firmware bios, accel auto, numaAffinity
+// false, state running, shutdownTimeoutSec 60, retainDisk and keepBound false,
+// cloudInit.sshAuthorizedKeys []), gpus as sorted PCI addresses (entries the inventory cannot
+// resolve kept as written, after them), the MAC lower-case. A MAC left out stays out (normalize
+// has no name to derive it from; the diff ignores a field the desired spec leaves out):
+// parseVmSpec derives it. disk.sizeGiB left out stays out (the base image's size).
 Json normalizeVm(const Json& spec, HostServices& services);
 // One VfioDevice per function of each GPU's group (bound unless state is stopped without
 // keepBound; when not bound, the child depends on the VM so the VM stops first), and a Tap on
@@ -60,6 +65,18 @@ std::vector<Claim> vmClaims(const Resource& r, HostServices& services);
 Result<VmSpec> parseVmSpec(const std::string& name, const Json& normalized, HostServices& services);
 // 52:54:00:xx:xx:xx from a hash of the name: stable, locally administered, unicast.
 std::string derivedMac(const std::string& name);
+// The SMBIOS UUID of a VM (-uuid): stable, derived from the name (version 4 / variant 1 bits).
+std::string vmUuid(const std::string& name);
+// [a-z0-9][a-z0-9-]{0,62}: a VM name that is a valid part of a unit name.
+bool isVmName(const std::string& name);
+// What is wrong with a MAC address for a NIC (malformed, multicast, all zero), or nullopt.
+std::optional<std::string> macProblem(const std::string& mac);
+// The host's memory (MemTotal of <procRoot>/meminfo) and online CPUs
+// (<sysfsRoot>/devices/system/cpu/online, else the processors of <procRoot>/cpuinfo); nullopt
+// when the host does not say.
+std::optional<std::int64_t> hostMemoryMiB(const std::filesystem::path& procRoot);
+std::optional<int> hostCpus(const std::filesystem::path& sysfsRoot,
+                            const std::filesystem::path& procRoot);
 // The Tap interface name of a VM (at most 15 characters, stable, unique per VM name).
 std::string tapName(const std::string& vm);
 
@@ -71,10 +88,13 @@ struct VmLayout {
   std::filesystem::path vars;     // dir/OVMF_VARS.fd
   std::filesystem::path record;   // dir/vm.json: ownership and the applied spec
   std::filesystem::path qmp;      // <runDir>/<name>.qmp
+  std::filesystem::path console;  // dir/console.log: the guest's serial console
 };
 VmLayout vmLayout(const QemuConfig& config, const std::string& name);
 
-// The QEMU command line (argv[0] is the binary), no shell. `accel` is resolved (kvm or tcg).
+// The QEMU command line (argv[0] is the binary, resolved on PATH: absolute), no shell. `accel`
+// is resolved (kvm or tcg). Every value is checked (names, MAC, addresses, paths without ',' or
+// control characters): an error rather than an argument QEMU would read differently.
 Result<std::vector<std::string>> qemuArgv(const VmSpec& spec, const VmLayout& layout,
                                           const QemuConfig& config, const std::string& accel);
 

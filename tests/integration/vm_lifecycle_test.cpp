@@ -1,0 +1,109 @@
+// A VirtualMachine's whole life through the real CLI: a real systemd --user manager runs QEMU
+// (TCG, a blank 16 MiB disk: the guest never boots an OS, so it never answers a powerdown).
+#include <gmock/gmock.h>
+#include <sys/stat.h>
+
+#include "vm_rig.hpp"
+
+namespace nodeplane::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+using VmCli = VmRig;
+
+ino_t inode(const fs::path& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+TEST_F(VmCli, CreateDiffStopStartRestartAndDelete) {
+  writeVm("vm1", tinyVm("  state: running\n"));
+  auto created = apply();
+  ASSERT_EQ(created.code, 0) << created.out << created.err;
+  ASSERT_TRUE(unitActive("vm1")) << created.out << created.err;
+  EXPECT_EQ(qmpStatus("vm1"), "running");
+  auto u = unit("vm1");
+  ASSERT_TRUE(u);
+  EXPECT_THAT(u->description, HasSubstr("nodeplane VM vm1 (agent "));
+  const fs::path dir = root_ / "instances/vm1";
+  const fs::path overlay = dir / "disk.qcow2";
+  ASSERT_TRUE(fs::exists(overlay));
+  EXPECT_EQ(fs::status(dir).permissions() & fs::perms::all, fs::perms::owner_all);
+  const ino_t disk = inode(overlay);
+  const pid_t firstPid = u->mainPid;
+
+  // Nothing to do: diff exits 0, and apply leaves the VM alone.
+  auto same = np({"diff", "-f", (root_ / "desired").string()});
+  EXPECT_EQ(same.code, 0) << same.out << same.err;
+  ASSERT_EQ(apply().code, 0);
+  EXPECT_EQ(unit("vm1")->mainPid, firstPid);
+
+  // Stopped: the guest never answers the powerdown, so QEMU is made to quit after 2 s.
+  writeVm("vm1", tinyVm("  state: stopped\n"));
+  const auto t0 = Clock::now();
+  auto stopped = apply();
+  const auto took = Clock::now() - t0;
+  ASSERT_EQ(stopped.code, 0) << stopped.out << stopped.err;
+  EXPECT_FALSE(unit("vm1")) << "the unit is gone: " << unit("vm1")->activeState;
+  EXPECT_GE(took, 2s) << "the guest had its shutdownTimeoutSec";
+  EXPECT_TRUE(fs::exists(overlay));
+
+  // Running again, on the same disk.
+  writeVm("vm1", tinyVm("  state: running\n"));
+  auto started = apply();
+  ASSERT_EQ(started.code, 0) << started.out << started.err;
+  ASSERT_TRUE(unitActive("vm1"));
+  EXPECT_EQ(qmpStatus("vm1"), "running");
+  EXPECT_EQ(inode(overlay), disk) << "the overlay was kept";
+
+  // A field that restarts the VM: diff says so.
+  root_.write("desired/vm1.yaml",
+              "apiVersion: nodeplane.io/v1\nkind: VirtualMachine\nmetadata: {name: vm1}\nspec:\n" +
+                  std::string("  vcpus: 1\n  memoryMiB: 160\n  disk: {base: blank}\n"
+                              "  firmware: bios\n  accel: tcg\n  shutdownTimeoutSec: 2\n"
+                              "  state: running\n"));
+  auto diff = np({"diff", "-f", (root_ / "desired").string()});
+  EXPECT_EQ(diff.code, 2) << diff.out << diff.err;
+  EXPECT_THAT(diff.out, HasSubstr("~ VirtualMachine/vm1 restart memoryMiB: 128 -> 160\n"));
+  const pid_t before = unit("vm1")->mainPid;
+  auto restarted = apply();
+  ASSERT_EQ(restarted.code, 0) << restarted.out << restarted.err;
+  ASSERT_TRUE(unitActive("vm1"));
+  EXPECT_NE(unit("vm1")->mainPid, before) << "a new QEMU";
+  EXPECT_THAT(slurp("/proc/" + std::to_string(unit("vm1")->mainPid) + "/cmdline"),
+              HasSubstr("160"));
+
+  // Deleted: the unit and the disk go.
+  fs::remove(root_ / "desired/vm1.yaml");
+  auto deleted = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ASSERT_EQ(deleted.code, 0) << deleted.out << deleted.err;
+  EXPECT_FALSE(unit("vm1"));
+  EXPECT_FALSE(fs::exists(dir));
+}
+
+// A unit named like a VM's that nodeplane has no record of is somebody else's: a VM file of that
+// name is refused, and the unit is left alone.
+TEST_F(VmCli, AUnitNamedLikeAVmWithoutARecordIsNotTaken) {
+  qemu::TransientUnit stray;
+  stray.name = "nodeplane-vm-stray.service";
+  stray.description = "started by hand";
+  stray.argv = {"/bin/sleep", "1000"};
+  auto units = this->units();
+  ASSERT_TRUE(units.start(stray, 30s));
+  const pid_t pid = unit("stray")->mainPid;
+  writeVm("stray", tinyVm());
+  auto r = apply();
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out + r.err, HasSubstr("VirtualMachine/stray"));
+  EXPECT_THAT(r.out + r.err, HasSubstr("exists, not managed by nodeplane"));
+  ASSERT_TRUE(unitActive("stray"));
+  EXPECT_EQ(unit("stray")->mainPid, pid);
+  EXPECT_FALSE(fs::exists(root_ / "instances/stray"));
+}
+
+}  // namespace
+}  // namespace nodeplane::testing
