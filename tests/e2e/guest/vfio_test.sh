@@ -44,16 +44,26 @@ wait_until() {
 }
 driver_is() { [ "$(driver_of "$1")" = "$2" ]; }
 # run_np NAME ARGS...: nodeplane with its output in /tmp/NAME.out (printed), status in $rc and
-# wall time in $ms.
+# wall time in $ms. Each output line is stamped with the seconds since the command started
+# (busybox ts), so a step's time is read off nodeplane's own progress lines.
 run_np() {
   name=$1
   shift
   t0=$(now_ms)
-  np "$@" >"/tmp/$name.out" 2>&1
-  rc=$?
+  { np "$@" 2>&1; echo $? >"/tmp/$name.rc"; } | ts -s '%.s' >"/tmp/$name.out"
+  rc=$(cat "/tmp/$name.rc")
   ms=$(($(now_ms) - t0))
   echo "  \$ nodeplane $* -> exit $rc (${ms} ms)"
   sed 's/^/  | /' "/tmp/$name.out"
+}
+# step_ms NAME RESOURCE VERB: milliseconds from RESOURCE's first progress line in /tmp/NAME.out
+# to its "RESOURCE VERB" line (created, deleted): the plugin's own work on that one function.
+step_ms() {
+  awk -v id="$2" -v verb="$3" '
+    index($2, id ":") == 1 && start == "" { start = $1 }
+    $2 == id && $3 == verb { end = $1 }
+    END { if (start != "" && end != "") printf "%d", (end - start) * 1000; else printf "?" }
+  ' "/tmp/$1.out"
 }
 contains() { grep -q -- "$2" "/tmp/$1.out" || { echo "  /tmp/$1.out lacks '$2'" && false; }; }
 has_vfio_support() { [ -e /usr/lib/nodeplane/plugins/libnodeplane-qemu.so ]; }
@@ -194,21 +204,30 @@ raw_back() {
   echo "$1" >/sys/bus/pci/drivers/vfio-pci/unbind
   echo "$1" >/sys/bus/pci/drivers_probe
 }
-t0=$(now_ms)
-raw_bind $A0 && raw_bind $A1 || notok "raw bind of A"
-raw_bind_ms=$(($(now_ms) - t0))
-t0=$(now_ms)
-raw_back $A0
-raw_back $A1
-raw_back_ms=$(($(now_ms) - t0))
+raw_bind_ms=
+raw_back_ms=
+for a in $A0 $A1; do
+  t0=$(now_ms)
+  raw_bind $a || notok "raw bind of $a"
+  raw_bind_ms="$raw_bind_ms $a $(($(now_ms) - t0)) ms"
+done
+for a in $A0 $A1; do
+  t0=$(now_ms)
+  raw_back $a
+  raw_back_ms="$raw_back_ms $a $(($(now_ms) - t0)) ms"
+done
 check "A back on its drivers after the raw sequence" wait_until 10 driver_is $A1 snd_hda_intel
 
-echo "bench vfio-bind: nodeplane apply of a 2-function group ${bind_ms} ms ($((bind_ms / 2)) ms per function, CLI start and observe included)"
-echo "bench vfio-unbind: nodeplane apply --allow-empty (delete) ${unbind_ms} ms ($((unbind_ms / 2)) ms per function)"
-echo "bench vfio-noop: nodeplane diff in sync ${diff_ms} ms (the CLI's fixed cost: start, plugins, observe)"
-echo "bench vfio-raw: shell sysfs writes, same 2 functions: bind ${raw_bind_ms} ms, back ${raw_back_ms} ms"
-echo "bench vfio-per-function-over-fixed-cost: bind $(((bind_ms - diff_ms) / 2)) ms, unbind $(((unbind_ms - diff_ms) / 2)) ms"
-
+# Per function: from its first progress line to its created/deleted line (nodeplane's own work:
+# sysfs writes, waits on the driver link and /dev/vfio, records), next to the wall time of the
+# whole command (process start, plugin load, observe included) and the raw writes.
+for r in gpu-a-0 gpu-a-1; do
+  echo "bench vfio-bind $r: $(step_ms apply-bind VfioDevice/$r created) ms (first progress line to created)"
+  echo "bench vfio-unbind $r: $(step_ms apply-delete VfioDevice/$r deleted) ms (first progress line to deleted)"
+done
+echo "bench vfio-apply-wall: bind apply ${bind_ms} ms, delete apply ${unbind_ms} ms, no-op diff ${diff_ms} ms (2 functions; CLI start, plugins, observe included)"
+echo "bench vfio-raw-bind (shell writes, no nodeplane):$raw_bind_ms"
+echo "bench vfio-raw-back (shell writes, no nodeplane):$raw_back_ms"
 if [ "$fails" -ne 0 ]; then
   echo "== the kernel's last words"
   dmesg | tail -40
