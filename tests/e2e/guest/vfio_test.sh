@@ -121,6 +121,12 @@ check "the qemu plugin serves VfioDevice" contains plugins VfioDevice
 run_np check check
 check "nodeplane check runs to the end (exit 0 or 1)" test $rc -le 1
 
+# The crash hook kills the process between unbind and the next step of whichever function got
+# there first: that one has no driver.
+one_unbound() {
+  echo "  drivers: $A0 $(driver_of $A0), $A1 $(driver_of $A1)"
+  [ "$(driver_of $A0)" = none ] || [ "$(driver_of $A1)" = none ]
+}
 b_untouched() {
   check "B0 untouched: bochs-drm, no override" is "$(driver_of $B0)/$(override_of $B0)" "bochs-drm/(null)"
   check "B1 untouched: snd_hda_intel, no override" is "$(driver_of $B1)/$(override_of $B1)" "snd_hda_intel/(null)"
@@ -171,7 +177,7 @@ export NODEPLANE_TEST_VFIO_CRASH_AT=after-unbind
 run_np apply-crash apply -f /e2e/want
 unset NODEPLANE_TEST_VFIO_CRASH_AT
 check "apply with the crash hook did not succeed" test $rc -ne 0
-check "the kill left $A0 unbound (no driver)" is "$(driver_of $A0)" none
+check "the kill left a function of A with no driver" one_unbound
 run_np apply-recover apply -f /e2e/want
 check "the next apply: exit 0" is $rc 0
 a_on_vfio "after recovery"
@@ -183,7 +189,7 @@ export NODEPLANE_TEST_VFIO_CRASH_AT=restore-after-unbind
 run_np delete-crash apply --allow-empty -f /e2e/none
 unset NODEPLANE_TEST_VFIO_CRASH_AT
 check "delete with the crash hook did not succeed" test $rc -ne 0
-check "the kill left $A0 unbound (no driver)" is "$(driver_of $A0)" none
+check "the kill left a function of A with no driver" one_unbound
 run_np delete-recover apply --allow-empty -f /e2e/none
 check "the next apply with the files gone: exit 0" is $rc 0
 a_back "after recovery of the delete"
