@@ -120,6 +120,8 @@ check "nodeplane plugins: exit 0" is $rc 0
 check "the qemu plugin serves VfioDevice" contains plugins VfioDevice
 run_np check check
 check "nodeplane check runs to the end (exit 0 or 1)" test $rc -le 1
+check "check: A is ready for passthrough" contains check "$A0: passthrough ready"
+check "check: B is the boot display the host uses" contains check "$B0: host is using it"
 
 # The crash hook kills the process between unbind and the next step of whichever function got
 # there first: that one has no driver.
