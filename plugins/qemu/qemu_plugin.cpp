@@ -1,5 +1,6 @@
 #include "qemu_plugin.hpp"
 
+#include "host_checks.hpp"
 #include "nodeplane/plugin_util.hpp"
 #include "vfio_kind.hpp"
 #include "vm_kind.hpp"
@@ -33,7 +34,11 @@ Result<void> QemuPlugin::start() {
 void QemuPlugin::stop() { vm_->stop(); }
 
 std::vector<CheckItem> QemuPlugin::check() {
-  std::vector<CheckItem> items = vm_->check();
+  // KVM and the CPU's virtualization flags (the core probed them before this plugin existed).
+  const HostContext& host = services_.context();
+  std::vector<CheckItem> items{probeKvm(host.devRoot), probeCpuVirtualization(host.procRoot)};
+  auto vm = vm_->check();
+  items.insert(items.end(), vm.begin(), vm.end());
   auto more = vfio_->check();
   items.insert(items.end(), more.begin(), more.end());
   return items;

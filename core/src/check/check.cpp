@@ -53,10 +53,6 @@ bool CheckReport::ok() const {
 CheckReport runChecks(const HostContext& host, PluginHost* plugins) {
   CheckReport report;
   report.items.push_back(probeSystemdBus(host.systemdBus));
-  report.items.push_back(probeKvm(host.devRoot));
-  report.items.push_back(probeCpuVirtualization(host.procRoot));
-  report.items.push_back(probeIommu(host.sysfsRoot));
-  report.items.push_back(probeVfio(host.sysfsRoot));
   report.plugin.resize(report.items.size());
   if (plugins)
     for (const auto& p : plugins->plugins())

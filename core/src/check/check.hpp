@@ -23,23 +23,16 @@ struct CheckReport {
   bool ok() const;       // every required item ok
 };
 
-// The core's probes (the systemd bus, KVM, CPU virtualization, IOMMU, VFIO: they move into the
-// qemu/vfio plugin when it exists), then the items of every loaded plugin's check(). Plugins are
-// not started for it: check() says what start() and apply would need, without needing it.
+// The core's probe (the systemd bus), then the items of every loaded plugin's check() (KVM, IOMMU
+// and VFIO are the qemu plugin's). Plugins are not started for it: check() says what start() and
+// apply would need, without needing it.
 CheckReport runChecks(const HostContext& host, PluginHost* plugins = nullptr);
 std::string renderCheckText(const CheckReport& report);
 Json checkToJson(const CheckReport& report);  // {"ok":..,"checks":[..],"gpus":[..]}
 
-// The probes behind runChecks(), one per item, each over the root it reads (check_probes.cpp).
+// The core's probe behind runChecks() (check_probes.cpp).
 // `bus`: "system", "user", or a D-Bus address ("unix:path=/run/x/bus").
 CheckItem probeSystemdBus(const std::string& bus,
                           std::chrono::milliseconds timeout = std::chrono::seconds(3));
-CheckItem probeKvm(const std::filesystem::path& devRoot);
-CheckItem probeCpuVirtualization(const std::filesystem::path& procRoot);
-CheckItem probeIommu(const std::filesystem::path& sysfsRoot);
-CheckItem probeVfio(const std::filesystem::path& sysfsRoot);
-
-// "vmx" or "svm" when the `flags` of /proc/cpuinfo carry one, "" otherwise.
-std::string parseCpuVirtualization(std::istream& cpuinfo);
 
 }  // namespace nodeplane

@@ -9,7 +9,7 @@ Result<std::vector<host::PciFunction>> groupFunctions(const std::filesystem::pat
   auto f = host::readPciFunction(sysfsRoot, address);
   if (!f) return std::unexpected(f.error());
   if (!f->iommuGroup)
-    return fail(ErrorKind::kTerminal, address + " has no IOMMU group: the IOMMU is off",
+    return fail(ErrorKind::kTerminal, address + " has no IOMMU group: the IOMMU is off", {},
                 "turn VT-d / AMD-Vi on in the firmware and boot with intel_iommu=on (or "
                 "amd_iommu=on) iommu=pt");
   auto members = host::readIommuGroup(sysfsRoot, *f->iommuGroup);
