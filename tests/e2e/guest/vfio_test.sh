@@ -161,6 +161,7 @@ echo "== a device outside vfio.allow is refused"
 run_np apply-refused apply --no-prune -f /e2e/refused
 check "apply of B's VfioDevice: exit 1" is $rc 1
 check "the error names the device" contains apply-refused "$B0"
+check "the error names the file and line" contains apply-refused "/e2e/refused/b0.yaml:"
 check "the error names vfio.allow" contains apply-refused "vfio.allow"
 b_untouched
 run_np diff-after-refused diff -f /e2e/want
