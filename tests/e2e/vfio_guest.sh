@@ -62,13 +62,10 @@ trap 'exit 130' INT TERM
 # ---- the kernel: cached under BUILD_DIR/e2e-cache/kernel/<version>/, fetched once -----------
 # A cached version is complete only when its `ready` file exists (written last).
 newest_cached() {
-  local d best=
+  local d
   for d in "$cache"/kernel/*/ready; do
-    [ -e "$d" ] || continue
-    best=$(basename "$(dirname "$d")")
-  done
-  # Glob order is sorted: the last is the newest ABI number with the same digits count.
-  printf '%s' "$best"
+    [ -e "$d" ] && basename "$(dirname "$d")"
+  done | sort -V | tail -1
 }
 
 fetch_kernel() {  # fetch_kernel VERSION: download, unpack, depmod into the cache
@@ -99,6 +96,7 @@ fetch_kernel() {  # fetch_kernel VERSION: download, unpack, depmod into the cach
 version=${NODEPLANE_E2E_KERNEL:-}
 exec 9>"$cache/kernel/.lock"
 flock 9  # two runs at once: one fetches, the other waits and uses its result
+rm -rf "$cache"/kernel/.fetch.*  # left by a run killed while fetching (the lock is ours now)
 [ -n "$version" ] || version=$(newest_cached)
 if [ -z "$version" ]; then
   version=$(apt-cache depends linux-image-amd64 2>/dev/null |
