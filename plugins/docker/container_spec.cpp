@@ -724,4 +724,38 @@ ObservedObject observedFromListEntry(const Json& entry, const std::string& agent
   return o;
 }
 
+std::vector<Error> validateOnHost(const Resource& r, HostServices& services) {
+  try {
+    auto gpus = services.gpus();
+    if (!gpus) {
+      if (r.spec.is_object() && r.spec.contains("gpus"))
+        return {r.error(ErrorKind::kInvalidInput, "spec.gpus",
+                        "cannot read the host's GPU inventory: " + gpus.error().str())};
+      return validateContainer(r, {});
+    }
+    return validateContainer(r, *gpus);
+  } catch (const std::exception& e) {
+    return {r.error(ErrorKind::kInvalidInput, "", std::string("internal error: ") + e.what())};
+  }
+}
+
+std::vector<Claim> claimsOnHost(const Resource& r, HostServices& services) {
+  try {
+    auto gpus = services.gpus();
+    if (!gpus) return {};  // validate reports it
+    return containerClaims(r, *gpus);
+  } catch (...) {
+    return {};
+  }
+}
+
+Json normalizeOnHost(const Json& spec, HostServices& services) {
+  try {
+    auto gpus = services.gpus();
+    return normalizeContainer(spec, gpus ? *gpus : std::vector<host::Gpu>{});
+  } catch (...) {
+    return spec;
+  }
+}
+
 }  // namespace nodeplane::docker

@@ -62,6 +62,12 @@ Json normalizeContainer(const Json& spec, const std::vector<host::Gpu>& inventor
 // spec.exclusive.
 std::vector<Claim> containerClaims(const Resource& r, const std::vector<host::Gpu>& inventory);
 
+// The three above with the pass's GPU inventory from `services` (what the plugin and its light
+// front, docker_front.hpp, both answer); a throw becomes an error / the spec as written.
+std::vector<Error> validateOnHost(const Resource& r, HostServices& services);
+std::vector<Claim> claimsOnHost(const Resource& r, HostServices& services);
+Json normalizeOnHost(const Json& spec, HostServices& services);
+
 // The normalized desired spec with `env` replaced by its digest {"sha256": SHA-256 hex of the
 // env's jsonText()}: what the core's diff compares an observed sensitive value against. An empty
 // env stays {} (it holds no secret: export can write it).

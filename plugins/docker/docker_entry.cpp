@@ -1,3 +1,4 @@
-#include "docker_plugin.hpp"
+// libnodeplane-docker.so: the light front (no libcurl); the runtime is docker_runtime_entry.cpp.
+#include "docker_front.hpp"
 
-NODEPLANE_PLUGIN(nodeplane::docker::DockerPlugin)
+NODEPLANE_PLUGIN(nodeplane::docker::DockerFront)

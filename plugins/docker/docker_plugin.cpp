@@ -18,12 +18,6 @@
 #include "nodeplane/plugin_util.hpp"
 
 namespace nodeplane::docker {
-namespace {
-
-bool wantsGpus(const Json& spec) { return spec.is_object() && spec.contains("gpus"); }
-
-}  // namespace
-
 DockerPlugin::DockerPlugin(HostServices& services) : services_(services) {}
 
 DockerPlugin::~DockerPlugin() = default;
@@ -54,37 +48,15 @@ void DockerPlugin::stop() {
 }
 
 std::vector<Error> DockerPlugin::validate(const Resource& r) const {
-  try {
-    auto gpus = services_.gpus();
-    if (!gpus) {
-      if (wantsGpus(r.spec))
-        return {r.error(ErrorKind::kInvalidInput, "spec.gpus",
-                        "cannot read the host's GPU inventory: " + gpus.error().str())};
-      return validateContainer(r, {});
-    }
-    return validateContainer(r, *gpus);
-  } catch (const std::exception& e) {
-    return {r.error(ErrorKind::kInvalidInput, "", std::string("internal error: ") + e.what())};
-  }
+  return validateOnHost(r, services_);
 }
 
 std::vector<Claim> DockerPlugin::claims(const Resource& r) const {
-  try {
-    auto gpus = services_.gpus();
-    if (!gpus) return {};  // validate() reports it
-    return containerClaims(r, *gpus);
-  } catch (...) {
-    return {};
-  }
+  return claimsOnHost(r, services_);
 }
 
 Json DockerPlugin::normalize(const std::string&, const Json& spec) const {
-  try {
-    auto gpus = services_.gpus();
-    return normalizeContainer(spec, gpus ? *gpus : std::vector<host::Gpu>{});
-  } catch (...) {
-    return spec;
-  }
+  return normalizeOnHost(spec, services_);
 }
 
 Result<std::vector<ObservedObject>> DockerPlugin::observe(const std::vector<std::string>& kinds) {

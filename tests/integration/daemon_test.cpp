@@ -1107,7 +1107,12 @@ TEST_F(DaemonTest, ABrokenEventSourceIsReopenedWithBackoffAndSaidOnce) {
   startDaemon();
   ASSERT_TRUE(logged(0, "reconciled: 1 resources: 1 created"));
   // Keep a writer open, remove the FIFO (re-opening fails while it is gone), break the source.
-  int fd = ::open(widgetFifo().c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  // The daemon opens the FIFO's reading end when it opens its event sources, after the pass
+  // (ENXIO until then): wait for that with a deadline.
+  int fd = -1;
+  for (auto until = std::chrono::steady_clock::now() + 10s;
+       fd < 0 && std::chrono::steady_clock::now() < until; ::poll(nullptr, 0, 20))
+    fd = ::open(widgetFifo().c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   ASSERT_GE(fd, 0) << std::strerror(errno);
   ASSERT_EQ(::unlink(widgetFifo().c_str()), 0);
   const std::size_t mark = logMark();

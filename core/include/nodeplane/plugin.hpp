@@ -31,7 +31,7 @@ class IConnection;
 namespace nodeplane {
 
 // Bump on any change to a type in core/include/nodeplane: the host wants an exact match.
-inline constexpr std::uint32_t kAbiVersion = 6;
+inline constexpr std::uint32_t kAbiVersion = 7;
 
 #define NODEPLANE_STR_(x) #x
 #define NODEPLANE_STR(x) NODEPLANE_STR_(x)
@@ -221,6 +221,8 @@ struct CheckItem {
   std::string detail;     // what was found, or what is missing and how to fix it
 };
 
+class Plugin;
+
 // What the core offers a plugin, owned by the core and handed to the plugin's factory (one per
 // plugin: config() is that plugin's section). Cheap to hold: nothing here connects to anything
 // until it is asked for.
@@ -249,6 +251,13 @@ class HostServices {
   // The one shared connection to systemd's manager bus (context().systemdBus), opened on first
   // use. Owned by the core; valid until the plugin's stop() returns.
   virtual Result<sdbus::IConnection*> systemdBus() = 0;
+  // Loads the heavy half of this plugin: <plugin directory>/runtime/<file>, a library made with
+  // NODEPLANE_PLUGIN like a plugin and checked like one (a regular file, not a symbolic link,
+  // owned by root, not group- or world-writable, the same ABI), whose factory gets these same
+  // services. A plugin whose dependencies would cost every agent memory (the docker plugin's
+  // libcurl) answers kinds(), validate() and normalize() itself and loads the rest when it is
+  // first used. The library is never unloaded; the plugin deletes the object before it goes.
+  virtual Result<std::unique_ptr<Plugin>> loadRuntime(const std::string& file);
 };
 
 // What apply() gets besides the change.
@@ -305,8 +314,7 @@ class Plugin {
   // Further top-level sections of the agent config this plugin reads (the qemu plugin's `vfio:`),
   // each checked against its schema like configSchema(); the plugin reads them from
   // HostContext::config.
-  virtual std::vector<std::pair<std::string, std::vector<FieldSchema>>> moreConfigSections()
-      const {
+  virtual std::vector<std::pair<std::string, std::vector<FieldSchema>>> moreConfigSections() const {
     return {};
   }
 
@@ -375,6 +383,10 @@ class Plugin {
   // How many apply() calls the executor may run at once on this plugin.
   virtual unsigned maxParallel() const { return 1; }
 };
+
+inline Result<std::unique_ptr<Plugin>> HostServices::loadRuntime(const std::string& file) {
+  return fail(ErrorKind::kTerminal, "cannot load " + file + ": this host loads no plugin runtimes");
+}
 
 // The exported symbols, with C linkage so their names are stable.
 inline constexpr const char* kAbiSymbol = "nodeplane_abi_version";

@@ -149,4 +149,11 @@ Result<sdbus::IConnection*> SharedHostServices::systemdBus() {
   return bus_.get();
 }
 
+Result<std::unique_ptr<Plugin>> SharedHostServices::loadRuntime(const std::filesystem::path& dir,
+                                                                const std::string& file,
+                                                                HostServices& services) {
+  std::lock_guard lock(runtimesMu_);
+  return loadRuntimeLibrary(dir, file, services, runtimes_);
+}
+
 }  // namespace nodeplane

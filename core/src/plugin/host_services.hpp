@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <boost/dll/shared_library.hpp>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,8 +37,14 @@ class SharedHostServices {
   // "unix:path=/run/x/bus"); a failed attempt is not kept, the next call tries again. No event
   // loop runs on it: calls through it are synchronous.
   Result<sdbus::IConnection*> systemdBus();
+  // See HostServices::loadRuntime: `file` in `dir`, its factory handed `services`; the library
+  // stays loaded as long as this object.
+  Result<std::unique_ptr<Plugin>> loadRuntime(const std::filesystem::path& dir,
+                                              const std::string& file, HostServices& services);
 
  private:
+  std::mutex runtimesMu_;
+  std::vector<boost::dll::shared_library> runtimes_;
   HostContext host_;
   mutable std::mutex mu_;
   std::string agentId_;
@@ -48,6 +55,12 @@ class SharedHostServices {
   std::shared_ptr<std::atomic<int>> hungWrites_ = std::make_shared<std::atomic<int>>(0);
 };
 
+// Loads <dir>/<file> as a plugin runtime, with the checks of a plugin (plugin_host.cpp); the
+// library is appended to `keep`.
+Result<std::unique_ptr<Plugin>> loadRuntimeLibrary(const std::filesystem::path& dir,
+                                                   const std::string& file, HostServices& services,
+                                                   std::vector<boost::dll::shared_library>& keep);
+
 class PluginServices final : public HostServices {
  public:
   explicit PluginServices(std::shared_ptr<SharedHostServices> shared)
@@ -57,6 +70,8 @@ class PluginServices final : public HostServices {
   void setSection(const std::string& name);
   // The section after it was checked against the plugin's configSchema() (plugin_config.hpp).
   void setConfig(Json section) { config_ = std::move(section); }
+  // Where loadRuntime() looks: <the plugin's directory>/runtime.
+  void setRuntimeDir(std::filesystem::path dir) { runtimeDir_ = std::move(dir); }
 
   const HostContext& context() const override { return shared_->context(); }
   const Json& config() const override { return config_; }
@@ -68,9 +83,13 @@ class PluginServices final : public HostServices {
     return shared_->writeSysfs(file, value, timeout);
   }
   Result<sdbus::IConnection*> systemdBus() override { return shared_->systemdBus(); }
+  Result<std::unique_ptr<Plugin>> loadRuntime(const std::string& file) override {
+    return shared_->loadRuntime(runtimeDir_, file, *this);
+  }
 
  private:
   std::shared_ptr<SharedHostServices> shared_;
+  std::filesystem::path runtimeDir_;
   Json config_ = Json::object();
 };
 

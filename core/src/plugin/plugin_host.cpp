@@ -113,7 +113,74 @@ Result<Fd> withFreshNumber(Fd fd) {
   return fd;
 }
 
+// Loads a checked descriptor (through /proc/self/fd/N: renaming another file over the name now
+// changes nothing) and checks the ABI symbols every plugin and plugin runtime exports.
+Result<std::pair<boost::dll::shared_library, PluginFactory*>> loadChecked(const Fd& fd) {
+  const std::string viaFd = "/proc/self/fd/" + std::to_string(fd.get());
+  boost::dll::shared_library lib;
+  boost::dll::fs::error_code ec;
+  lib.load(viaFd, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+  if (ec) return fail(ErrorKind::kTerminal, "cannot load (through " + viaFd + "): " + ec.message());
+  if (!lib.has(kAbiSymbol))
+    return fail(ErrorKind::kTerminal,
+                std::string("not a nodeplane plugin: no ") + kAbiSymbol + " symbol");
+  const auto abi = lib.get<const std::uint32_t>(kAbiSymbol);
+  if (abi != kAbiVersion)
+    return fail(ErrorKind::kTerminal,
+                "built for plugin ABI " + std::to_string(abi) + ", this nodeplane speaks ABI " +
+                    std::to_string(kAbiVersion),
+                {}, "rebuild the plugin against this nodeplane");
+  if (!lib.has(kAbiBuildSymbol))
+    return fail(ErrorKind::kTerminal, std::string("no ") + kAbiBuildSymbol + " symbol", {},
+                "rebuild the plugin against this nodeplane (NODEPLANE_PLUGIN exports it)");
+  const char* built = &lib.get<const char>(kAbiBuildSymbol);
+  const std::string build(built, ::strnlen(built, 512));
+  if (build != kAbiBuild)
+    return fail(ErrorKind::kTerminal,
+                "built with \"" + printable(build.substr(0, 200)) + "\", this nodeplane with \"" +
+                    kAbiBuild + "\"",
+                {}, "rebuild the plugin with the compiler and libraries of this nodeplane");
+  if (!lib.has(kFactorySymbol))
+    return fail(ErrorKind::kTerminal, std::string("no ") + kFactorySymbol + " symbol");
+  PluginFactory* factory = &lib.get<PluginFactory>(kFactorySymbol);
+  return std::pair(std::move(lib), factory);
+}
+
 }  // namespace
+
+Result<std::unique_ptr<Plugin>> loadRuntimeLibrary(const std::filesystem::path& dir,
+                                                   const std::string& file, HostServices& services,
+                                                   std::vector<boost::dll::shared_library>& keep) {
+  const auto path = dir / file;
+  auto refused = [&](const Error& e) {
+    return fail(ErrorKind::kTerminal, "plugin runtime " + path.string() + " refused: " + e.message,
+                {}, e.hint);
+  };
+  if (file.empty() || file.find('/') != std::string::npos || file.starts_with("."))
+    return fail(ErrorKind::kTerminal, "invalid plugin runtime name \"" + printable(file) + "\"");
+  Fd dirFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dirFd.get() < 0)
+    return fail(ErrorKind::kTerminal, "cannot open plugin runtime directory " + dir.string() +
+                                          ": " + std::strerror(errno));
+  if (auto ok = checkDir(dirFd.get(), dir); !ok) return refused(ok.error());
+  auto opened = openPluginFile(dirFd.get(), file, path);
+  if (!opened) return refused(opened.error());
+  auto fd = withFreshNumber(std::move(*opened));
+  if (!fd) return refused(fd.error());
+  auto loaded = loadChecked(*fd);
+  if (!loaded) return refused(loaded.error());
+  std::string error;
+  auto made =
+      guarded<Plugin*>(file, "its factory", [&] { return (*loaded->second)(services, error); });
+  if (!made) return std::unexpected(made.error());
+  if (*made == nullptr)
+    return fail(ErrorKind::kTerminal, "plugin runtime " + path.string() + ": factory failed: " +
+                                          (error.empty() ? std::string("no reason given") : error));
+  keep.push_back(std::move(loaded->first));
+  return std::unique_ptr<Plugin>(*made);
+}
+
+namespace {}  // namespace
 
 PluginHandle::PluginHandle(boost::dll::shared_library lib, std::unique_ptr<PluginServices> services,
                            std::unique_ptr<Plugin> plugin, std::filesystem::path file)
@@ -298,39 +365,15 @@ Result<void> PluginHost::loadAt(int dirFd, const std::string& fileName,
   if (!opened) return std::unexpected(opened.error());
   auto fd = withFreshNumber(std::move(*opened));
   if (!fd) return std::unexpected(fd.error());
-  // Loaded through the descriptor that was checked: renaming another file over the name now
-  // changes nothing.
-  const std::string viaFd = "/proc/self/fd/" + std::to_string(fd->get());
-  boost::dll::shared_library lib;
-  boost::dll::fs::error_code ec;
-  lib.load(viaFd, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
-  if (ec) return fail(ErrorKind::kTerminal, "cannot load (through " + viaFd + "): " + ec.message());
-  if (!lib.has(kAbiSymbol))
-    return fail(ErrorKind::kTerminal,
-                std::string("not a nodeplane plugin: no ") + kAbiSymbol + " symbol");
-  const auto abi = lib.get<const std::uint32_t>(kAbiSymbol);
-  if (abi != kAbiVersion)
-    return fail(ErrorKind::kTerminal,
-                "built for plugin ABI " + std::to_string(abi) + ", this nodeplane speaks ABI " +
-                    std::to_string(kAbiVersion),
-                {}, "rebuild the plugin against this nodeplane");
-  if (!lib.has(kAbiBuildSymbol))
-    return fail(ErrorKind::kTerminal, std::string("no ") + kAbiBuildSymbol + " symbol", {},
-                "rebuild the plugin against this nodeplane (NODEPLANE_PLUGIN exports it)");
-  const char* built = &lib.get<const char>(kAbiBuildSymbol);
-  const std::string build(built, ::strnlen(built, 512));
-  if (build != kAbiBuild)
-    return fail(ErrorKind::kTerminal,
-                "built with \"" + printable(build.substr(0, 200)) + "\", this nodeplane with \"" +
-                    kAbiBuild + "\"",
-                {}, "rebuild the plugin with the compiler and libraries of this nodeplane");
-  if (!lib.has(kFactorySymbol))
-    return fail(ErrorKind::kTerminal, std::string("no ") + kFactorySymbol + " symbol");
-  auto& factory = lib.get<PluginFactory>(kFactorySymbol);
+  auto loaded = loadChecked(*fd);
+  if (!loaded) return std::unexpected(loaded.error());
+  boost::dll::shared_library lib = std::move(loaded->first);
+  PluginFactory& factory = *loaded->second;
   const std::string label = file.filename().string();
   std::string error;
   if (!shared_) shared_ = std::make_shared<SharedHostServices>(host);
   auto services = std::make_unique<PluginServices>(shared_);
+  services->setRuntimeDir((file.has_parent_path() ? file.parent_path() : ".") / "runtime");
   auto made = guarded<Plugin*>(label, "its factory", [&] { return factory(*services, error); });
   if (!made) return std::unexpected(made.error());
   if (*made == nullptr)
