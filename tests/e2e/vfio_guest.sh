@@ -140,18 +140,28 @@ cp "$kdir/modules/modules.builtin" "$kdir/modules/modules.order" "$mdir/"
 # every shared library they load, with the dynamic loader, at the paths ldd names.
 cp "$build/nodeplane" "$stage/usr/bin/nodeplane"
 cp "$build"/plugins/*.so "$stage/usr/lib/nodeplane/plugins/"
+# A plugin's heavy half, loaded when first needed (HostServices::loadRuntime), where the build
+# has any.
+runtimes=()
+if compgen -G "$build/plugins/runtime/*.so" >/dev/null; then
+  mkdir -p "$stage/usr/lib/nodeplane/plugins/runtime"
+  cp "$build"/plugins/runtime/*.so "$stage/usr/lib/nodeplane/plugins/runtime/"
+  runtimes=("$build"/plugins/runtime/*.so)
+fi
 cp /bin/date "$stage/usr/bin/gnudate"
-strip --strip-debug "$stage/usr/bin/nodeplane" "$stage"/usr/lib/nodeplane/plugins/*.so 2>/dev/null || true
-chmod 0755 "$stage/usr/bin/nodeplane" "$stage"/usr/lib/nodeplane/plugins/*.so
-for bin in "$build/nodeplane" "$build"/plugins/*.so /bin/date; do
+find "$stage/usr/lib/nodeplane/plugins" -name '*.so' -exec strip --strip-debug {} + 2>/dev/null || true
+strip --strip-debug "$stage/usr/bin/nodeplane" 2>/dev/null || true
+chmod 0755 "$stage/usr/bin/nodeplane"
+find "$stage/usr/lib/nodeplane/plugins" -name '*.so' -exec chmod 0755 {} +
+for bin in "$build/nodeplane" "$build"/plugins/*.so "${runtimes[@]}" /bin/date; do
   ldd "$bin" | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }'
 done | sort -u | while read -r lib; do
   [ -e "$stage$lib" ] && continue
   mkdir -p "$stage$(dirname "$lib")"
   cp -L "$lib" "$stage$lib"
 done
-if ldd "$build"/plugins/*.so "$build/nodeplane" | grep -q 'not found'; then
-  fail "a library of nodeplane or a plugin is not found: $(ldd "$build"/plugins/*.so | grep 'not found' | head -3)"
+if ldd "$build"/plugins/*.so "${runtimes[@]}" "$build/nodeplane" | grep -q 'not found'; then
+  fail "a library of nodeplane or a plugin is not found: $(ldd "$build"/plugins/*.so "${runtimes[@]}" | grep 'not found' | head -3)"
 fi
 
 cp "$here/guest/init" "$stage/init"
