@@ -240,8 +240,12 @@ void bootToQmp(VmToolsTest& t, const VmSpec& s, const std::string& firmware) {
   QemuConfig& config = t.config;
   const auto layout = qemu::vmLayout(config, s.name);
   ASSERT_TRUE(qemu::ensureOverlay(s, layout, config));
-  if (s.cloudInit) ASSERT_TRUE(qemu::writeSeedIso(qemu::seedFiles(s, "i-1"), layout.seed, config));
-  if (firmware == "uefi") ASSERT_TRUE(qemu::ensureVars(layout, config));
+  if (s.cloudInit) {
+    ASSERT_TRUE(qemu::writeSeedIso(qemu::seedFiles(s, "i-1"), layout.seed, config));
+  }
+  if (firmware == "uefi") {
+    ASSERT_TRUE(qemu::ensureVars(layout, config));
+  }
   auto argv = qemu::qemuArgv(s, layout, config, "tcg");
   ASSERT_TRUE(argv) << argv.error().str();
   argv->push_back("-S");
@@ -263,8 +267,12 @@ void bootToQmp(VmToolsTest& t, const VmSpec& s, const std::string& firmware) {
   Json blocks = qmp.execute("query-block");
   std::string devices = blocks.dump();
   EXPECT_THAT(devices, HasSubstr(layout.overlay.string()));
-  if (s.cloudInit) EXPECT_THAT(devices, HasSubstr(layout.seed.string()));
-  if (firmware == "uefi") EXPECT_THAT(devices, HasSubstr(layout.vars.string()));
+  if (s.cloudInit) {
+    EXPECT_THAT(devices, HasSubstr(layout.seed.string()));
+  }
+  if (firmware == "uefi") {
+    EXPECT_THAT(devices, HasSubstr(layout.vars.string()));
+  }
   qmp.execute("quit");
   EXPECT_EQ(waitExitCode(q, 30s), 0) << slurp(t.dir / (s.name + ".log"));
 }
@@ -305,8 +313,10 @@ TEST_F(VmToolsTest, TheNetworkArgvOpensTheTap) {
   ASSERT_TRUE(eventually("QEMU's QMP socket accepts",
                          [&] { return !running(q) || qmp.connect(layout.qmp); }));
   ASSERT_TRUE(running(q)) << slurp(dir / "net.log");
+  // The socket listens from the start; the greeting comes once the machine (its tap too) is made.
+  Json greeting = qmp.next();
+  ASSERT_TRUE(greeting.contains("QMP")) << greeting.dump();
   EXPECT_TRUE(linkExists(s.tap));
-  qmp.next();
   qmp.execute("qmp_capabilities");
   qmp.execute("quit");
   EXPECT_EQ(waitExitCode(q, 30s), 0) << slurp(dir / "net.log");

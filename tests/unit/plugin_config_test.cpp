@@ -94,6 +94,7 @@ TEST(PluginConfig, TheExampleChecksOutWithTheShippedPlugins) {
   PluginHost host;
   ASSERT_TRUE(host.loadOne(fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-net.so", {}));
   ASSERT_TRUE(host.loadOne(fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-docker.so", {}));
+  ASSERT_TRUE(host.loadOne(fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-qemu.so", {}));
   EXPECT_TRUE(configurePlugins(host, *cfg).empty());
 }
 
