@@ -67,8 +67,48 @@ struct Resolved {
   std::string problem;
 };
 
+// UUID (lower-case) -> PCI address of the GPUs seen with one: a GPU's UUID is known only while
+// the nvidia driver has it, so a VM's GPU named by UUID is found again by its address while the
+// VM runs (the GPU on vfio-pci). Kept in <stateDir>/qemu/gpu-uuids.json.
+using UuidMemory = std::map<std::string, std::string>;
+
+std::filesystem::path uuidFile(HostServices& services) {
+  return services.context().stateDir / "qemu" / "gpu-uuids.json";
+}
+
+UuidMemory readUuids(HostServices& services) {
+  UuidMemory out;
+  std::ifstream in(uuidFile(services));
+  if (!in) return out;
+  Json j = Json::parse(in, nullptr, false);
+  if (!j.is_object()) return out;
+  for (const auto& [uuid, address] : j.items())
+    if (address.is_string()) out[uuid] = address.get<std::string>();
+  return out;
+}
+
+// Records the UUIDs the inventory shows now (a best effort: a read-only state directory, as for
+// `validate` by a user, records nothing, and the UUID resolves while the driver has the GPU).
+void rememberUuids(HostServices& services, const std::vector<host::Gpu>& inventory) {
+  UuidMemory known = readUuids(services);
+  bool changed = false;
+  for (const auto& g : inventory) {
+    if (g.uuid.empty()) continue;
+    auto& slot = known[lower(g.uuid)];
+    if (slot != g.function.address) {
+      slot = g.function.address;
+      changed = true;
+    }
+  }
+  if (!changed) return;
+  Json j = Json::object();
+  for (const auto& [uuid, address] : known) j[uuid] = address;
+  (void)writeFileAtomically(uuidFile(services), j.dump(2) + "\n");
+}
+
 Resolved resolveEntry(const Json& v, const std::vector<host::Gpu>& inventory,
-                      const std::vector<host::PciFunction>& functions) {
+                      const std::vector<host::PciFunction>& functions,
+                      const UuidMemory& remembered = {}) {
   std::optional<long> index;
   if (v.is_number_integer()) {
     index = v.get<long>();
@@ -87,6 +127,10 @@ Resolved resolveEntry(const Json& v, const std::vector<host::Gpu>& inventory,
   if (s.rfind("GPU-", 0) == 0) {
     for (const auto& g : inventory)
       if (!g.uuid.empty() && lower(g.uuid) == lower(s)) return {&g, {}};
+    // Not shown now: the GPU once seen with this UUID, if it shows none now (on vfio-pci).
+    if (auto it = remembered.find(lower(s)); it != remembered.end())
+      for (const auto& g : inventory)
+        if (g.function.address == it->second && g.uuid.empty()) return {&g, {}};
     return {nullptr, "no GPU with UUID " + quoted(s) +
                          " on this host (UUIDs are known for GPUs the nvidia driver has; " +
                          knownGpus(inventory) + ")"};
@@ -121,7 +165,7 @@ struct GpuPick {
 };
 
 GpuPick pickGpus(const Json& spec, const std::vector<host::Gpu>& inventory,
-                 const std::vector<host::PciFunction>& functions) {
+                 const std::vector<host::PciFunction>& functions, const UuidMemory& remembered) {
   GpuPick out;
   auto it = spec.is_object() ? spec.find("gpus") : spec.end();
   if (!spec.is_object() || it == spec.end() || it->is_null()) return out;
@@ -135,7 +179,7 @@ GpuPick pickGpus(const Json& spec, const std::vector<host::Gpu>& inventory,
   std::map<std::string, std::size_t> seen;
   for (std::size_t i = 0; i < it->size(); ++i) {
     const std::string path = "spec.gpus[" + std::to_string(i) + "]";
-    Resolved r = resolveEntry((*it)[i], inventory, functions);
+    Resolved r = resolveEntry((*it)[i], inventory, functions, remembered);
     if (!r.gpu) {
       out.problems.emplace_back(path, r.problem);
       out.unresolved.push_back((*it)[i]);
@@ -165,7 +209,7 @@ std::vector<host::PciFunction> functionsOf(HostServices& services) {
 // The GPUs' addresses, sorted, unique; nullopt-free: unresolvable entries are left out.
 std::vector<std::string> gpuAddresses(const Json& spec, HostServices& services) {
   auto inventory = inventoryOf(services);
-  auto pick = pickGpus(spec, inventory, functionsOf(services));
+  auto pick = pickGpus(spec, inventory, functionsOf(services), readUuids(services));
   std::vector<std::string> out;
   for (const auto* g : pick.gpus) out.push_back(g->function.address);
   std::sort(out.begin(), out.end());
@@ -353,13 +397,16 @@ std::vector<Error> validateVm(const Resource& r, HostServices& services, const Q
   // GPUs: each resolved, its whole group admitted by vfio.allow.
   auto inventory = inventoryOf(services);
   auto functions = functionsOf(services);
-  GpuPick pick = pickGpus(spec, inventory, functions);
+  if (const Json* g = member(spec, "gpus"); g && g->dump().find("GPU-") != std::string::npos)
+    rememberUuids(services, inventory);
+  const UuidMemory remembered = readUuids(services);
+  GpuPick pick = pickGpus(spec, inventory, functions, remembered);
   for (auto& [path, message] : pick.problems) add(path, message);
   std::set<int> numaNodes;
   if (const Json* g = member(spec, "gpus"); g && g->is_array()) {
     for (std::size_t i = 0; i < g->size(); ++i) {
       const std::string path = "spec.gpus[" + std::to_string(i) + "]";
-      Resolved res = resolveEntry((*g)[i], inventory, functions);
+      Resolved res = resolveEntry((*g)[i], inventory, functions, remembered);
       if (!res.gpu) continue;
       const host::Gpu& gpu = *res.gpu;
       numaNodes.insert(gpu.function.numaNode);
@@ -482,7 +529,7 @@ Json normalizeVm(const Json& spec, HostServices& services) {
   dflt("gpus", Json::array());
   if (out["gpus"].is_array()) {
     auto inventory = inventoryOf(services);
-    auto pick = pickGpus(out, inventory, functionsOf(services));
+    auto pick = pickGpus(out, inventory, functionsOf(services), readUuids(services));
     std::vector<std::string> addresses;
     for (const auto* g : pick.gpus) addresses.push_back(g->function.address);
     std::sort(addresses.begin(), addresses.end());

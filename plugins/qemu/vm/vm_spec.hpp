@@ -47,7 +47,14 @@ struct VmSpec {
 };
 
 KindSchema virtualMachineSchema();
-// Everything beyond the schema; `gpus` from the host inventory (index, UUID, address).
+// Everything beyond the schema, each problem with its field path and what was expected: the
+// name ([a-z0-9][a-z0-9-]{0,62}), `gpus` from the host inventory (index, UUID, address; every
+// function of each GPU's IOMMU group admitted by vfio.allow), the base image
+// <imagesDir>/<base>.qcow2, vcpus and memoryMiB within the host's, numaAffinity (GPUs on one
+// node), MAC, CIDR address and gateway, cloud-init values, OVMF for uefi. A GPU's UUID is known
+// only while the nvidia driver has it: the UUIDs seen are remembered in
+// <stateDir>/qemu/gpu-uuids.json (best effort), so a VM's GPU named by UUID still resolves, by
+// its address, while the VM runs.
 std::vector<Error> validateVm(const Resource& r, HostServices& services, const QemuConfig& config);
 // Defaults filled (vcpus 1, memoryMiB 1024, gpus [], firmware bios, accel auto, numaAffinity
 // false, state running, shutdownTimeoutSec 60, retainDisk and keepBound false,
