@@ -86,14 +86,15 @@ TEST(PluginConfig, TheNetPluginTakesNoSettings) {
   EXPECT_THAT(empty.errors, ElementsAre());
 }
 
-// The example names only sections of shipped plugins (vfio: waits, commented out, for its
-// plugin): with the net and docker plugins loaded it has no error.
+// The example names only sections of shipped plugins: with the net, docker and qemu plugins
+// loaded (qemu reads vfio:) it has no error.
 TEST(PluginConfig, TheExampleChecksOutWithTheShippedPlugins) {
   auto cfg = loadAgentConfig(std::string(NODEPLANE_SOURCE_DIR) + "/examples/agent.yaml", true);
   ASSERT_TRUE(cfg) << cfg.error().str();
   PluginHost host;
   ASSERT_TRUE(host.loadOne(fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-net.so", {}));
   ASSERT_TRUE(host.loadOne(fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-docker.so", {}));
+  ASSERT_TRUE(host.loadOne(fs::path(NODEPLANE_BUILD_PLUGIN_DIR) / "libnodeplane-qemu.so", {}));
   EXPECT_TRUE(configurePlugins(host, *cfg).empty());
 }
 
