@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <sys/stat.h>
 
+#include <nlohmann/json.hpp>
+
 #include "vm_rig.hpp"
 
 namespace nodeplane::testing {
@@ -13,14 +15,14 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
-using VmCli = VmRig;
+using VmLifecycle = VmRig;
 
 ino_t inode(const fs::path& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 ? st.st_ino : 0;
 }
 
-TEST_F(VmCli, CreateDiffStopStartRestartAndDelete) {
+TEST_F(VmLifecycle, CreateDiffStopStartRestartAndDelete) {
   writeVm("vm1", tinyVm("  state: running\n"));
   auto created = apply();
   ASSERT_EQ(created.code, 0) << created.out << created.err;
@@ -87,7 +89,7 @@ TEST_F(VmCli, CreateDiffStopStartRestartAndDelete) {
 
 // A unit named like a VM's that nodeplane has no record of is somebody else's: a VM file of that
 // name is refused, and the unit is left alone.
-TEST_F(VmCli, AUnitNamedLikeAVmWithoutARecordIsNotTaken) {
+TEST_F(VmLifecycle, AUnitNamedLikeAVmWithoutARecordIsNotTaken) {
   qemu::TransientUnit stray;
   stray.name = "nodeplane-vm-stray.service";
   stray.description = "started by hand";
@@ -103,6 +105,49 @@ TEST_F(VmCli, AUnitNamedLikeAVmWithoutARecordIsNotTaken) {
   ASSERT_TRUE(unitActive("stray"));
   EXPECT_EQ(unit("stray")->mainPid, pid);
   EXPECT_FALSE(fs::exists(root_ / "instances/stray"));
+}
+
+// deletionPolicy Orphan: removing the file releases the VM (its record loses the agent id, the
+// unit runs on); a file of that name again is refused as unmanaged, and a record of another
+// agent is refused as that agent's. Nothing is stopped on the way.
+TEST_F(VmLifecycle, AReleasedVmRunsOnAndIsNoLongerTaken) {
+  root_.write("desired/vm2.yaml",
+              "apiVersion: nodeplane.io/v1\nkind: VirtualMachine\nmetadata: {name: vm2, "
+              "deletionPolicy: Orphan}\nspec:\n" +
+                  tinyVm());
+  auto created = apply();
+  ASSERT_EQ(created.code, 0) << created.out << created.err;
+  ASSERT_TRUE(unitActive("vm2"));
+  const pid_t pid = unit("vm2")->mainPid;
+  const fs::path record = root_ / "instances/vm2/vm.json";
+  auto rec = nlohmann::json::parse(slurp(record));
+  EXPECT_FALSE(rec.value("agent", "").empty());
+  const std::string instance = rec.value("instanceId", "");
+  EXPECT_EQ(instance.size(), 16u);
+
+  fs::remove(root_ / "desired/vm2.yaml");
+  auto released = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ASSERT_EQ(released.code, 0) << released.out << released.err;
+  EXPECT_THAT(released.out, HasSubstr("VirtualMachine/vm2 released"));
+  ASSERT_TRUE(unitActive("vm2"));
+  EXPECT_EQ(unit("vm2")->mainPid, pid);
+  rec = nlohmann::json::parse(slurp(record));
+  EXPECT_EQ(rec.value("agent", "?"), "");
+  EXPECT_EQ(rec.value("instanceId", ""), instance);
+
+  writeVm("vm2", tinyVm());
+  auto refused = apply();
+  EXPECT_EQ(refused.code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.out + refused.err, HasSubstr("exists, not managed by nodeplane"));
+
+  rec["agent"] = "00000000000000ff";
+  writeFile(record, rec.dump());
+  refused = apply();
+  EXPECT_EQ(refused.code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.out + refused.err,
+              HasSubstr("exists, managed by another nodeplane agent (agent id 00000000000000ff)"));
+  ASSERT_TRUE(unitActive("vm2"));
+  EXPECT_EQ(unit("vm2")->mainPid, pid);
 }
 
 }  // namespace

@@ -86,8 +86,8 @@ TEST(PluginConfig, TheNetPluginTakesNoSettings) {
   EXPECT_THAT(empty.errors, ElementsAre());
 }
 
-// The example names only sections of shipped plugins (vfio: waits, commented out, for its
-// plugin): with the net and docker plugins loaded it has no error.
+// The example names only sections of shipped plugins: with the net, docker and qemu plugins
+// loaded (qemu reads vfio:) it has no error.
 TEST(PluginConfig, TheExampleChecksOutWithTheShippedPlugins) {
   auto cfg = loadAgentConfig(std::string(NODEPLANE_SOURCE_DIR) + "/examples/agent.yaml", true);
   ASSERT_TRUE(cfg) << cfg.error().str();

@@ -197,8 +197,8 @@ Result<void> VmKind::start() {
   if (ec)
     return fail(ErrorKind::kTerminal,
                 "cannot make " + config_.runDir.string() + " private: " + ec.message());
-  auto b = bus();
-  if (!b) return std::unexpected(b.error());
+  // The bus is opened when a VM is observed or applied: a host without systemd can still plan
+  // (and bind VfioDevices).
   return {};
 }
 
@@ -211,14 +211,14 @@ std::string VmKind::resolveAccel(const std::string& accel) const {
 }
 
 Result<std::vector<ObservedObject>> VmKind::observe() {
-  auto b = bus();
-  if (!b) return std::unexpected(b.error());
-  UnitManager units(**b);
-  auto listed = units.list(std::string(kUnitPrefix) + "*" + kUnitSuffix);
-  if (!listed) return std::unexpected(listed.error());
   std::map<std::string, std::string> unitState;  // VM name -> ActiveState
-  for (const auto& u : *listed)
-    if (auto vm = vmOfUnit(u.name); !vm.empty()) unitState[vm] = u.activeState;
+  auto b = bus();
+  if (b) {
+    auto listed = UnitManager(**b).list(std::string(kUnitPrefix) + "*" + kUnitSuffix);
+    if (!listed) return std::unexpected(listed.error());
+    for (const auto& u : *listed)
+      if (auto vm = vmOfUnit(u.name); !vm.empty()) unitState[vm] = u.activeState;
+  }
 
   std::vector<ObservedObject> out;
   std::set<std::string> recorded;
@@ -232,6 +232,8 @@ Result<std::vector<ObservedObject>> VmKind::observe() {
     auto rec = readRecord(vmLayout(config_, name).record);
     if (!rec) return std::unexpected(rec.error());
     if (!*rec) continue;  // a retained disk, or not a VM's folder
+    // A VM of ours exists: whether it runs only the manager knows.
+    if (!b) return std::unexpected(b.error());
     ObservedObject o;
     o.id = {kVirtualMachineKind, name};
     o.spec = (*rec)->spec;
