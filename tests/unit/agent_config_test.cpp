@@ -111,6 +111,29 @@ TEST(AgentConfig, RunDirIsAnAbsolutePath) {
   }
 }
 
+TEST(AgentConfig, SystemdBusIsSystemUserOrAnAddress) {
+  auto none = parseAgentConfig("stateDir: /srv/np\n", "agent.yaml");
+  ASSERT_TRUE(none) << none.error().str();
+  EXPECT_EQ(none->systemdBus, std::nullopt);
+  for (const char* bus : {"system", "user", "unix:path=/run/x/bus"}) {
+    auto c = parseAgentConfig(std::string("systemd:\n  bus: ") + bus + "\n", "agent.yaml");
+    ASSERT_TRUE(c) << c.error().str();
+    EXPECT_EQ(c->systemdBus, std::string(bus));
+  }
+  auto bad = parseAgentConfig("labels: {}\nsystemd:\n  bus: session\n", "agent.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().str(),
+            "agent.yaml:3:8: systemd.bus: expected system, user or a D-Bus address "
+            "(unix:path=...), got \"session\"");
+  auto typo = parseAgentConfig("systemd:\n  buss: user\n", "agent.yaml");
+  ASSERT_FALSE(typo);
+  EXPECT_EQ(typo.error().str(),
+            "agent.yaml:2:3: systemd.buss: unknown field \"buss\" (known: bus)");
+  auto scalar = parseAgentConfig("systemd: user\n", "agent.yaml");
+  ASSERT_FALSE(scalar);
+  EXPECT_THAT(scalar.error().str(), HasSubstr("agent.yaml:1:10: systemd: expected a mapping"));
+}
+
 TEST(AgentConfig, TheExampleIsValid) {
   auto c = loadAgentConfig(std::string(NODEPLANE_SOURCE_DIR) + "/examples/agent.yaml", true);
   ASSERT_TRUE(c) << c.error().str();

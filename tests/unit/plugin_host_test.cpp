@@ -66,6 +66,14 @@ TEST(PluginHost, RefusesAnotherAbiVersion) {
                         ", this nodeplane speaks ABI " + std::to_string(kAbiVersion)));
 }
 
+// The dynamic loader's own reason reaches the message (Boost.DLL alone says "Bad file descriptor").
+TEST(PluginHost, ALibraryTheLoaderRefusesSaysWhy) {
+  PluginHost host;
+  auto r = host.loadOne(fixture("unresolved"), {});
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, HasSubstr("undefined symbol: nodeplane_test_no_such_symbol"));
+}
+
 // The same ABI number is not enough: C++ types cross the boundary, so the compiler and library
 // build must be the host's too.
 TEST(PluginHost, RefusesAPluginBuiltWithAnotherToolchain) {

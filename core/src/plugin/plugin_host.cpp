@@ -1,6 +1,7 @@
 #include "plugin_host.hpp"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -120,7 +121,12 @@ Result<std::pair<boost::dll::shared_library, PluginFactory*>> loadChecked(const 
   boost::dll::shared_library lib;
   boost::dll::fs::error_code ec;
   lib.load(viaFd, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
-  if (ec) return fail(ErrorKind::kTerminal, "cannot load (through " + viaFd + "): " + ec.message());
+  if (ec) {
+    // Boost says only "Bad file descriptor"; the dynamic loader says why (a missing symbol).
+    const char* why = ::dlerror();
+    return fail(ErrorKind::kTerminal,
+                "cannot load (through " + viaFd + "): " + (why ? printable(why) : ec.message()));
+  }
   if (!lib.has(kAbiSymbol))
     return fail(ErrorKind::kTerminal,
                 std::string("not a nodeplane plugin: no ") + kAbiSymbol + " symbol");
