@@ -64,7 +64,10 @@ trap 'exit 130' INT TERM
 newest_cached() {
   local d
   for d in "$cache"/kernel/*/ready; do
-    [ -e "$d" ] && basename "$(dirname "$d")"
+    # `|| continue`, not `&&`: with no cache the loop's status would be the failed test, and
+    # under pipefail and set -e the caller's assignment would end the script without a word.
+    [ -e "$d" ] || continue
+    basename "$(dirname "$d")"
   done | sort -V | tail -1
 }
 
