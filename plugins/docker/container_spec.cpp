@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "nodeplane/digest.hpp"
+#include "nodeplane/host/gpu_ref.hpp"
 #include "nodeplane/text.hpp"
 
 namespace nodeplane::docker {
@@ -40,15 +41,7 @@ bool allDigits(const std::string& s) {
 // "text" as a message shows it: control characters escaped (text.hpp).
 std::string quoted(const std::string& s) { return "\"" + printable(s) + "\""; }
 
-std::string describe(const Json& v) {
-  if (v.is_string()) return "string " + quoted(v.get<std::string>());
-  if (v.is_boolean()) return std::string("boolean ") + (v.get<bool>() ? "true" : "false");
-  if (v.is_number_integer()) return "integer " + v.dump();
-  if (v.is_number()) return "number " + v.dump();
-  if (v.is_array()) return "a list";
-  if (v.is_object()) return "a mapping";
-  return "null";
-}
+std::string describe(const Json& v) { return host::describeValue(v); }
 
 // ---- image references (github.com/distribution/reference, reference.go) ----
 
@@ -177,13 +170,6 @@ std::string gpuName(const host::Gpu& g) {
   return s;
 }
 
-std::string knownGpus(const std::vector<host::Gpu>& inventory) {
-  std::string s;
-  for (const auto& g : inventory)
-    if (g.isNvidia()) s += (s.empty() ? "" : ", ") + gpuName(g);
-  return s.empty() ? "this host has no NVIDIA GPUs" : "NVIDIA GPUs here: " + s;
-}
-
 // One entry of spec.gpus: the GPU it names, or what is wrong (expected …).
 struct Resolved {
   const host::Gpu* gpu = nullptr;
@@ -191,49 +177,15 @@ struct Resolved {
 };
 
 Resolved resolveEntry(const Json& v, const std::vector<host::Gpu>& inventory) {
-  std::optional<long> index;
-  if (v.is_number_integer()) {
-    index = v.get<long>();
-  } else if (v.is_string() && allDigits(v.get<std::string>())) {
-    index = std::stol(v.get<std::string>());
-  }
-  if (index) {
-    for (const auto& g : inventory)
-      if (g.isNvidia() && g.index == *index) return {&g, {}};
-    return {nullptr, "no NVIDIA GPU with index " + std::to_string(*index) + " on this host (" +
-                         knownGpus(inventory) + ")"};
-  }
-  if (!v.is_string())
-    return {nullptr, "expected a GPU index, a PCI address or a GPU-… UUID, got " + describe(v)};
-  const std::string s = v.get<std::string>();
-  std::string lower = s;
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  if (s == "all")
+  if (v.is_string() && v.get<std::string>() == "all")
     return {nullptr,
             "\"all\" cannot be mixed with a list of GPUs: write `gpus: all`, or list the GPUs"};
-  if (host::isPciAddress(lower)) {
-    for (const auto& g : inventory) {
-      if (g.function.address != lower) continue;
-      if (!g.isNvidia())
-        return {nullptr, "the device at " + lower + " is not an NVIDIA GPU (vendor " +
-                             g.function.vendor + "): only NVIDIA GPUs can be given to a container"};
-      return {&g, {}};
-    }
-    return {nullptr,
-            "no GPU at PCI address " + lower + " on this host (" + knownGpus(inventory) + ")"};
-  }
-  if (s.rfind("GPU-", 0) == 0) {
-    for (const auto& g : inventory)
-      if (g.isNvidia() && !g.uuid.empty() && g.uuid == s) return {&g, {}};
-    return {nullptr, "no NVIDIA GPU with UUID " + quoted(s) +
-                         " on this host (UUIDs are known for GPUs the nvidia driver has; " +
-                         knownGpus(inventory) + ")"};
-  }
-  return {nullptr,
-          "expected a GPU index (0, 1, …), a PCI address (0000:3b:00.0) or a GPU-… "
-          "UUID, got " +
-              describe(v)};
+  host::GpuRef ref = host::resolveGpuRef(v, inventory);
+  if (ref.gpu && !ref.gpu->isNvidia())
+    return {nullptr, "the device at " + ref.gpu->function.address +
+                         " is not an NVIDIA GPU (vendor " + ref.gpu->function.vendor +
+                         "): only NVIDIA GPUs can be given to a container"};
+  return {ref.gpu, ref.problem};
 }
 
 constexpr const char* kGpusExpected =

@@ -214,14 +214,14 @@ TEST_F(VmSpecTest, AMalformedPciAddress) {
 
 TEST_F(VmSpecTest, AGpuIndexOrUuidThatDoesNotExist) {
   const std::string known =
-      "GPUs here: 0000:1b:00.0 (index 0), 0000:3b:00.0 (index 1), 0000:9b:00.0 (index 2), "
+      "NVIDIA GPUs here: 0000:1b:00.0 (index 0), 0000:3b:00.0 (index 1), 0000:9b:00.0 (index 2), "
       "0000:bb:00.0 (index 3)";
   EXPECT_EQ(oneError(vm(with(base(), "gpus", {7}))),
             "vm.yaml:8:10: VirtualMachine/vm1 spec.gpus[0]: no NVIDIA GPU with index 7 on this "
             "host (" +
                 known + ")");
   EXPECT_EQ(oneError(vm(with(base(), "gpus", {"GPU-00000000-0000-4000-8000-000000000000"}))),
-            "vm.yaml:8:10: VirtualMachine/vm1 spec.gpus[0]: no GPU with UUID "
+            "vm.yaml:8:10: VirtualMachine/vm1 spec.gpus[0]: no NVIDIA GPU with UUID "
             "\"GPU-00000000-0000-4000-8000-000000000000\" on this host (UUIDs are known for GPUs "
             "the nvidia driver has; " +
                 known + ")");
@@ -256,7 +256,7 @@ TEST_F(VmSpecTest, AGpuNamedByUuidStillResolvesWhileOnVfio) {
   auto errs = validateVm(vm(s), fresh.services, config);
   ASSERT_EQ(errs.size(), 1u);
   EXPECT_THAT(errs[0].str(),
-              HasSubstr("no GPU with UUID \"GPU-3b000000-0000-4000-8000-0000000040a5\""));
+              HasSubstr("no NVIDIA GPU with UUID \"GPU-3b000000-0000-4000-8000-0000000040a5\""));
 }
 
 TEST_F(VmSpecTest, AGroupFunctionNotAdmittedByTheAllowlistIsNamed) {

@@ -15,6 +15,7 @@
 
 #include "iommu.hpp"
 #include "nodeplane/digest.hpp"
+#include "nodeplane/host/gpu_ref.hpp"
 #include "nodeplane/plugin_util.hpp"
 #include "nodeplane/text.hpp"
 #include "vfio_kind.hpp"
@@ -34,15 +35,7 @@ std::string lower(std::string s) {
 
 std::string quoted(const std::string& s) { return "\"" + printable(s) + "\""; }
 
-std::string describe(const Json& v) {
-  if (v.is_string()) return "string " + quoted(v.get<std::string>());
-  if (v.is_boolean()) return std::string("boolean ") + (v.get<bool>() ? "true" : "false");
-  if (v.is_number_integer()) return "integer " + v.dump();
-  if (v.is_number()) return "number " + v.dump();
-  if (v.is_array()) return "a list";
-  if (v.is_object()) return "a mapping";
-  return "null";
-}
+std::string describe(const Json& v) { return host::describeValue(v); }
 
 std::string gpuName(const host::Gpu& g) {
   std::string s = g.function.address;
@@ -51,9 +44,7 @@ std::string gpuName(const host::Gpu& g) {
 }
 
 std::string knownGpus(const std::vector<host::Gpu>& inventory) {
-  std::string s;
-  for (const auto& g : inventory) s += (s.empty() ? "" : ", ") + gpuName(g);
-  return s.empty() ? "this host has no GPUs" : "GPUs here: " + s;
+  return host::describeGpus(inventory);
 }
 
 std::string functionName(const host::PciFunction& f) {
@@ -109,52 +100,18 @@ void rememberUuids(HostServices& services, const std::vector<host::Gpu>& invento
 Resolved resolveEntry(const Json& v, const std::vector<host::Gpu>& inventory,
                       const std::vector<host::PciFunction>& functions,
                       const UuidMemory& remembered = {}) {
-  std::optional<long> index;
-  if (v.is_number_integer()) {
-    index = v.get<long>();
-  } else if (v.is_string() && allDigits(v.get<std::string>())) {
-    index = std::stol(v.get<std::string>());
-  }
-  if (index) {
-    for (const auto& g : inventory)
-      if (g.isNvidia() && g.index == *index) return {&g, {}};
-    return {nullptr, "no NVIDIA GPU with index " + std::to_string(*index) + " on this host (" +
-                         knownGpus(inventory) + ")"};
-  }
-  if (!v.is_string())
-    return {nullptr, "expected a GPU index, a PCI address or a GPU-… UUID, got " + describe(v)};
-  const std::string s = v.get<std::string>();
-  if (s.rfind("GPU-", 0) == 0) {
-    for (const auto& g : inventory)
-      if (!g.uuid.empty() && lower(g.uuid) == lower(s)) return {&g, {}};
-    // Not shown now: the GPU once seen with this UUID, if it shows none now (on vfio-pci).
-    if (auto it = remembered.find(lower(s)); it != remembered.end())
-      for (const auto& g : inventory)
-        if (g.function.address == it->second && g.uuid.empty()) return {&g, {}};
-    return {nullptr, "no GPU with UUID " + quoted(s) +
-                         " on this host (UUIDs are known for GPUs the nvidia driver has; " +
-                         knownGpus(inventory) + ")"};
-  }
-  const std::string addr = lower(s);
-  if (host::isPciAddress(addr)) {
-    for (const auto& g : inventory)
-      if (g.function.address == addr) return {&g, {}};
-    for (const auto& f : functions)
-      if (f.address == addr)
-        return {nullptr, "the device at " + functionName(f) +
-                             " is not a GPU: name the GPU's own function; the other functions "
-                             "of its IOMMU group come with it (" +
-                             knownGpus(inventory) + ")"};
-    return {nullptr,
-            "no GPU at PCI address " + addr + " on this host (" + knownGpus(inventory) + ")"};
-  }
-  if (s.find(':') != std::string::npos)
-    return {nullptr, "malformed PCI address " + quoted(s) +
-                         ": expected <domain>:<bus>:<device>.<function> in hex, e.g. "
-                         "0000:3b:00.0"};
-  return {nullptr,
-          "expected a GPU index (0, 1, …), a PCI address (0000:3b:00.0) or a GPU-… UUID, got " +
-              describe(v)};
+  host::GpuRef ref = host::resolveGpuRef(v, inventory, remembered);
+  if (ref.gpu) return {ref.gpu, {}};
+  // An address of a function that is not a GPU: say which one, and that its group comes along.
+  if (v.is_string())
+    if (const std::string addr = lower(v.get<std::string>()); host::isPciAddress(addr))
+      for (const auto& f : functions)
+        if (f.address == addr)
+          return {nullptr, "the device at " + functionName(f) +
+                               " is not a GPU: name the GPU's own function; the other functions "
+                               "of its IOMMU group come with it (" +
+                               knownGpus(inventory) + ")"};
+  return {nullptr, ref.problem};
 }
 
 // The GPUs of spec.gpus, in the order written; problems appended with their field path.
