@@ -61,7 +61,7 @@ cp "$VM_ROOT/instances/$VM/seed.iso" "$VM_ROOT/direct/seed.iso"
 
 # The CLI's fixed cost: a no-op diff with the VM running (start, plugins, observe over D-Bus).
 diffs=()
-for i in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
   j=$($TIMER apply "$NODEPLANE" --config "$VM_ROOT/agent.yaml" --state-dir "$VM_ROOT/state" \
     --plugin-dir "$PLUGIN_DIR" diff -f "$VM_ROOT/desired")
   [[ $(jq -r .rc <<<"$j") == 0 ]] || { echo "diff not clean after apply: $j" >&2; exit 1; }
@@ -74,7 +74,7 @@ mkdir -p "$VM_ROOT/tools/s"
 printf '#cloud-config\nhostname: %s\n' "$VM" >"$VM_ROOT/tools/s/user-data"
 printf 'instance-id: %s\nlocal-hostname: %s\n' "0000" "$VM" >"$VM_ROOT/tools/s/meta-data"
 imgs=(); isos=()
-for i in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
   rm -f "$VM_ROOT/tools/o.qcow2" "$VM_ROOT/tools/seed.iso"
   j=$($TIMER apply "$QEMU_IMG" create -q -f qcow2 -F qcow2 -b "$VM_ROOT/images/blank.qcow2" "$VM_ROOT/tools/o.qcow2")
   imgs+=("$(jq -r .seconds <<<"$j")")

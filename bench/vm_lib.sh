@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # VM bench helpers (sourced after lib.sh): a private `systemd --user` manager on a private bus,
 # started and stopped by PID (the shell version of tests/support/systemd_user.cpp), a tiny blank
 # qcow2 base image, and an agent config that points the qemu plugin at both (QEMU under TCG).
