@@ -18,7 +18,7 @@
 # Usage: bench/vm_apply_vs_qemu.sh [RUNS=7]
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/vm_lib.sh"
-trap '_vm_rc=$?; stop_user_manager; (exit $_vm_rc); _cleanup' EXIT
+trap '_vm_rc=$?; set +e; stop_user_manager; (exit $_vm_rc); _cleanup' EXIT  # set +e: (exit 1) must not end the trap
 RUNS=${1:-7}
 TIMER="python3 $(dirname "$0")/vm_timer.py"
 VM=bench

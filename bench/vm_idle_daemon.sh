@@ -12,7 +12,7 @@
 # Usage: bench/vm_idle_daemon.sh [V=20] [WINDOW_S=10]   (STATE=stopped: no QEMU runs)
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/vm_lib.sh"
-trap '_vm_rc=$?; stop_user_manager; (exit $_vm_rc); _cleanup' EXIT
+trap '_vm_rc=$?; set +e; stop_user_manager; (exit $_vm_rc); _cleanup' EXIT  # set +e: (exit 1) must not end the trap
 V=${1:-20}
 WINDOW=${2:-10}
 STATE=${STATE:-running}
