@@ -11,6 +11,7 @@
 # then SIGTERM (by PID) and checks the exit code is 0.
 # Also reports the size of state.json once converged.
 # Usage: bench/idle_daemon.sh [N=1000] [WINDOW_S=10]   (KEEP_LOG=FILE keeps the daemon's debug log)
+# PLUGIN_DIR=DIR: the daemon loads the plugins of DIR (default: the build's, every plugin).
 # The VmRSS goal is 12 MB up to 1000 resources, 40 MB above (issue 5: 10 000 resources); creating
 # 10 000 links takes minutes on a loaded machine, so the convergence deadline grows with N
 # (CONVERGE_S overrides it).
@@ -29,7 +30,7 @@ rss_split() { awk '/^Rss(Anon|File|Shmem):/ { printf "%s %s kB  ", $1, $2 }' "/p
 passes() { grep -c -E 'in sync:|reconciled:' "$BENCH_TMP/daemon.log" || true; }
 
 LOG="$BENCH_TMP/daemon.log"
-ip netns exec "$NS" "$NODEPLANE" --state-dir "$BENCH_TMP/state" --log-level debug \
+ip netns exec "$NS" "$NODEPLANE" ${PLUGIN_DIR:+--plugin-dir "$PLUGIN_DIR"} --state-dir "$BENCH_TMP/state" --log-level debug \
   run -f "$BENCH_TMP/desired" >"$LOG" 2>&1 &
 PID=$!
 track_pid "$PID"
@@ -37,7 +38,7 @@ t_start=$(date +%s.%N)
 
 deadline=$(($(date +%s) + CONVERGE_S))
 until [[ -f $BENCH_TMP/state/state.json ]] &&
-  ip netns exec "$NS" "$NODEPLANE" --state-dir "$BENCH_TMP/state" diff -f "$BENCH_TMP/desired" \
+  ip netns exec "$NS" "$NODEPLANE" ${PLUGIN_DIR:+--plugin-dir "$PLUGIN_DIR"} --state-dir "$BENCH_TMP/state" diff -f "$BENCH_TMP/desired" \
     >/dev/null 2>&1; do
   kill -0 "$PID" 2>/dev/null || { echo "daemon exited early:" >&2; tail "$LOG" >&2; exit 1; }
   (($(date +%s) < deadline)) || { echo "no convergence within $CONVERGE_S s" >&2; tail "$LOG" >&2; exit 1; }
@@ -77,7 +78,7 @@ _PIDS=()
 mkdir -p "$BENCH_TMP/empty"
 NS_EMPTY=$(ns_name idle-empty)
 ns_fresh "$NS_EMPTY"
-ip netns exec "$NS_EMPTY" "$NODEPLANE" --state-dir "$BENCH_TMP/state-empty" --log-level debug \
+ip netns exec "$NS_EMPTY" "$NODEPLANE" ${PLUGIN_DIR:+--plugin-dir "$PLUGIN_DIR"} --state-dir "$BENCH_TMP/state-empty" --log-level debug \
   run -f "$BENCH_TMP/empty" >"$BENCH_TMP/empty.log" 2>&1 &
 EPID=$!
 track_pid "$EPID"

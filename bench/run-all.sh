@@ -16,7 +16,8 @@ export NODEPLANE_BUILD_DIR=$BUILD_DIR
 
 if [[ ${BUILD:-0} == 1 ]]; then
   cmake -S "$REPO_DIR" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
-  cmake --build "$BUILD_DIR" -j2 --target nodeplane nodeplane-net nodeplane-docker nodeplane_bench
+  cmake --build "$BUILD_DIR" -j2 --target nodeplane nodeplane-net nodeplane-docker \
+    nodeplane-docker-runtime nodeplane-qemu nodeplane_bench
 fi
 
 RESULTS=$(mktemp /tmp/nodeplane-bench-results.XXXXXX)
@@ -59,6 +60,10 @@ step "9. docker: apply vs docker create+start loop" "$BENCH_DIR/docker_converge_
 step "9. docker: no-op diff vs docker ps" "$BENCH_DIR/docker_noop_diff_vs_ps.sh" 200
 step "9. docker: drift repair through the daemon" "$BENCH_DIR/docker_drift.sh" 10 20
 step "9. docker: idle daemon, net + containers" "$BENCH_DIR/docker_idle_daemon.sh" "$N" 100 10
+# VMs (issue 8): a private systemd --user manager each, QEMU under TCG (qemu-system-x86,
+# qemu-utils, genisoimage, python3).
+step "11. VM: apply vs the same QEMU argv" "$BENCH_DIR/vm_apply_vs_qemu.sh" 7
+step "11. VM: idle daemon, 20 VMs" "$BENCH_DIR/vm_idle_daemon.sh" 20 10
 
 echo
 echo "== summary ($(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
