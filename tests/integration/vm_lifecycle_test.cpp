@@ -150,5 +150,58 @@ TEST_F(VmLifecycle, AReleasedVmRunsOnAndIsNoLongerTaken) {
   EXPECT_EQ(unit("vm2")->mainPid, pid);
 }
 
+// An apply killed inside create, after the record and before the disk overlay (the record is
+// written first): the next apply finds a stopped VM of ours without its files, and must make
+// them before it starts QEMU (the state change alone says nothing about the disk).
+TEST_F(VmLifecycle, AVmWhoseCreateWasCutShortAfterItsRecordStartsOnTheNextApply) {
+  writeVm("vm3", tinyVm("  state: stopped\n  cloudInit: {hostname: vm3}\n"));
+  auto created = apply();
+  ASSERT_EQ(created.code, 0) << created.out << created.err;
+  const fs::path dir = root_ / "instances/vm3";
+  ASSERT_TRUE(fs::exists(dir / "vm.json"));
+  // What a kill -9 between the record and the overlay leaves.
+  fs::remove(dir / "disk.qcow2");
+  fs::remove(dir / "seed.iso");
+
+  writeVm("vm3", tinyVm("  state: running\n  cloudInit: {hostname: vm3}\n"));
+  auto started = apply();
+  ASSERT_EQ(started.code, 0) << started.out << started.err;
+  ASSERT_TRUE(unitActive("vm3"));
+  EXPECT_EQ(qmpStatus("vm3"), "running");
+  EXPECT_TRUE(fs::exists(dir / "disk.qcow2"));
+  EXPECT_TRUE(fs::exists(dir / "seed.iso"));
+}
+
+// A vm.json that is not a record (edited by hand, garbage) makes that folder's name somebody
+// else's: the other VMs are still observed, created and deleted, and the folder is left alone.
+TEST_F(VmLifecycle, AGarbageRecordInOneFolderDoesNotStopTheOtherVms) {
+  root_.write("instances/junk/vm.json", "{\"agent\": \"x\", \"spe");
+  writeVm("vm4", tinyVm("  state: stopped\n"));
+  auto created = apply();
+  ASSERT_EQ(created.code, 0) << created.out << created.err;
+  EXPECT_TRUE(fs::exists(root_ / "instances/vm4/vm.json"));
+
+  writeVm("junk", tinyVm("  state: stopped\n"));
+  auto refused = apply();
+  EXPECT_EQ(refused.code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.out + refused.err,
+              HasSubstr("VirtualMachine/junk: exists, not managed by nodeplane"));
+  EXPECT_EQ(slurp(root_ / "instances/junk/vm.json"), "{\"agent\": \"x\", \"spe");
+  // JSON, but not a record: the same.
+  root_.write("instances/odd/vm.json", "{\"agent\": 5, \"instanceId\": []}");
+  auto odd = apply();
+  EXPECT_EQ(odd.code, 1) << odd.out << odd.err;
+  EXPECT_THAT(odd.out + odd.err,
+              HasSubstr("VirtualMachine/junk: exists, not managed by nodeplane"));
+  EXPECT_THAT(odd.out + odd.err, ::testing::Not(HasSubstr("internal error")));
+
+  fs::remove(root_ / "desired/junk.yaml");
+  fs::remove(root_ / "desired/vm4.yaml");
+  auto deleted = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ASSERT_EQ(deleted.code, 0) << deleted.out << deleted.err;
+  EXPECT_FALSE(fs::exists(root_ / "instances/vm4"));
+  EXPECT_EQ(slurp(root_ / "instances/junk/vm.json"), "{\"agent\": \"x\", \"spe");
+}
+
 }  // namespace
 }  // namespace nodeplane::testing
