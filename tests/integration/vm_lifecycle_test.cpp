@@ -203,5 +203,34 @@ TEST_F(VmLifecycle, AGarbageRecordInOneFolderDoesNotStopTheOtherVms) {
   EXPECT_EQ(slurp(root_ / "instances/junk/vm.json"), "{\"agent\": \"x\", \"spe");
 }
 
+// retainDisk: the delete keeps the overlay and drops the record, so the disk is nobody's VM any
+// more. A new VM of that name must neither boot on it nor, deleted in turn, remove it.
+TEST_F(VmLifecycle, ARetainedDiskIsNotTakenByANewVmOfTheSameName) {
+  writeVm("vm5", tinyVm("  state: stopped\n  retainDisk: true\n"));
+  auto created = apply();
+  ASSERT_EQ(created.code, 0) << created.out << created.err;
+  const fs::path overlay = root_ / "instances/vm5/disk.qcow2";
+  ASSERT_TRUE(fs::exists(overlay));
+  const ino_t disk = inode(overlay);
+
+  fs::remove(root_ / "desired/vm5.yaml");
+  auto deleted = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ASSERT_EQ(deleted.code, 0) << deleted.out << deleted.err;
+  EXPECT_FALSE(fs::exists(root_ / "instances/vm5/vm.json"));
+  ASSERT_EQ(inode(overlay), disk) << "retained";
+
+  writeVm("vm5", tinyVm("  state: stopped\n"));
+  auto refused = apply();
+  EXPECT_EQ(refused.code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.out + refused.err,
+              HasSubstr("vm5: " + overlay.string() + " is a disk nodeplane does not own"));
+  EXPECT_FALSE(fs::exists(root_ / "instances/vm5/vm.json"));
+
+  fs::remove(root_ / "desired/vm5.yaml");
+  auto again = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ASSERT_EQ(again.code, 0) << again.out << again.err;
+  EXPECT_EQ(inode(overlay), disk) << "the retained disk is still there";
+}
+
 }  // namespace
 }  // namespace nodeplane::testing

@@ -310,12 +310,19 @@ Outcome VmKind::create(const Change& change, ApplyContext& context) {
     return conflict(
         layout.record.string() + " belongs to " +
         ((*existing)->agent.empty() ? std::string("no agent") : "agent " + (*existing)->agent));
+  // A disk without a record (create writes the record first): the disk a deleted VM left for a
+  // person (retainDisk), or somebody else's. Not ours: a new VM neither boots on it nor, deleted,
+  // takes it along.
+  std::error_code ec;
+  if (!*existing && fs::exists(layout.overlay, ec))
+    return conflict(name + ": " + layout.overlay.string() +
+                    " is a disk nodeplane does not own (a deleted VM's retained disk?): move it "
+                    "away, or name the VM otherwise");
   // The record first: whatever happens next is found, and cleaned up, as ours.
   VmRecord rec;
   rec.agent = services_.agentId();
   rec.instanceId = *existing ? (*existing)->instanceId : newInstanceId();
   rec.spec = recordedSpec(change.desired);
-  std::error_code ec;
   fs::create_directories(layout.dir, ec);
   fs::permissions(layout.dir, fs::perms::owner_all, fs::perm_options::replace, ec);
   if (auto w = writeRecord(layout.record, rec); !w) return Outcome::failed(w.error());
