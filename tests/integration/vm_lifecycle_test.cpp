@@ -1,8 +1,11 @@
 // A VirtualMachine's whole life through the real CLI: a real systemd --user manager runs QEMU
 // (TCG, a blank 16 MiB disk: the guest never boots an OS, so it never answers a powerdown).
 #include <gmock/gmock.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "vm_rig.hpp"
@@ -230,6 +233,31 @@ TEST_F(VmLifecycle, ARetainedDiskIsNotTakenByANewVmOfTheSameName) {
   auto again = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
   ASSERT_EQ(again.code, 0) << again.out << again.err;
   EXPECT_EQ(inode(overlay), disk) << "the retained disk is still there";
+}
+
+// A delete that cannot remove everything in the VM's folder (here a mount point in it) keeps the
+// record: the VM is still ours and the next apply deletes the rest, rather than leaving a folder
+// with a disk that nobody owns.
+TEST_F(VmLifecycle, ADeleteCutShortKeepsTheRecordAndTheNextApplyFinishesIt) {
+  const fs::path dir = root_ / "instances/vm6";
+  const fs::path stuck = dir / "stuck";
+  fs::create_directories(stuck);
+  writeVm("vm6", tinyVm("  state: stopped\n"));
+  auto created = apply();
+  ASSERT_EQ(created.code, 0) << created.out << created.err;
+  ASSERT_EQ(::mount("tmpfs", stuck.c_str(), "tmpfs", 0, nullptr), 0) << std::strerror(errno);
+
+  fs::remove(root_ / "desired/vm6.yaml");
+  auto cut = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ::umount2(stuck.c_str(), MNT_DETACH);
+  EXPECT_EQ(cut.code, 1) << cut.out << cut.err;
+  EXPECT_THAT(cut.out + cut.err, HasSubstr("cannot remove " + stuck.string()));
+  EXPECT_TRUE(fs::exists(dir / "vm.json")) << "the record is removed last";
+  EXPECT_FALSE(fs::exists(dir / "disk.qcow2"));
+
+  auto finished = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ASSERT_EQ(finished.code, 0) << finished.out << finished.err;
+  EXPECT_FALSE(fs::exists(dir));
 }
 
 }  // namespace

@@ -521,7 +521,17 @@ Outcome VmKind::remove(const Change& change, ApplyContext& context, bool keepRec
     return Outcome::done();
   }
   context.progress("removing " + layout.dir.string());
-  fs::remove_all(layout.dir, ec);
+  // The record last: a delete cut short leaves a VM of ours that the next pass deletes again,
+  // not a folder with a disk nobody owns.
+  for (fs::directory_iterator it(layout.dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (it->path() == layout.record) continue;
+    fs::remove_all(it->path(), ec);
+    if (ec)
+      return Outcome::failed(Error{ErrorKind::kRetryable,
+                                   "cannot remove " + it->path().string() + ": " + ec.message()});
+  }
+  if (!ec) fs::remove_all(layout.dir, ec);
   if (ec)
     return Outcome::failed(
         Error{ErrorKind::kRetryable, "cannot remove " + layout.dir.string() + ": " + ec.message()});
