@@ -64,7 +64,7 @@ trap 'exit 130' INT TERM
 newest_cached() {
   local d
   for d in "$cache"/kernel/*/ready; do
-    [ -e "$d" ] && basename "$(dirname "$d")"
+    if [ -e "$d" ]; then basename "$(dirname "$d")"; fi  # no cache: status 0 (pipefail, set -e)
   done | sort -V | tail -1
 }
 
