@@ -1,8 +1,11 @@
 // A VirtualMachine's whole life through the real CLI: a real systemd --user manager runs QEMU
 // (TCG, a blank 16 MiB disk: the guest never boots an OS, so it never answers a powerdown).
 #include <gmock/gmock.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "vm_rig.hpp"
@@ -148,6 +151,113 @@ TEST_F(VmLifecycle, AReleasedVmRunsOnAndIsNoLongerTaken) {
               HasSubstr("exists, managed by another nodeplane agent (agent id 00000000000000ff)"));
   ASSERT_TRUE(unitActive("vm2"));
   EXPECT_EQ(unit("vm2")->mainPid, pid);
+}
+
+// An apply killed inside create, after the record and before the disk overlay (the record is
+// written first): the next apply finds a stopped VM of ours without its files, and must make
+// them before it starts QEMU (the state change alone says nothing about the disk).
+TEST_F(VmLifecycle, AVmWhoseCreateWasCutShortAfterItsRecordStartsOnTheNextApply) {
+  writeVm("vm3", tinyVm("  state: stopped\n  cloudInit: {hostname: vm3}\n"));
+  auto created = apply();
+  ASSERT_EQ(created.code, 0) << created.out << created.err;
+  const fs::path dir = root_ / "instances/vm3";
+  ASSERT_TRUE(fs::exists(dir / "vm.json"));
+  // What a kill -9 between the record and the overlay leaves.
+  fs::remove(dir / "disk.qcow2");
+  fs::remove(dir / "seed.iso");
+
+  writeVm("vm3", tinyVm("  state: running\n  cloudInit: {hostname: vm3}\n"));
+  auto started = apply();
+  ASSERT_EQ(started.code, 0) << started.out << started.err;
+  ASSERT_TRUE(unitActive("vm3"));
+  EXPECT_EQ(qmpStatus("vm3"), "running");
+  EXPECT_TRUE(fs::exists(dir / "disk.qcow2"));
+  EXPECT_TRUE(fs::exists(dir / "seed.iso"));
+}
+
+// A vm.json that is not a record (edited by hand, garbage) makes that folder's name somebody
+// else's: the other VMs are still observed, created and deleted, and the folder is left alone.
+TEST_F(VmLifecycle, AGarbageRecordInOneFolderDoesNotStopTheOtherVms) {
+  root_.write("instances/junk/vm.json", "{\"agent\": \"x\", \"spe");
+  writeVm("vm4", tinyVm("  state: stopped\n"));
+  auto created = apply();
+  ASSERT_EQ(created.code, 0) << created.out << created.err;
+  EXPECT_TRUE(fs::exists(root_ / "instances/vm4/vm.json"));
+
+  writeVm("junk", tinyVm("  state: stopped\n"));
+  auto refused = apply();
+  EXPECT_EQ(refused.code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.out + refused.err,
+              HasSubstr("VirtualMachine/junk: exists, not managed by nodeplane"));
+  EXPECT_EQ(slurp(root_ / "instances/junk/vm.json"), "{\"agent\": \"x\", \"spe");
+  // JSON, but not a record: the same.
+  root_.write("instances/odd/vm.json", "{\"agent\": 5, \"instanceId\": []}");
+  auto odd = apply();
+  EXPECT_EQ(odd.code, 1) << odd.out << odd.err;
+  EXPECT_THAT(odd.out + odd.err,
+              HasSubstr("VirtualMachine/junk: exists, not managed by nodeplane"));
+  EXPECT_THAT(odd.out + odd.err, ::testing::Not(HasSubstr("internal error")));
+
+  fs::remove(root_ / "desired/junk.yaml");
+  fs::remove(root_ / "desired/vm4.yaml");
+  auto deleted = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ASSERT_EQ(deleted.code, 0) << deleted.out << deleted.err;
+  EXPECT_FALSE(fs::exists(root_ / "instances/vm4"));
+  EXPECT_EQ(slurp(root_ / "instances/junk/vm.json"), "{\"agent\": \"x\", \"spe");
+}
+
+// retainDisk: the delete keeps the overlay and drops the record, so the disk is nobody's VM any
+// more. A new VM of that name must neither boot on it nor, deleted in turn, remove it.
+TEST_F(VmLifecycle, ARetainedDiskIsNotTakenByANewVmOfTheSameName) {
+  writeVm("vm5", tinyVm("  state: stopped\n  retainDisk: true\n"));
+  auto created = apply();
+  ASSERT_EQ(created.code, 0) << created.out << created.err;
+  const fs::path overlay = root_ / "instances/vm5/disk.qcow2";
+  ASSERT_TRUE(fs::exists(overlay));
+  const ino_t disk = inode(overlay);
+
+  fs::remove(root_ / "desired/vm5.yaml");
+  auto deleted = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ASSERT_EQ(deleted.code, 0) << deleted.out << deleted.err;
+  EXPECT_FALSE(fs::exists(root_ / "instances/vm5/vm.json"));
+  ASSERT_EQ(inode(overlay), disk) << "retained";
+
+  writeVm("vm5", tinyVm("  state: stopped\n"));
+  auto refused = apply();
+  EXPECT_EQ(refused.code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.out + refused.err,
+              HasSubstr("vm5: " + overlay.string() + " is a disk nodeplane does not own"));
+  EXPECT_FALSE(fs::exists(root_ / "instances/vm5/vm.json"));
+
+  fs::remove(root_ / "desired/vm5.yaml");
+  auto again = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ASSERT_EQ(again.code, 0) << again.out << again.err;
+  EXPECT_EQ(inode(overlay), disk) << "the retained disk is still there";
+}
+
+// A delete that cannot remove everything in the VM's folder (here a mount point in it) keeps the
+// record: the VM is still ours and the next apply deletes the rest, rather than leaving a folder
+// with a disk that nobody owns.
+TEST_F(VmLifecycle, ADeleteCutShortKeepsTheRecordAndTheNextApplyFinishesIt) {
+  const fs::path dir = root_ / "instances/vm6";
+  const fs::path stuck = dir / "stuck";
+  fs::create_directories(stuck);
+  writeVm("vm6", tinyVm("  state: stopped\n"));
+  auto created = apply();
+  ASSERT_EQ(created.code, 0) << created.out << created.err;
+  ASSERT_EQ(::mount("tmpfs", stuck.c_str(), "tmpfs", 0, nullptr), 0) << std::strerror(errno);
+
+  fs::remove(root_ / "desired/vm6.yaml");
+  auto cut = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ::umount2(stuck.c_str(), MNT_DETACH);
+  EXPECT_EQ(cut.code, 1) << cut.out << cut.err;
+  EXPECT_THAT(cut.out + cut.err, HasSubstr("cannot remove " + stuck.string()));
+  EXPECT_TRUE(fs::exists(dir / "vm.json")) << "the record is removed last";
+  EXPECT_FALSE(fs::exists(dir / "disk.qcow2"));
+
+  auto finished = np({"apply", "--allow-empty", "-f", (root_ / "desired").string()});
+  ASSERT_EQ(finished.code, 0) << finished.out << finished.err;
+  EXPECT_FALSE(fs::exists(dir));
 }
 
 }  // namespace

@@ -53,6 +53,10 @@ Result<std::optional<VmRecord>> readRecord(const fs::path& file) {
   Json j = Json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return fail(ErrorKind::kTerminal, file.string() + " is not a VM record (not a JSON object)");
+  for (const char* key : {"agent", "instanceId"})
+    if (j.contains(key) && !j[key].is_string())
+      return fail(ErrorKind::kTerminal,
+                  file.string() + " is not a VM record (" + key + " is not a string)");
   VmRecord r;
   r.agent = j.value("agent", std::string());
   r.instanceId = j.value("instanceId", std::string());
@@ -230,7 +234,19 @@ Result<std::vector<ObservedObject>> VmKind::observe() {
     if (!it->is_directory(dirEc)) continue;
     const std::string name = it->path().filename().string();
     auto rec = readRecord(vmLayout(config_, name).record);
-    if (!rec) return std::unexpected(rec.error());
+    if (!rec && rec.error().kind != ErrorKind::kTerminal) return std::unexpected(rec.error());
+    if (!rec) {
+      // Not a record (garbage, edited by hand): the name is somebody else's, never touched; the
+      // other VMs are observed as usual.
+      ObservedObject o;
+      o.id = {kVirtualMachineKind, name};
+      o.spec = {
+          {"state", unitState.count(name) && unitRunning(unitState[name]) ? "running" : "stopped"}};
+      o.incomplete = rec.error().message;
+      recorded.insert(name);
+      out.push_back(std::move(o));
+      continue;
+    }
     if (!*rec) continue;  // a retained disk, or not a VM's folder
     // A VM of ours exists: whether it runs only the manager knows.
     if (!b) return std::unexpected(b.error());
@@ -294,12 +310,19 @@ Outcome VmKind::create(const Change& change, ApplyContext& context) {
     return conflict(
         layout.record.string() + " belongs to " +
         ((*existing)->agent.empty() ? std::string("no agent") : "agent " + (*existing)->agent));
+  // A disk without a record (create writes the record first): the disk a deleted VM left for a
+  // person (retainDisk), or somebody else's. Not ours: a new VM neither boots on it nor, deleted,
+  // takes it along.
+  std::error_code ec;
+  if (!*existing && fs::exists(layout.overlay, ec))
+    return conflict(name + ": " + layout.overlay.string() +
+                    " is a disk nodeplane does not own (a deleted VM's retained disk?): move it "
+                    "away, or name the VM otherwise");
   // The record first: whatever happens next is found, and cleaned up, as ours.
   VmRecord rec;
   rec.agent = services_.agentId();
   rec.instanceId = *existing ? (*existing)->instanceId : newInstanceId();
   rec.spec = recordedSpec(change.desired);
-  std::error_code ec;
   fs::create_directories(layout.dir, ec);
   fs::permissions(layout.dir, fs::perms::owner_all, fs::perm_options::replace, ec);
   if (auto w = writeRecord(layout.record, rec); !w) return Outcome::failed(w.error());
@@ -451,11 +474,12 @@ Outcome VmKind::update(const Change& change, ApplyContext& context) {
   next.agent = agent;
   next.spec = recordedSpec(change.desired);
   if (auto w = writeRecord(layout.record, next); !w) return Outcome::failed(w.error());
-  if (disk)
+  // A file missing (an apply killed inside create, after the record) is made as create would.
+  if (disk || !fs::exists(layout.overlay))
     if (auto r = ensureOverlay(*spec, layout, config_); !r) return Outcome::failed(r.error());
   if (spec->firmware == "uefi")
     if (auto r = ensureVars(layout, config_); !r) return Outcome::failed(r.error());
-  if (seed && spec->cloudInit) {
+  if ((seed || !fs::exists(layout.seed)) && spec->cloudInit) {
     context.progress("writing the cloud-init seed " + layout.seed.string());
     if (auto r = writeSeedIso(seedFiles(*spec, next.instanceId), layout.seed, config_); !r)
       return Outcome::failed(r.error());
@@ -497,7 +521,17 @@ Outcome VmKind::remove(const Change& change, ApplyContext& context, bool keepRec
     return Outcome::done();
   }
   context.progress("removing " + layout.dir.string());
-  fs::remove_all(layout.dir, ec);
+  // The record last: a delete cut short leaves a VM of ours that the next pass deletes again,
+  // not a folder with a disk nobody owns.
+  for (fs::directory_iterator it(layout.dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (it->path() == layout.record) continue;
+    fs::remove_all(it->path(), ec);
+    if (ec)
+      return Outcome::failed(Error{ErrorKind::kRetryable,
+                                   "cannot remove " + it->path().string() + ": " + ec.message()});
+  }
+  if (!ec) fs::remove_all(layout.dir, ec);
   if (ec)
     return Outcome::failed(
         Error{ErrorKind::kRetryable, "cannot remove " + layout.dir.string() + ": " + ec.message()});
