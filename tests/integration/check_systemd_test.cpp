@@ -45,23 +45,6 @@ std::optional<fs::path> findBinary(const std::string& name) {
   return std::nullopt;
 }
 
-// Reads what a child writes to `fd` until it closes the pipe or the deadline passes.
-std::string readUntilClosed(int fd, std::chrono::milliseconds limit, bool stopAtNewline) {
-  std::string text;
-  const auto deadline = Clock::now() + limit;
-  while (Clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    char buf[512];
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-    if (stopAtNewline && text.find('\n') != std::string::npos) break;
-  }
-  return text;
-}
-
 // A config for a bare session bus: one socket, no activatable services, everything allowed.
 void writeBusConfig(const fs::path& config, const fs::path& socket) {
   std::ofstream(config)
@@ -103,7 +86,7 @@ TEST(CheckSystemdBus, PrivateBusWithoutSystemdIsAClearFailure) {
   bus.adopt(pid);
   ::close(pipeFds[1]);
   // The daemon prints its address once it listens: that line is the readiness signal.
-  std::string address = readUntilClosed(pipeFds[0], 10s, true);
+  std::string address = ::nodeplane::testing::readUntilClosed(pipeFds[0], 10s, true);
   ::close(pipeFds[0]);
   ASSERT_NE(address.find("unix:path="), std::string::npos) << "dbus-daemon printed: " << address;
   address.erase(address.find_last_not_of("\n") + 1);

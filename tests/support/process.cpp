@@ -289,4 +289,21 @@ ForkResult runUnprivileged(const std::function<std::string()>& body,
   return runForked(becomeNobody, body, timeout);
 }
 
+std::string readUntilClosed(int fd, std::chrono::milliseconds limit, bool stopAtNewline) {
+  std::string text;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    char buf[512];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+    if (stopAtNewline && text.find('\n') != std::string::npos) break;
+  }
+  return text;
+}
+
 }  // namespace nodeplane::testing

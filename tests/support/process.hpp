@@ -60,6 +60,10 @@ bool sendSignal(const Spawned& s, int sig);
 // SIGKILL and reap; for teardown after a failed test.
 void killAndReap(Spawned& s);
 
+// What a child writes to `fd` until it closes it (its exec, its exit) or `limit` passes; with
+// `stopAtNewline`, up to the first complete line (a readiness line such as a bus address).
+std::string readUntilClosed(int fd, std::chrono::milliseconds limit, bool stopAtNewline = false);
+
 // An exit code from a wait status: the code, or 128 + the signal.
 int exitCode(int status);
 std::string describeStatus(int status);

@@ -29,22 +29,6 @@ std::optional<fs::path> findBinary(const std::string& name) {
   return std::nullopt;
 }
 
-// What the child writes to `fd` until it closes it (its exec) or the deadline passes.
-std::string readUntilClosed(int fd, std::chrono::milliseconds limit) {
-  std::string text;
-  const auto deadline = Clock::now() + limit;
-  while (Clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    char buf[512];
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-  }
-  return text;
-}
-
 // A cgroup of its own beside the test's, in each hierarchy systemd tracks processes in (the
 // named "systemd" one of a hybrid host, the unified one). A user manager takes the cgroup it
 // starts in as its root: two managers started from one cgroup would both put a unit of the same
