@@ -251,6 +251,8 @@ TEST_F(IdentityEngine, StepsAreHeldToTheUidThePlanWasMadeAgainst) {
             "Widget/w: refused to delete it: it is not the object the plan was made against (uid "
             "u1 then, u2 now: removed and made again since); nothing was changed (run `nodeplane "
             "diff` again and review the new plan)");
+  // A stale plan: a new one from a fresh observation is all it takes (the daemon's next pass).
+  EXPECT_EQ(results[0].error.kind, ErrorKind::kRetryable);
   EXPECT_TRUE(e.observe().objects.count({"Widget", "w"}));
 }
 

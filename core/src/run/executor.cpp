@@ -152,9 +152,13 @@ OwnershipCheck checkOwnership(const PlanEntry& step, bool recordedOwned, const O
                               const Error* observeFailed) {
   const Change& c = step.change;
   OwnershipCheck out;
-  auto refuse = [&](std::string why, std::string hint) {
+  // Not ours: a conflict, until a file or the host changes. The plan is stale (the object
+  // appeared, went or was made again since it was made): retryable, since a new plan from a fresh
+  // observation is all it takes (the daemon's next pass; a terminal hold would wait for a change
+  // that already happened).
+  auto refuse = [&](std::string why, std::string hint, ErrorKind kind = ErrorKind::kConflict) {
     out.verdict = OwnershipCheck::kRefuse;
-    out.error.kind = ErrorKind::kConflict;
+    out.error.kind = kind;
     out.error.resource = c.id.str();
     out.error.message =
         std::string("refused to ") + toString(c.action) + " it: " + why + "; nothing was changed";
@@ -164,10 +168,11 @@ OwnershipCheck checkOwnership(const PlanEntry& step, bool recordedOwned, const O
   if (observeFailed) {
     if (c.action == Action::kCreate) return out;  // the plugin refuses a name already taken
     return refuse("its ownership cannot be checked (" + observeFailed->message + ")",
-                  "a later pass retries");
+                  "a later pass retries", ErrorKind::kRetryable);
   }
   if (c.action == Action::kCreate) {
-    if (now) return refuse("it already exists", "run `nodeplane diff` again");
+    if (now)
+      return refuse("it already exists", "run `nodeplane diff` again", ErrorKind::kRetryable);
     return out;
   }
   const bool removes = c.action == Action::kDelete || c.action == Action::kRelease;
@@ -182,13 +187,14 @@ OwnershipCheck checkOwnership(const PlanEntry& step, bool recordedOwned, const O
           "host as a " +
               c.id.kind + ")",
           "nodeplane changes only what it created or adopted");
-    return refuse("it is not on the host as a " + c.id.kind, "run `nodeplane diff` again");
+    return refuse("it is not on the host as a " + c.id.kind, "run `nodeplane diff` again",
+                  ErrorKind::kRetryable);
   }
   if (!c.uid.empty() && now->uid != c.uid)
     return refuse("it is not the object the plan was made against (uid " + c.uid + " then, " +
                       (now->uid.empty() ? std::string("none") : now->uid) +
                       " now: removed and made again since)",
-                  "run `nodeplane diff` again and review the new plan");
+                  "run `nodeplane diff` again and review the new plan", ErrorKind::kRetryable);
   if (!now->markedByOther.empty())
     return refuse(
         "it carries the mark of another nodeplane agent (agent id " + now->markedByOther + ")",
