@@ -73,7 +73,7 @@ TEST_F(VmLifecycle, CreateDiffStopStartRestartAndDelete) {
                               "  state: running\n"));
   auto diff = np({"diff", "-f", (root_ / "desired").string()});
   EXPECT_EQ(diff.code, 2) << diff.out << diff.err;
-  EXPECT_THAT(diff.out, HasSubstr("~ VirtualMachine/vm1 restart memoryMiB: 128 -> 160\n"));
+  EXPECT_THAT(diff.out, HasSubstr("~ VirtualMachine/vm1 restart (memoryMiB: 128 -> 160)\n"));
   const pid_t before = unit("vm1")->mainPid;
   auto restarted = apply();
   ASSERT_EQ(restarted.code, 0) << restarted.out << restarted.err;

@@ -146,7 +146,7 @@ TEST_F(VmSpecTest, DiffShowsAMemoryChangeAsARestart) {
   e.change.fields = diffSpec(desired, observed, virtualMachineSchema().spec);
   plan.entries.push_back(e);
   EXPECT_THAT(renderPlanText(plan),
-              HasSubstr("~ VirtualMachine/vm1 restart memoryMiB: 8192 -> 16384\n"));
+              HasSubstr("~ VirtualMachine/vm1 restart (memoryMiB: 8192 -> 16384)\n"));
   // state alone is an update, not a restart.
   e.change.fields =
       diffSpec(with(desired, "state", "stopped"), desired, virtualMachineSchema().spec);

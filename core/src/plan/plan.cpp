@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <queue>
 #include <set>
 
@@ -583,7 +584,9 @@ std::string renderPlanText(const Plan& plan) {
     if (c.action == Action::kReplace)  // lead with what forces the replace
       std::stable_partition(shown.begin(), shown.end(),
                             [](const FieldChange& f) { return f.forcesReplace; });
-    if (!shown.empty()) line += " " + describeFields(shown);
+    if (!shown.empty())  // a restart says what restarts it: "restart (memoryMiB: 1 -> 2)"
+      line += std::strcmp(verb, "restart") == 0 ? " (" + describeFields(shown) + ")"
+                                                : " " + describeFields(shown);
     out += printable(line) + "\n";  // names and values come from files and the host
   }
   for (const auto& err : plan.errors) out += "! " + printable(err.str()) + "\n";
