@@ -37,8 +37,8 @@ struct FieldSchema {
   // A change is made in place but restarts the object (a VM's memory): the plan shows the
   // update as "restart", and the plugin sees FieldChange::forcesRestart.
   bool forcesRestart = false;
-  bool compared = true;              // false for directives such as `adopt` (not host state)
-  std::string references;            // kind this string field names (a dependency), or ""
+  bool compared = true;    // false for directives such as `adopt` (not host state)
+  std::string references;  // kind this string field names (a dependency), or ""
   // The value never appears in `diff`, plan JSON, logs, `status` or the state file; a change
   // shows as "(sensitive value changed)" and a saved plan carries a hash of it. A plugin that
   // cannot read the value back from the host (Docker's container list has no environment)
