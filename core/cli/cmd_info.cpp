@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <iostream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -32,22 +33,58 @@ int cmdCheck(Context& ctx) {
   return report.ok() ? kOk : kError;
 }
 
+namespace {
+
+// What the owned objects are doing now (ObservedObject::detail and busy: a VM's unit and guest
+// state, the VM that holds a vGPU), observed best effort: a kind that cannot be observed (its
+// plugin cannot start here) is said on stderr and left out; the recorded results still show.
+std::map<ResourceId, std::string> liveDetails(Context& ctx, const state::Store& store) {
+  std::set<std::string> kinds;
+  for (const auto& [id, o] : store.owned()) kinds.insert(id.kind);
+  if (kinds.empty()) return {};
+  auto engine = ctx.engine();
+  if (!engine) {
+    for (const auto& e : engine.error()) spdlog::warn("status: not observed: {}", e.str());
+    return {};
+  }
+  std::set<std::string> served;
+  for (const auto& k : kinds)
+    if ((*engine)->plugins().forKind(k)) served.insert(k);
+  if (served.empty()) return {};
+  (*engine)->useAgentOf(store);
+  const Observation obs = (*engine)->observe(served);
+  for (const auto& [k, e] : obs.failed)
+    spdlog::warn("status: kind {} not observed: {}", k, e.str());
+  std::map<ResourceId, std::string> out;
+  for (const auto& [id, o] : obs.objects) {
+    if (!store.owns(id) || (o.detail.empty() && o.busy.empty())) continue;
+    out[id] = o.detail.empty() ? o.busy : o.busy.empty() ? o.detail : o.detail + "; " + o.busy;
+  }
+  return out;
+}
+
+}  // namespace
+
 int cmdStatus(Context& ctx) {
   // Only reads: an absent state dir is "nothing recorded", and none is created.
   auto store = state::Store::openReadOnly(ctx.stateDir());
   if (!store) return reportErrors(ctx, {store.error()}, "");
   const auto& pending = store->pending();
+  const auto live = liveDetails(ctx, *store);
   if (ctx.json()) {
     Json items = Json::array();
     for (const auto& [id, r] : store->results()) {
       Json j = {{"kind", id.kind},      {"name", id.name}, {"outcome", r.outcome},
                 {"message", r.message}, {"at", r.at},      {"owned", store->owns(id)}};
+      if (auto it = live.find(id); it != live.end()) j["now"] = it->second;
       items.push_back(j);
     }
     Json owned = Json::array();
-    for (const auto& [id, o] : store->owned())
+    for (const auto& [id, o] : store->owned()) {
       owned.push_back(
           {{"kind", id.kind}, {"name", id.name}, {"plugin", o.plugin}, {"since", o.since}});
+      if (auto it = live.find(id); it != live.end()) owned.back()["now"] = it->second;
+    }
     Json journal = Json::array();
     for (const auto& p : pending)
       journal.push_back({{"seq", p.entry.seq},
@@ -83,6 +120,13 @@ int cmdStatus(Context& ctx) {
                              "MESSAGE");
     for (const auto& r : rows)
       std::cout << fmt::format("{:<{}}  {:<11}  {:<20}  {}\n", r[0], w, r[1], r[2], r[3]);
+  }
+  if (!live.empty()) {  // what the owned objects are doing now
+    std::size_t lw = 8;
+    for (const auto& [id, d] : live) lw = std::max(lw, printable(id.str()).size());
+    std::cout << "\n" << fmt::format("{:<{}}  {}\n", "OWNED", lw, "NOW");
+    for (const auto& [id, d] : live)
+      std::cout << fmt::format("{:<{}}  {}\n", printable(id.str()), lw, printable(d));
   }
   if (!pending.empty()) {
     if (!rows.empty()) std::cout << "\n";

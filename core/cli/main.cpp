@@ -103,7 +103,9 @@ int runCommand(int argc, char** argv) {
       "Host readiness: what each plugin needs (net: netlink), systemd bus, KVM, IOMMU, VFIO, GPUs "
       "and IOMMU groups.");
   auto* status =
-      app.add_subcommand("status", "Last reconcile result per resource, from the state store.");
+      app.add_subcommand("status",
+                         "Last reconcile result per resource, from the state store, and what each "
+                         "owned object is doing now (a VM's unit and guest state).");
   auto* exportCmd = app.add_subcommand(
       "export",
       "Observed state as desired-state YAML that `apply` accepts unchanged; an object it cannot "

@@ -31,7 +31,7 @@ class IConnection;
 namespace nodeplane {
 
 // Bump on any change to a type in core/include/nodeplane: the host wants an exact match.
-inline constexpr std::uint32_t kAbiVersion = 7;
+inline constexpr std::uint32_t kAbiVersion = 8;
 
 #define NODEPLANE_STR_(x) #x
 #define NODEPLANE_STR(x) NODEPLANE_STR_(x)
@@ -106,6 +106,14 @@ struct ObservedObject {
   // `export` leaves such an object out and says this, rather than write a spec that would
   // recreate it without what it cannot see.
   std::string incomplete;
+  // Who uses the object now, "" when nobody: "in use by VirtualMachine/vm1" (a vGPU a running VM
+  // has open). An update, replace or delete of a busy object is not made: the plan shows it as
+  // waiting, the step fails as a conflict that names the user, and the daemon holds it until the
+  // object changes on the host (it is freed), then proceeds.
+  std::string busy;
+  // A live line for `status`: what the object is doing now ("unit active/running, guest
+  // running"; "L40S-24Q on 0000:41:00.5, held by VirtualMachine/vm1"). Not compared.
+  std::string detail;
 };
 
 enum class Action {

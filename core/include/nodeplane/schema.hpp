@@ -64,6 +64,9 @@ struct KindSchema {
   // expand() reads the host (a VM's IOMMU groups): the daemon expands again when the host
   // inventory changed instead of reusing the last expansion.
   bool expandReadsHost = false;
+  // Kinds whose creates, updates and replaces in the same plan run before this kind's (a Vgpu
+  // after the SriovPf that makes its virtual function), though no field names them.
+  std::vector<std::string> appliedAfter;
 };
 
 // JSON Schema (draft 2020-12) of one kind's spec, for docs and editors.

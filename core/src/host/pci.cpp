@@ -138,6 +138,10 @@ Result<PciFunction> readPciFunction(const fs::path& sysfsRoot, const std::string
     }
     f.iommuGroup = *n;
   }
+  f.physfn = readLinkName(dir / "physfn").value_or("");
+  for (auto [file, value] : {std::pair{"sriov_totalvfs", &f.totalVfs}, {"sriov_numvfs", &f.numVfs}})
+    if (auto text = readSmallFile(dir / file))
+      if (auto n = parseSysfsInt(*text); n && *n >= 0) *value = *n;
   return f;
 }
 
@@ -197,7 +201,7 @@ Result<std::vector<Gpu>> readGpuInventory(const fs::path& sysfsRoot, const fs::p
 
   std::vector<Gpu> out;
   for (const auto& f : *functions) {
-    if (!f.isDisplay()) continue;
+    if (!f.isDisplay() || f.isVirtualFunction()) continue;
     Gpu gpu;
     gpu.function = f;
     if (f.iommuGroup) {

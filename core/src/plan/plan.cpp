@@ -449,6 +449,7 @@ Plan makePlan(const PlanInput& in) {
         continue;
       }
       entry.change.observed = obs->second.spec;
+      entry.waitsFor = obs->second.busy;
     }
     entry.plugin = in.pluginOf(r.id.kind);
     entry.source = r.where.str();
@@ -492,6 +493,7 @@ Plan makePlan(const PlanInput& in) {
       e.change.id = id;
       e.change.uid = o.uid;
       e.change.observed = o.spec;
+      if (!orphan) e.waitsFor = o.busy;
       e.sensitive = sensitive(id.kind);
       deleteOf[id] = deletes.size();
       deletes.push_back(std::move(e));
@@ -548,6 +550,17 @@ Plan makePlan(const PlanInput& in) {
     if (!in.observed.objects.count(id) && !desiredIds.count(id) && in.observed.kinds.count(id.kind))
       plan.forget.push_back(id);
 
+  // Kind-level order (KindSchema::appliedAfter): a Vgpu's step after every SriovPf step.
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    const KindSchema* ks = in.schema(changes[i].change.id.kind);
+    if (!ks || ks->appliedAfter.empty()) continue;
+    for (std::size_t j = 0; j < changes.size(); ++j)
+      if (j != i &&
+          std::find(ks->appliedAfter.begin(), ks->appliedAfter.end(), changes[j].change.id.kind) !=
+              ks->appliedAfter.end() &&
+          std::find(changes[i].after.begin(), changes[i].after.end(), j) == changes[i].after.end())
+        changes[i].after.push_back(j);
+  }
   const std::size_t offset = plan.entries.size();
   for (auto& e : changes) {
     for (auto& a : e.after) a += offset;
@@ -587,6 +600,7 @@ std::string renderPlanText(const Plan& plan) {
     if (!shown.empty())  // a restart says what restarts it: "restart (memoryMiB: 1 -> 2)"
       line += std::strcmp(verb, "restart") == 0 ? " (" + describeFields(shown) + ")"
                                                 : " " + describeFields(shown);
+    if (!e.waitsFor.empty()) line += " [waits: " + e.waitsFor + "]";
     out += printable(line) + "\n";  // names and values come from files and the host
   }
   for (const auto& err : plan.errors) out += "! " + printable(err.str()) + "\n";
@@ -656,6 +670,7 @@ Json planToJson(const Plan& plan) {
         {"adopt", e.change.adopt},
         {"after", e.after}};
     if (!e.source.empty()) c["source"] = e.source;
+    if (!e.waitsFor.empty()) c["waitsFor"] = e.waitsFor;
     if (e.owner) c["owner"] = idJson(*e.owner);
     if (!e.change.uid.empty()) c["uid"] = e.change.uid;
     if (!e.sensitive.empty()) c["sensitive"] = e.sensitive;
@@ -753,6 +768,7 @@ Result<Plan> planFromJson(const Json& j) {
         if (a >= changes.size())
           return fail(ErrorKind::kInvalidInput, "plan entry refers to a missing step");
       e.source = c.value("source", "");
+      e.waitsFor = c.value("waitsFor", "");
       if (c.contains("owner")) e.owner = ResourceId{c["owner"].at("kind"), c["owner"].at("name")};
       e.change.uid = c.value("uid", "");
       if (const std::string policy = c.value("deletionPolicy", ""); policy == "Delete")

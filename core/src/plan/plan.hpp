@@ -42,6 +42,9 @@ struct PlanEntry {
   // The desired resource's metadata.dependsOn (and what expand() set): recorded with its
   // ownership, so its delete is ordered when it is pruned later.
   std::vector<ResourceId> dependsOn;
+  // ObservedObject::busy when the plan was made (update, replace, delete): the step will wait
+  // until the object is free. Shown by `diff`; the executor checks again when the step runs.
+  std::string waitsFor;
 };
 
 // What the state store recorded of an owned object, for the order of deletes.

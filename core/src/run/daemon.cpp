@@ -205,7 +205,8 @@ std::size_t observedHash(const Observation& obs, const ResourceId& id) {
   if (it == obs.objects.end()) return 0;
   const auto& o = it->second;
   return std::hash<std::string>{}(o.spec.dump(-1, ' ', false, Json::error_handler_t::replace) +
-                                  (o.marked ? "+" : "-") + o.uid + "/" + o.markedByOther) |
+                                  (o.marked ? "+" : "-") + o.uid + "/" + o.markedByOther + "/" +
+                                  o.busy) |
          1;
 }
 

@@ -53,6 +53,8 @@ class VmKind {
   std::unique_ptr<sdbus::IConnection> events_;  // openEvents() to closeEvents()
   // Run side (vm_run.cpp).
   Result<sdbus::IConnection*> bus();
+  // ObservedObject::detail: "unit active/running, guest running" (asks QMP when it runs).
+  std::string liveLine(const std::string& name, const std::string& unit, bool running);
   Outcome create(const Change& change, ApplyContext& context);
   Outcome update(const Change& change, ApplyContext& context);
   Outcome remove(const Change& change, ApplyContext& context, bool keepRecord);

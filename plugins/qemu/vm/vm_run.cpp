@@ -33,6 +33,7 @@ constexpr const char* kUnitPrefix = "nodeplane-vm-";
 constexpr const char* kUnitSuffix = ".service";
 constexpr auto kUnitJobTimeout = 30s;  // a start or stop job of the manager
 constexpr auto kBootWait = 30s;        // from the unit's start to QMP saying "running"
+constexpr auto kLiveQmpWait = 300ms;   // observe's question for status: the guest's run state
 
 // <instancesDir>/<name>/vm.json: {agent, instanceId, spec}. The agent id is the ownership mark
 // ("" once released); instanceId is the VM's uid; spec is what was applied, normalized, with the
@@ -216,12 +217,16 @@ std::string VmKind::resolveAccel(const std::string& accel) const {
 
 Result<std::vector<ObservedObject>> VmKind::observe() {
   std::map<std::string, std::string> unitState;  // VM name -> ActiveState
+  std::map<std::string, std::string> unitLine;   // VM name -> "unit active/running"
   auto b = bus();
   if (b) {
     auto listed = UnitManager(**b).list(std::string(kUnitPrefix) + "*" + kUnitSuffix);
     if (!listed) return std::unexpected(listed.error());
     for (const auto& u : *listed)
-      if (auto vm = vmOfUnit(u.name); !vm.empty()) unitState[vm] = u.activeState;
+      if (auto vm = vmOfUnit(u.name); !vm.empty()) {
+        unitState[vm] = u.activeState;
+        unitLine[vm] = "unit " + u.activeState + "/" + u.subState;
+      }
   }
 
   std::vector<ObservedObject> out;
@@ -255,6 +260,7 @@ Result<std::vector<ObservedObject>> VmKind::observe() {
     o.spec = (*rec)->spec;
     const bool running = unitState.count(name) && unitRunning(unitState[name]);
     o.spec["state"] = running ? "running" : "stopped";
+    o.detail = liveLine(name, unitLine.count(name) ? unitLine[name] : "no unit", running);
     o.uid = (*rec)->instanceId;
     if (!(*rec)->agent.empty()) {
       if ((*rec)->agent == agent)
@@ -278,6 +284,16 @@ Result<std::vector<ObservedObject>> VmKind::observe() {
     out.push_back(std::move(o));
   }
   return out;
+}
+
+std::string VmKind::liveLine(const std::string& name, const std::string& unit, bool running) {
+  if (!running) return unit;
+  // QEMU answers one monitor client at a time and none is held between steps: a short question.
+  auto client = QmpClient::connect(vmLayout(config_, name).qmp, kLiveQmpWait);
+  if (!client) return unit + ", QMP not answering (" + client.error().message + ")";
+  auto status = client->execute("query-status", Json::object(), kLiveQmpWait);
+  if (!status) return unit + ", QMP: " + status.error().message;
+  return unit + ", guest " + status->value("status", std::string("?"));
 }
 
 Outcome VmKind::apply(const Change& change, ApplyContext& context) {

@@ -19,6 +19,12 @@ struct PciFunction {
   std::string driver;     // "nvidia", "vfio-pci", "" when unbound
   int numaNode = -1;      // -1 when unknown
   std::optional<int> iommuGroup;
+  // SR-IOV: the PF of a virtual function (its `physfn` link), "" for any other function; for a
+  // PF, sriov_totalvfs and sriov_numvfs (0 when the function has no SR-IOV capability).
+  std::string physfn;
+  int totalVfs = 0;
+  int numVfs = 0;
+  bool isVirtualFunction() const { return !physfn.empty(); }
   bool isBridge() const { return classCode.rfind("0604", 0) == 0; }
   bool isDisplay() const { return classCode.rfind("03", 0) == 0; }
 };
@@ -45,9 +51,10 @@ Result<PciFunction> readPciFunction(const std::filesystem::path& sysfsRoot,
 Result<std::vector<PciFunction>> readPciFunctions(const std::filesystem::path& sysfsRoot);
 // The addresses in sysfsRoot/kernel/iommu_groups/<group>/devices, sorted.
 Result<std::vector<std::string>> readIommuGroup(const std::filesystem::path& sysfsRoot, int group);
-// Every display-class function (class 0x03xxxx) with its companions and group peers, sorted by
-// address; NVIDIA GPUs get their index, and what the driver's information file under procRoot
-// says of them (UUID, model, device minor).
+// Every display-class function (class 0x03xxxx) but SR-IOV virtual functions (a vGPU's VF is a
+// slice of its GPU, not a GPU) with its companions and group peers, sorted by address; NVIDIA GPUs
+// get their index, and what the driver's information file under procRoot says of them (UUID, model,
+// device minor).
 Result<std::vector<Gpu>> readGpuInventory(const std::filesystem::path& sysfsRoot,
                                           const std::filesystem::path& procRoot);
 

@@ -1,0 +1,3 @@
+#include "vgpu_plugin.hpp"
+
+NODEPLANE_PLUGIN(nodeplane::vgpu::VgpuPlugin)
