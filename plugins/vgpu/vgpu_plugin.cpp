@@ -29,6 +29,13 @@ std::vector<Error> VgpuPlugin::validate(const Resource& r) const {
   return r.id.kind == kSriovPfKind ? sriov_->validate(r) : vgpu_->validate(r);
 }
 
+std::vector<Error> VgpuPlugin::validateSet(const std::vector<const Resource*>& resources) const {
+  std::vector<const Resource*> vgpus;  // placement: the vGPUs of one GPU must fit it together
+  for (const auto* r : resources)
+    if (r->id.kind == kVgpuKind) vgpus.push_back(r);
+  return vgpu_->validateSet(vgpus);
+}
+
 std::vector<Claim> VgpuPlugin::claims(const Resource& r) const {
   return r.id.kind == kSriovPfKind ? sriov_->claims(r) : vgpu_->claims(r);
 }

@@ -23,6 +23,7 @@ class VgpuPlugin : public Plugin {
   Result<void> start() override;
   std::vector<CheckItem> check() override;
   std::vector<Error> validate(const Resource& r) const override;
+  std::vector<Error> validateSet(const std::vector<const Resource*>& resources) const override;
   std::vector<Claim> claims(const Resource& r) const override;
   Json normalize(const std::string& kind, const Json& spec) const override;
   Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) override;

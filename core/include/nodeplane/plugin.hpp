@@ -343,6 +343,12 @@ class Plugin {
   // Checks beyond the schema (CIDR syntax, interface names, exclusive fields). Returns every
   // problem found; build them with Resource::error() so they carry file:line.
   virtual std::vector<Error> validate(const Resource& r) const = 0;
+  // Checks across all the desired resources of this plugin's kinds (children included), once
+  // each has passed validate(): what no single resource shows (the vGPUs placed on one GPU must
+  // fit it together). Build the errors with Resource::error().
+  virtual std::vector<Error> validateSet(const std::vector<const Resource*>& /*resources*/) const {
+    return {};
+  }
 
   // Children this resource owns (a VM's VfioDevices and Tap). The core plans, shows, owns and
   // deletes them like any other resource. Children set `owner` to the parent's id, and may set

@@ -240,6 +240,14 @@ std::vector<Error> PluginHandle::validate(const Resource& r) const {
   return {e};
 }
 
+std::vector<Error> PluginHandle::validateSet(const std::vector<const Resource*>& resources) const {
+  if (resources.empty()) return {};
+  auto out = guarded<std::vector<Error>>(name_, "validateSet",
+                                         [&] { return plugin_->validateSet(resources); });
+  if (out) return *out;
+  return {out.error()};
+}
+
 Result<std::vector<Resource>> PluginHandle::expand(const Resource& r) const {
   auto out =
       guarded<Result<std::vector<Resource>>>(name_, "expand", [&] { return plugin_->expand(r); });

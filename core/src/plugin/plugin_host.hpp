@@ -32,6 +32,7 @@ class PluginHandle {
   unsigned maxParallel() const { return maxParallel_; }
 
   std::vector<Error> validate(const Resource& r) const;
+  std::vector<Error> validateSet(const std::vector<const Resource*>& resources) const;
   Result<std::vector<Resource>> expand(const Resource& r) const;
   Result<std::vector<Claim>> claims(const Resource& r) const;
   Result<Json> normalize(const std::string& kind, const Json& spec) const;

@@ -244,6 +244,15 @@ Desired Engine::prepare(LoadResult loaded) const {
     for (auto& c : children) pending.push_back(std::move(c));
   }
 
+  // What only the whole set shows, per plugin (the vGPUs on one GPU fit it together).
+  for (const auto& p : plugins_.plugins()) {
+    std::vector<const Resource*> mine;
+    for (const auto& r : out.resources)
+      if (plugins_.forKind(r.id.kind) == p.get()) mine.push_back(&r);
+    for (auto& e : p->validateSet(mine))
+      if (!repeats(e, out.errors)) out.errors.push_back(std::move(e));
+  }
+
   // Names must be unique (children may collide with written resources) and claims exclusive.
   std::map<ResourceId, const Resource*> seen;
   std::vector<bool> twice(out.resources.size(), false);

@@ -29,6 +29,7 @@ KindSchema VgpuKind::schema() const {
 }
 
 std::vector<Error> VgpuKind::validate(const Resource&) const { return {}; }
+std::vector<Error> VgpuKind::validateSet(const std::vector<const Resource*>&) const { return {}; }
 std::vector<Claim> VgpuKind::claims(const Resource&) const { return {}; }
 Json VgpuKind::normalize(const Json& spec) const { return spec; }
 Result<std::vector<ObservedObject>> VgpuKind::observe() { return std::vector<ObservedObject>{}; }

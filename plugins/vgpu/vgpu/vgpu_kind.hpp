@@ -22,6 +22,9 @@ class VgpuKind {
   VgpuKind(HostServices& services, const VgpuConfig& config);
   KindSchema schema() const;
   std::vector<Error> validate(const Resource& r) const;
+  // Placement across every desired Vgpu: one size per equal-size GPU, no more of a profile than
+  // fit, MIG.
+  std::vector<Error> validateSet(const std::vector<const Resource*>& vgpus) const;
   std::vector<Claim> claims(const Resource& r) const;
   Json normalize(const Json& spec) const;
   Result<std::vector<ObservedObject>> observe();
