@@ -41,6 +41,15 @@ TEST_F(VmLifecycle, CreateDiffStopStartRestartAndDelete) {
   const ino_t disk = inode(overlay);
   const pid_t firstPid = u->mainPid;
 
+  // status shows what the VM does now: its unit and what QMP says of the guest.
+  auto status = np({"status"});
+  ASSERT_EQ(status.code, 0) << status.out << status.err;
+  EXPECT_THAT(status.out, HasSubstr("OWNED               NOW\n"
+                                    "VirtualMachine/vm1  unit active/running, guest running\n"));
+  auto statusJson = np({"--output", "json", "status"});
+  ASSERT_EQ(statusJson.code, 0) << statusJson.err;
+  EXPECT_THAT(statusJson.out, HasSubstr("\"now\": \"unit active/running, guest running\""));
+
   // Nothing to do: diff exits 0, and apply leaves the VM alone.
   auto same = np({"diff", "-f", (root_ / "desired").string()});
   EXPECT_EQ(same.code, 0) << same.out << same.err;
@@ -56,6 +65,7 @@ TEST_F(VmLifecycle, CreateDiffStopStartRestartAndDelete) {
   EXPECT_FALSE(unit("vm1")) << "the unit is gone: " << unit("vm1")->activeState;
   EXPECT_GE(took, 2s) << "the guest had its shutdownTimeoutSec";
   EXPECT_TRUE(fs::exists(overlay));
+  EXPECT_THAT(np({"status"}).out, HasSubstr("VirtualMachine/vm1  stopped (no unit)\n"));
 
   // Running again, on the same disk.
   writeVm("vm1", tinyVm("  state: running\n"));

@@ -9,9 +9,11 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <fstream>
 #include <regex>
 
 #include "diff.hpp"
+#include "nodeplane/host/vgpu_ref.hpp"
 #include "plan.hpp"
 #include "support/files.hpp"
 #include "support/plugin_rig.hpp"
@@ -624,6 +626,51 @@ TEST(VmSeed, AKeyWithQuotesStaysOneYamlString) {
   s.sshAuthorizedKeys = {"ssh-ed25519 AAAA \"quoted\": #not-a-comment"};
   EXPECT_THAT(seedFiles(s, "i").userData,
               HasSubstr("  - \"ssh-ed25519 AAAA \\\"quoted\\\": #not-a-comment\"\n"));
+}
+
+// ---- vGPUs (Vgpu resources of the vgpu plugin) ----
+
+TEST(VmSchema, VgpusReferenceVgpuResourcesAndRestartTheVm) {
+  const auto k = virtualMachineSchema();
+  const FieldSchema* f = fieldAt(k.spec, "vgpus");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->references, "Vgpu");
+  EXPECT_TRUE(f->forcesRestart);
+}
+
+TEST_F(VmSpecTest, EachVgpuIsAnExclusiveClaimSoTwoVmsCannotShareOne) {
+  auto claims = vmClaims(vm(with(base(), "vgpus", {"tenant-a", "tenant-b"})), rig.services);
+  EXPECT_THAT(claims, ElementsAre(Claim{.type = "vgpu", .id = "tenant-a"},
+                                  Claim{.type = "vgpu", .id = "tenant-b"}));
+  EXPECT_TRUE(claims[0].exclusive);
+}
+
+TEST_F(VmArgvTest, AVgpuIsItsRecordedDeviceOnARootPortOfItsOwn) {
+  const auto record = host::vgpuRecordPath(state.path(), "tenant-a");
+  std::filesystem::create_directories(record.parent_path());
+  std::ofstream(record)
+      << R"({"device": "/sys/bus/pci/devices/0000:41:00.5", "gpu": "0000:41:00.0", "ready": true})";
+  Json s = with(base(), "gpus", {1});
+  s["vgpus"] = {"tenant-a"};
+  auto v = parseVmSpec("vm1", normalizeVm(s, rig.services), rig.services);
+  ASSERT_TRUE(v) << v.error().str();
+  EXPECT_THAT(v->vgpuDevices, ElementsAre("/sys/bus/pci/devices/0000:41:00.5"));
+  auto argv = qemuArgv(*v, vmLayout(config, "vm1"), config, "tcg");
+  ASSERT_TRUE(argv) << argv.error().str();
+  const std::vector<std::string> tail(argv->end() - 4, argv->end());
+  EXPECT_THAT(tail, ElementsAre("-device", "pcie-root-port,id=rpv0,chassis=2,slot=0", "-device",
+                                "vfio-pci,sysfsdev=/sys/bus/pci/devices/0000:41:00.5,bus=rpv0,"
+                                "addr=0x0"));
+}
+
+TEST_F(VmSpecTest, ARunningVmWaitsForAVgpuThatIsNotMadeYet) {
+  Json s = with(base(), "vgpus", {"tenant-b"});
+  auto v = parseVmSpec("vm1", normalizeVm(s, rig.services), rig.services);
+  ASSERT_FALSE(v);
+  EXPECT_EQ(v.error().kind, ErrorKind::kRetryable);
+  EXPECT_THAT(v.error().message, HasSubstr("Vgpu/tenant-b is not made yet"));
+  s["state"] = "stopped";  // a stopped VM needs no device yet
+  EXPECT_TRUE(parseVmSpec("vm1", normalizeVm(s, rig.services), rig.services));
 }
 
 }  // namespace

@@ -138,6 +138,17 @@ Result<std::vector<std::string>> qemuArgv(const VmSpec& spec, const VmLayout& la
       a.insert(a.end(), {"-device", dev});
     }
   }
+  // Each vGPU (a VF on the nvidia driver, or an mdev) on a root port of its own, by its sysfs
+  // directory: QEMU opens it through its vfio-dev node or its group.
+  for (std::size_t k = 0; k < spec.vgpuDevices.size(); ++k) {
+    auto dev = optionPath(spec.vgpuDevices[k], "vGPU device");
+    if (!dev) return std::unexpected(dev.error());
+    const std::string port = "rpv" + std::to_string(k);
+    a.insert(a.end(), {"-device",
+                       "pcie-root-port,id=" + port +
+                           ",chassis=" + std::to_string(slots.size() + k + 1) + ",slot=0",
+                       "-device", "vfio-pci,sysfsdev=" + *dev + ",bus=" + port + ",addr=0x0"});
+  }
   return a;
 }
 

@@ -260,7 +260,7 @@ Result<std::vector<ObservedObject>> VmKind::observe() {
     o.spec = (*rec)->spec;
     const bool running = unitState.count(name) && unitRunning(unitState[name]);
     o.spec["state"] = running ? "running" : "stopped";
-    o.detail = liveLine(name, unitLine.count(name) ? unitLine[name] : "no unit", running);
+    o.detail = liveLine(name, unitLine.count(name) ? unitLine[name] : "stopped (no unit)", running);
     o.uid = (*rec)->instanceId;
     if (!(*rec)->agent.empty()) {
       if ((*rec)->agent == agent)
@@ -271,6 +271,9 @@ Result<std::vector<ObservedObject>> VmKind::observe() {
     if (running && o.spec.contains("gpus") && o.spec["gpus"].is_array())
       for (const auto& g : o.spec["gpus"])
         if (g.is_string()) o.holds.push_back(Claim{"pci", g.get<std::string>(), true, true});
+    if (running && o.spec.contains("vgpus") && o.spec["vgpus"].is_array())
+      for (const auto& v : o.spec["vgpus"])
+        if (v.is_string()) o.holds.push_back(Claim{"vgpu", v.get<std::string>()});
     recorded.insert(name);
     out.push_back(std::move(o));
   }

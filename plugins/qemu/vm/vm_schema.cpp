@@ -31,6 +31,17 @@ FieldSchema oneOf(std::string name, std::vector<std::string> allowed, std::strin
   return f;
 }
 
+// Vgpu resources (the vgpu plugin's kind), each given to QEMU as its VF or mdev: a reference,
+// so a Vgpu is made before the VM that uses it and deleted after it.
+FieldSchema vgpus() {
+  FieldSchema f = field("vgpus", FieldType::kStringList,
+                        "Vgpu resources (by name) the VM uses, each as -device "
+                        "vfio-pci,sysfsdev=<its VF or mdev>; one VM per Vgpu",
+                        true);
+  f.references = "Vgpu";
+  return f;
+}
+
 }  // namespace
 
 KindSchema virtualMachineSchema() {
@@ -92,6 +103,7 @@ KindSchema virtualMachineSchema() {
             "inventory indices (0, 1, … as nvidia-smi numbers them), PCI addresses "
             "(0000:3b:00.0) and GPU-… UUIDs",
             true),
+      vgpus(),
       network,
       cloudInit,
       oneOf("firmware", {"uefi", "bios"},

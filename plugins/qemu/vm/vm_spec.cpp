@@ -16,6 +16,7 @@
 #include "iommu.hpp"
 #include "nodeplane/digest.hpp"
 #include "nodeplane/host/gpu_ref.hpp"
+#include "nodeplane/host/vgpu_ref.hpp"
 #include "nodeplane/plugin_util.hpp"
 #include "nodeplane/text.hpp"
 #include "vfio_kind.hpp"
@@ -484,6 +485,7 @@ Json normalizeVm(const Json& spec, HostServices& services) {
   dflt("retainDisk", false);
   dflt("keepBound", false);
   dflt("gpus", Json::array());
+  dflt("vgpus", Json::array());
   if (out["gpus"].is_array()) {
     auto inventory = inventoryOf(services);
     auto pick = pickGpus(out, inventory, functionsOf(services), readUuids(services));
@@ -550,6 +552,10 @@ std::vector<Claim> vmClaims(const Resource& r, HostServices& services) {
   std::vector<Claim> out;
   for (const auto& a : gpuAddresses(r.spec, services))
     out.push_back(Claim{.type = "pci", .id = a, .exclusive = true, .iommuGroup = true});
+  // A vGPU is one VM's: two VMs naming one Vgpu conflict.
+  if (const Json* v = member(r.spec, "vgpus"); v && v->is_array())
+    for (const auto& name : *v)
+      if (name.is_string()) out.push_back(Claim{.type = "vgpu", .id = name.get<std::string>()});
   return out;
 }
 
@@ -607,6 +613,17 @@ Result<VmSpec> parseVmSpec(const std::string& name, const Json& normalized,
     s.shutdownTimeoutSec = n.value("shutdownTimeoutSec", 60);
     s.retainDisk = n.value("retainDisk", false);
     s.keepBound = n.value("keepBound", false);
+    // A VM that is to run needs its vGPUs made (they are applied first: a reference).
+    if (const Json* v = member(n, "vgpus"); v && v->is_array())
+      for (const auto& vgpu : *v) {
+        if (!vgpu.is_string()) continue;
+        s.vgpus.push_back(vgpu.get<std::string>());
+        auto dev = host::readVgpuDevice(services.context().stateDir, s.vgpus.back());
+        if (dev)
+          s.vgpuDevices.push_back(dev->device);
+        else if (s.running)
+          return std::unexpected(dev.error());
+      }
     return s;
   });
 }

@@ -28,6 +28,10 @@ struct VmSpec {
   std::int64_t diskSizeGiB = 0;  // 0: the base image's size
   std::vector<std::string> gpus;
   std::vector<std::string> functions;
+  std::vector<std::string> vgpus;  // Vgpu resource names, as written
+  // Their devices (host/vgpu_ref.hpp: the VF or mdev sysfs directory of each), in `vgpus`
+  // order; filled by parseVmSpec from the Vgpus' records, which exist once they are made.
+  std::vector<std::filesystem::path> vgpuDevices;
   std::optional<int> numaNode;  // numaAffinity: the GPUs' node
   std::string bridge;           // "" when no network
   std::string mac;              // always set when bridge is: given, or derived from the name

@@ -1,0 +1,156 @@
+// An object in use (ObservedObject::busy: a vGPU a running VM has open) is not changed or
+// deleted under its user: `diff` shows the step waiting and names the user, the step fails as a
+// conflict that says so, and it proceeds once the object is free. Also the set-wide checks
+// (Plugin::validateSet) and the kind-level order (KindSchema::appliedAfter).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "engine.hpp"
+#include "graph.hpp"
+#include "plan.hpp"
+#include "support/files.hpp"
+#include "widget_engine.hpp"
+
+namespace nodeplane {
+namespace {
+
+using ::testing::HasSubstr;
+
+class BusyTest : public WidgetEngineTest {
+ protected:
+  Engine& engine(Json config) {
+    HostContext ctx;
+    ctx.config["widget"] = std::move(config);
+    return loadWidget(ctx);
+  }
+  static Json existing(const std::string& busy) {
+    return {{"existing",
+             {{{"name", "slice"},
+               {"spec", {{"size", 2}, {"color", "red"}}},
+               {"marked", true},
+               {"busy", busy},
+               {"detail", "held"}}}}};
+  }
+  ::nodeplane::testing::TempDir tmp_;
+};
+
+constexpr const char* kBlue = R"(apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: slice}
+spec: {size: 2, color: blue}
+)";
+
+TEST_F(BusyTest, AnUpdateOfABusyObjectWaitsAndNamesItsUser) {
+  auto& e = engine(existing("in use by VirtualMachine/vm1"));
+  auto d = desired(kBlue);
+  ASSERT_TRUE(d.ok());
+  auto store = openStore(tmp_.path());
+  Plan p = e.plan(d, e.observe(), store, true);
+  EXPECT_EQ(renderPlanText(p),
+            "~ Widget/slice update color: red -> blue [waits: in use by VirtualMachine/vm1]\n"
+            "Plan: 0 to create, 1 to update, 0 to replace, 0 to delete, 0 in sync.\n");
+  EXPECT_EQ(planToJson(p)["changes"][0]["waitsFor"], "in use by VirtualMachine/vm1");
+
+  auto report = e.converge(d, store, true, {});
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_EQ(report.errors[0].kind, ErrorKind::kConflict);
+  EXPECT_EQ(report.errors[0].str(),
+            "Widget/slice: in use by VirtualMachine/vm1: not updated until it is free (it "
+            "proceeds on its own once that stops using it)");
+  EXPECT_EQ(e.observe().objects.at({"Widget", "slice"}).spec["color"], "red") << "not touched";
+}
+
+TEST_F(BusyTest, ABusyObjectIsNotPrunedAndAFreeOneIs) {
+  auto& e = engine(existing("in use by pid 42 (qemu-system-x86)"));
+  auto store = openStore(tmp_.path());
+  auto none = desired("");
+  auto report = e.converge(none, store, true, {});
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_THAT(report.errors[0].str(), HasSubstr("in use by pid 42 (qemu-system-x86): not deleted"));
+  EXPECT_TRUE(e.observe().objects.count({"Widget", "slice"}));
+
+  auto& freed = engine(existing(""));  // its user went
+  auto again = freed.converge(desired(""), store, true, {});
+  EXPECT_TRUE(again.ok()) << (again.errors.empty() ? "" : again.errors[0].str());
+  EXPECT_FALSE(freed.observe().objects.count({"Widget", "slice"}));
+}
+
+TEST_F(BusyTest, AFreeObjectIsUpdatedAsUsual) {
+  auto& e = engine(existing(""));
+  auto d = desired(kBlue);
+  auto store = openStore(tmp_.path());
+  Plan p = e.plan(d, e.observe(), store, true);
+  EXPECT_EQ(p.entries.at(0).waitsFor, "");
+  auto report = e.converge(d, store, true, {});
+  EXPECT_TRUE(report.ok()) << (report.errors.empty() ? "" : report.errors[0].str());
+}
+
+TEST_F(BusyTest, ValidateSetSeesEveryDesiredResourceOfThePlugin) {
+  engine({{"maxWidgets", 1}});
+  auto d = desired(R"(apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: a}
+spec: {size: 1}
+---
+apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: b}
+spec: {size: 1}
+)");
+  ASSERT_EQ(d.errors.size(), 1u);
+  EXPECT_EQ(d.errors[0].str(), "desired.yaml:7:1: Widget/b: 2 widgets, at most 1 fit");
+  engine({{"maxWidgets", 2}});
+  EXPECT_TRUE(desired(R"(apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: a}
+spec: {size: 1}
+)")
+                  .ok());
+}
+
+// Pure planning: a kind applied after another (a Vgpu after the SriovPf that makes its VF) waits
+// for every create or update of that kind in the plan, though no field names it.
+TEST(AppliedAfter, AStepWaitsForEveryStepOfTheKindsItComesAfter) {
+  KindSchema pf{.kind = "SriovPf", .spec = {{.name = "n", .type = FieldType::kInteger}}};
+  KindSchema vgpu{.kind = "Vgpu",
+                  .spec = {{.name = "n", .type = FieldType::kInteger}},
+                  .appliedAfter = {"SriovPf"}};
+  const SchemaLookup schema = [&](const std::string& k) -> const KindSchema* {
+    return k == "Vgpu" ? &vgpu : k == "SriovPf" ? &pf : nullptr;
+  };
+  std::vector<Resource> desired;
+  for (auto [kind, name] : {std::pair{"Vgpu", "a"}, {"SriovPf", "gpu0"}, {"Vgpu", "b"}}) {
+    Resource r;
+    r.id = {kind, name};
+    r.spec = {{"n", 1}};
+    desired.push_back(r);
+  }
+  std::vector<Error> errors;
+  Graph graph = buildGraph(desired, schema, errors);
+  ASSERT_TRUE(errors.empty());
+  Observation observed;
+  observed.kinds = {"Vgpu", "SriovPf"};
+  std::set<ResourceId> owned;
+  Plan plan = makePlan({.desired = desired,
+                        .graph = graph,
+                        .observed = observed,
+                        .owned = owned,
+                        .schema = schema,
+                        .pluginOf = [](const std::string&) { return std::string("vgpu"); }});
+  ASSERT_EQ(plan.entries.size(), 3u);
+  std::size_t pfAt = 3;
+  for (std::size_t i = 0; i < 3; ++i)
+    if (plan.entries[i].change.id.kind == "SriovPf") pfAt = i;
+  ASSERT_LT(pfAt, 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    if (i == pfAt) {
+      EXPECT_TRUE(plan.entries[i].after.empty());
+      continue;
+    }
+    EXPECT_EQ(plan.entries[i].after, std::vector<std::size_t>{pfAt})
+        << plan.entries[i].change.id.str();
+  }
+}
+
+}  // namespace
+}  // namespace nodeplane
