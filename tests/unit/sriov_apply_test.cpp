@@ -294,6 +294,19 @@ TEST(SriovPfApply, VfsThatNeverAppearAreAnErrorWithWhatSysfsSays) {
             "not 4 VFs");
 }
 
+TEST(SriovPfApply, APfWithNoDriverIsRefusedBeforeAnyWrite) {
+  Rig rig;
+  fs::remove(rig.kernel->dir(kNic) / "driver");
+  auto o = rig.apply(Rig::change(Action::kCreate, "nic", kNic, 4));
+  EXPECT_EQ(o.cls, Outcome::kTerminal);
+  EXPECT_EQ(o.error.message,
+            "create SriovPf/nic: 0000:5e:00.0 has no driver: the kernel changes its VFs only "
+            "through the PF's driver (writing sriov_numvfs would fail with ENOENT); not changed");
+  EXPECT_EQ(o.error.hint, "bind the PF to its driver first");
+  EXPECT_TRUE(rig.kernel->log.empty());
+  EXPECT_FALSE(rig.record("nic"));
+}
+
 TEST(SriovPfApply, AnNvidiaGpuGoesThroughSriovManageAndIsCheckedAfter) {
   Rig rig;
   // Exit 0 and nothing done (vGPU 17.2's sriov-manage): the links say it failed.

@@ -183,6 +183,14 @@ Result<void> SriovKind::setGeneric(const Pf& pf, int want, ApplyContext& context
   const std::string& device = pf.function.address;
   const std::string file = "bus/pci/devices/" + device + "/sriov_numvfs";
   const auto timeout = config_.writeTimeout;
+  // The kernel enables VFs through the PF's driver (sriov_configure): without one every write,
+  // 0 included, fails with ENOENT.
+  if (pf.function.driver.empty())
+    return fail(ErrorKind::kTerminal,
+                device +
+                    " has no driver: the kernel changes its VFs only through the PF's driver "
+                    "(writing sriov_numvfs would fail with ENOENT); not changed",
+                {}, "bind the PF to its driver first");
   // The kernel refuses N -> M (EBUSY): any other count goes through 0.
   if (pf.function.numVfs != 0 || linked(pf) != 0) {
     context.progress("disabling the " + std::to_string(pf.function.numVfs) + " VFs of " + device);
