@@ -8,9 +8,12 @@
 #if __has_include("support/vgpu_emu.hpp")
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "nodeplane/plugin_util.hpp"
 #include "sriov_kind.hpp"
@@ -183,6 +186,43 @@ TEST_F(SriovPfEmu, AfterARebootTheNextApplyPutsTheVfsBack) {
   EXPECT_EQ(links(kNic), 8);
   EXPECT_EQ(links(kNvidia), 4);
   EXPECT_EQ(np({"diff", "-f", desired_.path().string()}).code, 0);
+}
+
+// The level-triggered daemon: a "reboot" loses every VF; its next pass (the resync at the latest,
+// every second here) puts them back, the NVIDIA GPU's through sriov-manage, without a person.
+TEST_F(SriovPfEmu, TheDaemonPutsTheVfsBackAfterAReboot) {
+  config_.write("agent.yaml", "lockTimeoutSeconds: 5\nresyncSeconds: 1\nvgpu:\n  sriovManage: " +
+                                  emu_->sriovManage().string() + "\n  writeTimeoutSeconds: 5\n");
+  desired_.write("nic.yaml", pfDoc("nic", kNic, 8));
+  desired_.write("gpu.yaml", pfDoc("gpu", kNvidia, 4));
+  testing::Spawned daemon = testing::spawnLogged(
+      {NODEPLANE_BINARY, "--state-dir", (state_ / "state").string(), "--config",
+       (config_ / "agent.yaml").string(), "--plugin-dir", NODEPLANE_BUILD_PLUGIN_DIR,
+       "--sysfs-root", emu_->sysfsRoot().string(), "run", "-f", desired_.path().string()},
+      state_ / "daemon.log", state_ / "daemon.log");
+  ASSERT_TRUE(daemon) << daemon.error;
+  // Polls the condition with a deadline; the daemon's death ends the wait.
+  auto eventually = [&](const std::string& what, const std::function<bool()>& cond) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!cond()) {
+      if (!testing::running(daemon) || std::chrono::steady_clock::now() >= deadline)
+        return ::testing::AssertionFailure() << "waiting for " << what << ": daemon log:\n"
+                                             << slurp(state_ / "daemon.log");
+      ::poll(nullptr, 0, 20);  // the polling interval of the condition, not a synchronisation
+    }
+    return ::testing::AssertionSuccess();
+  };
+  auto allVfs = [&] { return links(kNic) == 8 && links(kNvidia) == 4; };
+  ASSERT_TRUE(eventually("8 VFs on the NIC and 4 on the GPU", allVfs));
+  ASSERT_EQ(emu_->control("reboot"), 0);
+  EXPECT_EQ(links(kNic), 0);
+  EXPECT_EQ(links(kNvidia), 0);
+  EXPECT_TRUE(eventually("the VFs back after the reboot", allVfs));
+  EXPECT_EQ(numVfs(kNic), "8");
+  EXPECT_EQ(numVfs(kNvidia), "4");
+  ASSERT_TRUE(testing::sendSignal(daemon, SIGTERM));
+  EXPECT_EQ(testing::waitExitCode(daemon, std::chrono::seconds(20)), 0)
+      << slurp(state_ / "daemon.log");
 }
 
 // Through the plugin: the emulator's device nodes are under its own dev/.
