@@ -104,7 +104,7 @@ Result<void> SriovKind::applyNow(const Change& change, ApplyContext& context) {
         return fail(ErrorKind::kRetryable,
                     what + ": no record of " + change.id.str() + " (deleted since the plan)");
       if (auto ok = owned(**record, change); !ok) return ok;
-      if (!(*record)->agent.empty() && (*record)->device != device)
+      if ((*record)->device != device)  // device forces a replace: not an update
         return fail(ErrorKind::kTerminal, what + ": the record is of " + (*record)->device +
                                               ", the spec names " + device + "; not touched");
       return wrap(setCount((*record)->device, numVfs, context));
