@@ -1,11 +1,7 @@
-// SriovPf against the FUSE emulator of a vGPU host's sysfs
-// (tests/emulator/vgpu: a generic PF with the kernel's sriov_numvfs semantics,
-// NVIDIA PFs that refuse raw writes and get their VFs from sriov-manage),
-// through the real CLI where the CLI can see it (--sysfs-root), and through the
-// plugin where a test must hold a VF open (device nodes under the emulator's
-// dev/).
-// Until the emulator's branch is merged its client header is absent: then this file is empty.
-#if __has_include("support/vgpu_emu.hpp")
+// SriovPf against the FUSE emulator of a vGPU host's sysfs (tests/emulator/vgpu: a generic PF
+// with the kernel's sriov_numvfs semantics, NVIDIA PFs that refuse raw writes and get their VFs
+// from sriov-manage), through the real CLI where the CLI can see it (--sysfs-root), and through
+// the plugin where a test must hold a VF open (device nodes under the emulator's dev/).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -311,5 +307,3 @@ TEST_F(SriovPfEmu, AGpuWithAVgpuTypeSetIsBusyEvenWhenNobodyHasItOpen) {
 
 }  // namespace
 }  // namespace nodeplane::vgpu
-
-#endif  // __has_include("support/vgpu_emu.hpp")
