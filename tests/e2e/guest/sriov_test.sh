@@ -73,8 +73,10 @@ echo "== sriov setup: the NVMe PF"
 modprobe nvme || notok "modprobe nvme"
 PF=
 for d in "$PCI"/*; do
-  [ "$(cat "$d/vendor")" = 0x1b36 ] && [ "$(cat "$d/device")" = 0x0010 ] && [ -e "$d/sriov_totalvfs" ] || continue
-  PF=$(basename "$d")
+  if [ "$(cat "$d/vendor")" = 0x1b36 ] && [ "$(cat "$d/device")" = 0x0010 ] &&
+    [ -e "$d/sriov_totalvfs" ]; then
+    PF=$(basename "$d")
+  fi
 done
 check "an NVMe controller offering SR-IOV exists ($PF)" test -n "$PF"
 if [ -z "$PF" ]; then exit "$fails"; fi
