@@ -6,7 +6,8 @@
 # multifunction slots that stand in for GPUs with their HDMI audio, from an initramfs holding
 # static busybox, the modules it needs and nodeplane itself (binary, plugins, shared libraries).
 # guest/vfio_test.sh runs nodeplane's real CLI against the guest's real sysfs and asserts what
-# the kernel answers. No device of this machine is bound, unbound or reset.
+# the kernel answers; guest/sriov_test.sh then does the same for SR-IOV on an emulated NVMe
+# controller that offers virtual functions. No device of this machine is bound, unbound or reset.
 #
 # Exit: 0 every guest check passed, 1 a check failed (the guest log is printed), 77 this machine
 # cannot boot the guest (the reason is printed: see skip()).
@@ -40,7 +41,7 @@ busybox=/bin/busybox
 if [ ! -x "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
   skip "no static busybox at /bin/busybox (Debian package busybox-static)"
 fi
-for tool in dpkg-deb apt-get apt-cache flock gzip; do
+for tool in dpkg-deb apt-get apt-cache flock gzip cc; do
   command -v "$tool" >/dev/null || skip "no $tool"
 done
 [ -x "$build/nodeplane" ] || fail "no nodeplane binary in $build (build it first)"
@@ -118,7 +119,7 @@ mkdir -p "$stage"/{bin,sbin,dev,proc,sys,run,tmp,etc,e2e,usr/bin,usr/lib/nodepla
 cp "$busybox" "$stage/bin/busybox"
 
 modules=(vfio vfio_iommu_type1 vfio-pci vfio-pci-core irqbypass bochs snd-hda-intel
-  snd-hda-codec-generic)
+  snd-hda-codec-generic nvme)
 mdir="$stage/lib/modules/$version"
 mkdir -p "$mdir"
 declare -A copied=()
@@ -169,7 +170,11 @@ fi
 
 cp "$here/guest/init" "$stage/init"
 cp "$here/guest/vfio_test.sh" "$stage/e2e/vfio_test.sh"
-chmod 0755 "$stage/init" "$stage/e2e/vfio_test.sh"
+cp "$here/guest/sriov_test.sh" "$stage/e2e/sriov_test.sh"
+chmod 0755 "$stage/init" "$stage/e2e/vfio_test.sh" "$stage/e2e/sriov_test.sh"
+# The guest's errno helper: one write(), the kernel's answer by name (busybox shows none).
+cc -static -Os -o "$stage/usr/bin/write_errno" "$here/guest/write_errno.c" ||
+  fail "cannot build the guest's errno helper (cc -static: libc6-dev's libc.a)"
 # A token only this run knows: the marker line of another run (or the echo of the kernel command
 # line) cannot pass for this run's result.
 token=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -180,7 +185,9 @@ log "initramfs $(du -h "$work/initramfs.gz" | cut -f1)"
 # Behind root port 00:06.0 (bus 01): bochs-display (1234:1111, bochs-drm) + intel-hda (8086:2668,
 # snd_hda_intel): the "GPU" with its HDMI audio that vfio.allow admits. Slot 00:05 on the root
 # bus: VGA (the boot display, fbcon on it) + intel-hda, a second "GPU" outside the allowlist.
-# Each pair is one IOMMU group of exactly its two functions.
+# Each pair is one IOMMU group of exactly its two functions. Behind root port 00:08.0 (bus 02):
+# an NVMe controller (1b36:0010) offering 4 SR-IOV VFs (it needs an nvme-subsys,
+# sriov_vq_flexible >= 2 * sriov_max_vfs, sriov_max_vfs <= 127): guest/sriov_test.sh.
 serial="$work/serial.log"
 args=(-accel tcg -machine q35,kernel-irqchip=split -m 1024 -smp 1 -nodefaults
   -vga none -display none -no-reboot -monitor none -serial "file:$serial"
@@ -190,6 +197,9 @@ args=(-accel tcg -machine q35,kernel-irqchip=split -m 1024 -smp 1 -nodefaults
   -device pcie-root-port,id=rpB,chassis=1,slot=1,addr=0x6
   -device bochs-display,bus=rpB,addr=0x0.0,multifunction=on
   -device intel-hda,id=hdaB,bus=rpB,addr=0x0.1 -device hda-duplex,bus=hdaB.0,audiodev=snd0
+  -device pcie-root-port,id=rpN,chassis=3,slot=3,addr=0x8
+  -device nvme-subsys,id=nvmesubsys0,nqn=e2e
+  -device nvme,id=nvme0,serial=e2e0,bus=rpN,subsys=nvmesubsys0,sriov_max_vfs=4,sriov_vq_flexible=8,sriov_vi_flexible=4,max_ioqpairs=10,msix_qsize=8
   -kernel "$kdir/vmlinuz" -initrd "$work/initramfs.gz"
   -append "console=ttyS0 intel_iommu=on no_timer_check quiet panic=-1 e2e.token=$token")
 log "booting under TCG (up to ${timeout_s}s)"
