@@ -452,6 +452,13 @@ Result<std::vector<ObservedObject>> VgpuKind::observe() {
     allNodes.insert(s.nodes.begin(), s.nodes.end());
     seen.push_back(std::move(s));
   }
+  // Keep each NVIDIA GPU's table while it is empty: after a reboot (no VFs) and once vGPUs have
+  // shrunk the creatable lists, validate still knows every profile of the GPU.
+  if (auto pfs = readPfs(host.sysfsRoot))
+    for (const auto& pf : *pfs)
+      if (pf.isNvidia() && !gpus.count(pf.function.address))
+        if (auto g = readGpu(host.sysfsRoot, pf.function.address); g && g->live.complete)
+          (void)typeTableOf(*g, typesDir(), true);
   auto openers = openersOf(host.procRoot, allNodes);
   std::vector<ObservedObject> out;
   for (auto& s : seen) {
