@@ -11,6 +11,7 @@ nodeplane_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
   iproute2 dbus systemd docker.io busybox-static
   qemu-system-x86 qemu-utils ovmf genisoimage nftables libnftables-dev
+  libfuse3-dev fuse3
 )
 
 install_deps() {
