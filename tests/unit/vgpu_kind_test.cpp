@@ -333,3 +333,35 @@ TEST(VgpuRecords, MdevUuidIsStablePerAgentAndName) {
 
 }  // namespace
 }  // namespace nodeplane::vgpu
+
+namespace nodeplane::vgpu {
+namespace {
+
+// Pascal/Turing: no SR-IOV, the PF itself is the mdev parent (§2), types counted from
+// max_instance (a P40 takes 12 x 2B).
+TEST(VgpuValidate, AnMdevParentWithoutSriovTakesNoVf) {
+  Rig r;
+  const std::string pf = "0000:af:00.0";
+  r.host.function(pf, "10de", "1b38", "030200", "nvidia", 70);
+  for (auto [id, name, mib, max] : {std::tuple{46, "P40-2B", 2048, 12}, {50, "P40-4C", 4096, 6}}) {
+    const auto td = r.host.dir(pf) / "mdev_supported_types" / ("nvidia-" + std::to_string(id));
+    writeFile(td / "name", std::string("GRID ") + name + "\n");
+    writeFile(td / "description",
+              "num_heads=4, frl_config=45, framebuffer=" + std::to_string(mib) +
+                  "M, max_resolution=5120x2880, max_instance=" + std::to_string(max) + "\n");
+    writeFile(td / "available_instances", std::to_string(max) + "\n");
+  }
+  EXPECT_TRUE(r.errors({{"parent", pf}, {"profile", "P40-2B"}}).empty());
+  EXPECT_EQ(r.errors({{"parent", pf}, {"vf", 0}, {"profile", "P40-2B"}}),
+            (Strings{"vgpu.yaml:4:11: Vgpu/a spec.vf: 0000:af:00.0 has no virtual functions (an "
+                     "mdev parent without SR-IOV): leave out vf"}));
+  EXPECT_EQ(r.kind.claims(Rig::res("a", {{"parent", pf}, {"profile", "P40-2B"}})),
+            (std::vector<Claim>{{"pci", pf, false, false}}))
+      << "its vGPUs share the GPU";
+  std::vector<Json> specs(7, Json{{"parent", pf}, {"profile", "P40-4C"}});
+  EXPECT_EQ(r.setErrors(specs), (Strings{"vgpu.yaml:64:11: Vgpu/v6 spec.profile: 7 x P40-4C on "
+                                         "0000:af:00.0, which holds 6"}));
+}
+
+}  // namespace
+}  // namespace nodeplane::vgpu

@@ -208,15 +208,14 @@ Result<GpuState> readGpu(const fs::path& sysfsRoot, const std::string& address) 
   g.live.model = g.model;
   g.live.totalVfs = total;
   if (g.model == Model::kSriov) {
-    // Every VF without a type lists what it could take now; the union is the GPU's offer (a VF
-    // with a type lists nothing, or only its own type, §1.2/§8).
+    // What the GPU offers now is what a VF without a type lists (a VF with a type lists nothing,
+    // or only its own type, §1.2/§8). The lists are the GPU's placement, the same on every free
+    // VF (§1.5), so the first non-empty one is read: one file, not one per VF, each pass.
     std::vector<VgpuType> all;
     for (const auto& s : g.slots) {
       if (!s.present || s.currentType != 0) continue;
-      for (auto& t :
-           parseCreatable(slurp(slotDir(sysfsRoot, s.address) / "nvidia/creatable_vgpu_types")))
-        if (std::none_of(all.begin(), all.end(), [&](const VgpuType& x) { return x.id == t.id; }))
-          all.push_back(std::move(t));
+      all = parseCreatable(slurp(slotDir(sysfsRoot, s.address) / "nvidia/creatable_vgpu_types"));
+      if (!all.empty()) break;
     }
     std::sort(all.begin(), all.end(),
               [](const VgpuType& a, const VgpuType& b) { return a.id < b.id; });
