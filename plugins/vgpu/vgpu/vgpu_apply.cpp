@@ -340,7 +340,7 @@ Result<void> VgpuKind::unmake(const VgpuRecord& rec, ApplyContext& context,
                    context.stopToken())) {
       const std::string msg = "mdev " + rec.mdevUuid + " is still there after remove" +
                               (w ? std::string() : " (" + w.error().message + ")") + "; retried";
-      progressOnce(context, what, msg);
+      progressOnce(context, std::string(kVgpuKind) + "/" + rec.name, msg);
       return fail(ErrorKind::kRetryable, what + ": " + msg);
     }
     return {};
@@ -366,7 +366,7 @@ Result<void> VgpuKind::unmake(const VgpuRecord& rec, ApplyContext& context,
                             " after writing 0" +
                             (w ? std::string() : " (" + w.error().message + ")") +
                             ": the driver refuses for a moment after a VM let go; retried";
-    progressOnce(context, what, msg);
+    progressOnce(context, std::string(kVgpuKind) + "/" + rec.name, msg);
     return fail(ErrorKind::kRetryable, what + ": " + msg);
   }
   return {};
