@@ -365,3 +365,23 @@ TEST(VgpuValidate, AnMdevParentWithoutSriovTakesNoVf) {
 
 }  // namespace
 }  // namespace nodeplane::vgpu
+
+namespace nodeplane::vgpu {
+namespace {
+
+TEST(VgpuValidate, BareNumbersAreAnIndexAndATypeIdAnythingElseIsNot) {
+  Rig r;
+  // The inventory's index 0 is the first NVIDIA GPU: 0000:1b:00.0, which has no vGPUs.
+  EXPECT_EQ(r.errors({{"parent", 0}, {"vf", 0}, {"profile", 1155}}).size(), 1u);
+  EXPECT_TRUE(r.errors({{"parent", 2}, {"vf", 0}, {"profile", 1155}}).empty()) << "0000:41:00.0";
+  EXPECT_TRUE(r.errors({{"parent", "0000:41:00.0"}, {"vf", 0}, {"profile", 1155}}).empty());
+  EXPECT_EQ(r.errors({{"parent", "0000:41:00.0"}, {"vf", 0}, {"profile", Json::array()}}),
+            (Strings{"vgpu.yaml:4:11: Vgpu/a spec.profile: expected a vGPU profile: its name "
+                     "(L40S-24Q) or a numeric type id, got a list"}));
+  EXPECT_EQ(r.errors({{"parent", true}, {"vf", 0}, {"profile", "L40S-24Q"}}),
+            (Strings{"vgpu.yaml:4:11: Vgpu/a spec.parent: expected a GPU: a PCI address, an "
+                     "inventory index or a GPU-… UUID, got boolean true"}));
+}
+
+}  // namespace
+}  // namespace nodeplane::vgpu

@@ -65,7 +65,9 @@ KindSchema VgpuKind::schema() const {
   KindSchema k;
   k.kind = kVgpuKind;
   k.description = "An NVIDIA vGPU profile on a virtual function (SR-IOV) or as an mdev";
-  FieldSchema parent{"parent", FieldType::kString,
+  // kAny: an index may be written bare (parent: 0), a type id too (profile: 1155); validate()
+  // checks them.
+  FieldSchema parent{"parent", FieldType::kAny,
                      "the GPU: a PCI address, inventory index or UUID (with vf)"};
   parent.forcesReplace = true;
   FieldSchema vf{"vf", FieldType::kInteger, "the virtual function's index on parent"};
@@ -75,7 +77,7 @@ KindSchema VgpuKind::schema() const {
   FieldSchema address{"address", FieldType::kString,
                       "the virtual function's PCI address (instead of parent and vf)"};
   address.forcesReplace = true;
-  FieldSchema profile{"profile", FieldType::kString,
+  FieldSchema profile{"profile", FieldType::kAny,
                       "the vGPU profile: its name (L40S-24Q) or numeric type id"};
   profile.required = true;
   k.spec = {parent, vf, address, profile};
@@ -239,6 +241,15 @@ Result<std::optional<VgpuType>> VgpuKind::profileOn(const VgpuTarget& t, const J
 
 std::vector<Error> VgpuKind::validate(const Resource& r) const {
   auto located = [&](Error e) { return r.error(e.kind, e.field, e.message, e.hint); };
+  for (const char* key : {"parent", "profile"})
+    if (r.spec.is_object() && r.spec.contains(key) && !r.spec[key].is_string() &&
+        !r.spec[key].is_number_integer())
+      return {r.error(ErrorKind::kInvalidInput, std::string("spec.") + key,
+                      std::string("expected ") +
+                          (key == std::string("parent")
+                               ? "a GPU: a PCI address, an inventory index or a GPU-… UUID"
+                               : "a vGPU profile: its name (L40S-24Q) or a numeric type id") +
+                          ", got " + host::describeValue(r.spec[key]))};
   auto t = target(r.spec);
   if (!t) return {located(t.error())};
   auto p = profileOn(*t, r.spec, false);
