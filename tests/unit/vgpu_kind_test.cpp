@@ -331,12 +331,6 @@ TEST(VgpuRecords, MdevUuidIsStablePerAgentAndName) {
   EXPECT_NE(std::string("89ab").find(a[19]), std::string::npos) << "RFC 4122 variant";
 }
 
-}  // namespace
-}  // namespace nodeplane::vgpu
-
-namespace nodeplane::vgpu {
-namespace {
-
 // Pascal/Turing: no SR-IOV, the PF itself is the mdev parent (§2), types counted from
 // max_instance (a P40 takes 12 x 2B).
 TEST(VgpuValidate, AnMdevParentWithoutSriovTakesNoVf) {
@@ -362,12 +356,6 @@ TEST(VgpuValidate, AnMdevParentWithoutSriovTakesNoVf) {
   EXPECT_EQ(r.setErrors(specs), (Strings{"vgpu.yaml:64:11: Vgpu/v6 spec.profile: 7 x P40-4C on "
                                          "0000:af:00.0, which holds 6"}));
 }
-
-}  // namespace
-}  // namespace nodeplane::vgpu
-
-namespace nodeplane::vgpu {
-namespace {
 
 TEST(VgpuValidate, BareNumbersAreAnIndexAndATypeIdAnythingElseIsNot) {
   Rig r;
