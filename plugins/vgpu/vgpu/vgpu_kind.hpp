@@ -6,6 +6,11 @@
 // has open is busy (ObservedObject::busy): never changed or removed under it. Ownership and the
 // resolved type ids are kept in records under <stateDir>/vgpu/; the record also tells the qemu
 // plugin the device to hand to a VM (nodeplane/host/vgpu_ref.hpp).
+//
+// Files: vgpu_types.* (the driver's type lists and names), vgpu_gpu.* (one GPU as sysfs shows
+// it now, and its kept table of types), vgpu_records.* (ownership records, the mdev UUID),
+// vgpu_kind.cpp (schema, validate, validateSet, claims, normalize, observe), vgpu_apply.cpp (the
+// moves).
 #pragma once
 
 #include <mutex>
