@@ -572,6 +572,9 @@ TEST_F(VgpuEmulator, ControlCommandsAndFaultInjection) {
             0);
   EXPECT_EQ(put(type("0000:41:00.5"), "1155"), EBUSY);
   EXPECT_EQ(get(type("0000:41:00.5")).text, "0\n") << "the failed write changed nothing";
+  ASSERT_EQ(emu_->control("fail-next " + type("0000:41:00.6").string() + " ENODEV"), 0)
+      << "an absolute path under the mount";
+  EXPECT_EQ(put(type("0000:41:00.6"), "1155"), ENODEV);
   // A VF that does not exist yet, by the name its writes will have.
   ASSERT_EQ(emu_->control("fail-next bus/pci/devices/0000:5e:00.1/uevent ETIMEDOUT"), 0);
   ASSERT_EQ(put(dev(kNic) / "sriov_numvfs", "1"), 0);

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -39,7 +40,11 @@ void logLine(const std::string& line) {
   std::fflush(stderr);
 }
 
-Emulator::Emulator(Layout layout) : host_(std::move(layout)) { refresh(); }
+Emulator::Emulator(Layout layout, std::string mount)
+    : host_(std::move(layout)), mount_(std::filesystem::absolute(mount).lexically_normal()) {
+  if (mount_.size() > 1 && mount_.back() == '/') mount_.pop_back();
+  refresh();
+}
 
 void Emulator::refresh() {
   if (rendered_ == host_.generation()) return;
@@ -157,12 +162,13 @@ Status Emulator::control(std::string_view command) {
     } else {
       // Through links to the file, then the name its writes are counted under; a file of a VF
       // or mdev that does not exist yet is named the way its writes will be.
-      std::string key;
-      if (auto real = tree_.resolve(w[1]))
+      std::string path = w[1], key;
+      if (path.starts_with(mount_ + "/")) path = path.substr(mount_.size() + 1);
+      if (auto real = tree_.resolve(path))
         if (const Node* n = tree_.find(*real); n && !n->key.empty()) key = n->key;
       if (key.empty() &&
-          (w[1].starts_with("bus/pci/devices/") || w[1].starts_with("bus/mdev/devices/")))
-        key = w[1];
+          (path.starts_with("bus/pci/devices/") || path.starts_with("bus/mdev/devices/")))
+        key = path;
       if (key.empty())
         s = {EINVAL, "no writable sysfs file " + w[1]};
       else

@@ -15,7 +15,8 @@ namespace nodeplane::vgpuemu {
 
 class Emulator {
  public:
-  explicit Emulator(Layout layout);
+  // `mount`: where it is mounted, so that control commands may name files by absolute path.
+  Emulator(Layout layout, std::string mount);
 
   // The node at `path` (relative, no leading '/'), rendering the tree again first if the host
   // changed since. The pointer is valid until the next find()/children().
@@ -37,6 +38,7 @@ class Emulator {
   std::string holdsJson() const;
 
   Host host_;
+  std::string mount_;
   Tree tree_;
   std::uint64_t rendered_ = 0;  // host generation the tree shows
   std::map<std::string, long> writes_;

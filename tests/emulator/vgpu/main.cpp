@@ -179,7 +179,6 @@ int serve(const std::string& mount, const std::string& layoutFile, bool exitWith
   if (exitWithParent) {
     // A test that dies must not leave a mount behind: SIGTERM when the parent goes.
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() == 1) return 1;
   }
   std::string why;
   auto layout = nodeplane::vgpuemu::readLayout(layoutFile, &why);
@@ -187,7 +186,7 @@ int serve(const std::string& mount, const std::string& layoutFile, bool exitWith
     nodeplane::vgpuemu::logLine(why);
     return 2;
   }
-  Emulator emu(std::move(*layout));
+  Emulator emu(std::move(*layout), mount);
   g_emu = &emu;
 
   fuse_operations ops{};
