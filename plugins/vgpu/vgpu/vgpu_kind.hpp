@@ -6,16 +6,34 @@
 // has open is busy (ObservedObject::busy): never changed or removed under it. Ownership and the
 // resolved type ids are kept in records under <stateDir>/vgpu/; the record also tells the qemu
 // plugin the device to hand to a VM (nodeplane/host/vgpu_ref.hpp).
+//
+// Files: vgpu_types.* (the driver's type lists and names), vgpu_gpu.* (one GPU as sysfs shows
+// it now, and its kept table of types), vgpu_records.* (ownership records, the mdev UUID),
+// vgpu_kind.cpp (schema, validate, validateSet, claims, normalize, observe), vgpu_apply.cpp (the
+// moves).
 #pragma once
 
+#include <mutex>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "nodeplane/plugin.hpp"
 #include "vgpu_config.hpp"
+#include "vgpu_gpu.hpp"
+#include "vgpu_records.hpp"
 
 namespace nodeplane::vgpu {
 
 inline constexpr const char* kVgpuKind = "Vgpu";
+
+// Where a spec puts its vGPU: resolved against sysfs now.
+struct VgpuTarget {
+  std::string gpu;   // the PF address
+  std::string slot;  // the VF address (the PF's own, mdev on a PF)
+  int vf = -1;       // the VF index; -1 on a PF
+  GpuState state;    // the GPU as read now
+};
 
 class VgpuKind {
  public:
@@ -31,8 +49,30 @@ class VgpuKind {
   Outcome apply(const Change& change, ApplyContext& context);
 
  private:
+  // parent/vf or address -> the GPU and the VF; an error with the field at fault (Resource::error
+  // adds the location).
+  Result<VgpuTarget> target(const Json& spec) const;
+  // The profile on the target's GPU, checked against its types (MIG mode included); nullopt
+  // with no error when the GPU's types cannot be known yet (VFs not enabled, no kept table).
+  Result<std::optional<VgpuType>> profileOn(const VgpuTarget& t, const Json& spec,
+                                            bool remember) const;
+  std::filesystem::path typesDir() const { return config_.stateDir / "types"; }
+  const std::filesystem::path& hostState() const { return services_.context().stateDir; }
+  bool mixedSize(const std::string& gpu) const;  // in vgpu.mixedSize
+  Result<void> applyNow(const Change& change, ApplyContext& context);
+  Result<void> make(const Change& change, const std::optional<VgpuRecord>& existing,
+                    ApplyContext& context);
+  Result<void> unmake(const VgpuRecord& record, ApplyContext& context, const std::string& what);
+  Result<void> owned(const std::optional<VgpuRecord>& record, const Change& change) const;
+  // Logs `message` through the context the first time `key` is seen failing (a VF the driver
+  // refuses briefly after a VM closed it fails every pass until it lets go).
+  void progressOnce(ApplyContext& context, const std::string& key, const std::string& message);
+  void settled(const std::string& key);
+
   HostServices& services_;
   const VgpuConfig& config_;
+  std::mutex loggedMu_;
+  std::set<std::string> logged_;
 };
 
 }  // namespace nodeplane::vgpu

@@ -1,0 +1,262 @@
+// The Vgpu kind against the FUSE emulator of NVIDIA's vGPU sysfs (tests/emulator/vgpu), through
+// the core's own HostServices (real writes, with their timeout) and the real /proc: exactly the
+// writes needed (the emulator counts them), one VF touched by a change, a vGPU held open by this
+// process left alone until it is released (and the driver's brief refusal after that retried),
+// types put back after a "reboot", a profile that no longer fits refused with what does, and the
+// mdev model's create and remove. Needs root (the emulator mounts); skips itself otherwise.
+#include "vgpu_kind.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <thread>
+
+#include "nodeplane/host/vgpu_ref.hpp"
+#include "support/files.hpp"
+#include "support/plugin_rig.hpp"
+#include "support/vgpu_emu.hpp"
+#include "vgpu_config.hpp"
+#include "vgpu_records.hpp"
+
+namespace nodeplane::vgpu {
+namespace {
+
+namespace fs = std::filesystem;
+using ::nodeplane::testing::countOf;
+using ::nodeplane::testing::slurp;
+using ::nodeplane::testing::TempDir;
+using namespace std::chrono_literals;
+
+constexpr const char* kL40S = "0000:41:00.0";
+constexpr const char* kA100 = "0000:3b:00.0";
+
+class VgpuKindTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (the emulator mounts a FUSE filesystem)";
+    if (::access("/dev/fuse", F_OK) != 0) GTEST_SKIP() << "no /dev/fuse on this machine";
+    std::string why;
+    auto started = test::VgpuEmulator::start(test::VgpuEmulator::defaultLayout(), &why);
+    ASSERT_TRUE(started) << "the emulator did not start: " << why;
+    emu.emplace(std::move(*started));
+    ASSERT_EQ(emu->control("sriov-manage -e ALL"), 0) << emu->log();
+    HostContext h;
+    h.sysfsRoot = emu->sysfsRoot();
+    h.devRoot = emu->devRoot();
+    h.procRoot = "/proc";  // this process's opens are what a VM's would be
+    h.stateDir = state.path();
+    rig.emplace(h, "vgpu");
+    cfg = readVgpuConfig(rig->services.context());
+    cfg.writeTimeout = 5s;
+    kind.emplace(rig->services, cfg);
+    emu->resetWrites();
+  }
+
+  static Json spec(int vf, const std::string& profile, const std::string& pf = kL40S) {
+    return {{"parent", pf}, {"vf", vf}, {"profile", profile}};
+  }
+  Outcome run(Action a, const std::string& name, const Json& desired = Json::object()) {
+    rig->shared->newPass();
+    Change c;
+    c.action = a;
+    c.id = {"Vgpu", name};
+    c.desired = desired;
+    if (auto o = observed(name)) c.uid = o->uid;
+    return kind->apply(c, ctx());
+  }
+  test::TestApplyContext& ctx() {
+    if (!context) context.emplace(rig->services);
+    return *context;
+  }
+  std::optional<ObservedObject> observed(const std::string& name) {
+    auto all = kind->observe();
+    EXPECT_TRUE(all) << all.error().str();
+    if (all)
+      for (auto& o : *all)
+        if (o.id.name == name) return o;
+    return std::nullopt;
+  }
+  std::string type(const std::string& vf) {
+    std::string s = slurp(emu->sysfsRoot() / "bus/pci/devices" / vf / "nvidia/current_vgpu_type");
+    return s.substr(0, s.find('\n'));
+  }
+  static std::string typeFile(const std::string& vf) {
+    return "bus/pci/devices/" + vf + "/nvidia/current_vgpu_type";
+  }
+  std::vector<std::string> validate(const Json& s) {
+    Resource r;
+    r.id = {"Vgpu", "v"};
+    r.spec = s;
+    std::vector<std::string> out;
+    for (const auto& e : kind->validate(r)) out.push_back(e.str());
+    return out;
+  }
+
+  TempDir state;
+  std::optional<test::VgpuEmulator> emu;
+  std::optional<test::PluginRig> rig;
+  VgpuConfig cfg;
+  std::optional<VgpuKind> kind;
+  std::optional<test::TestApplyContext> context;
+};
+
+TEST_F(VgpuKindTest, AssignsProfilesWithExactlyTheWritesNeeded) {
+  ASSERT_TRUE(validate(spec(0, "L40S-24Q")).empty());
+  for (auto [name, vf] : {std::pair{"a", 0}, {"b", 1}}) {
+    Outcome o = run(Action::kCreate, name, spec(vf, "L40S-24Q"));
+    ASSERT_TRUE(o.ok()) << o.error.str() << "\n" << emu->log();
+  }
+  EXPECT_EQ(type("0000:41:00.4"), "1155");
+  EXPECT_EQ(type("0000:41:00.5"), "1155");
+  EXPECT_EQ(emu->writes(),
+            (Json{{"total", 2},
+                  {"files", {{typeFile("0000:41:00.4"), 1}, {typeFile("0000:41:00.5"), 1}}}}));
+  // The qemu plugin's view: the VF to hand to QEMU, ready.
+  auto dev = host::readVgpuDevice(state.path(), "a");
+  ASSERT_TRUE(dev) << dev.error().str();
+  EXPECT_EQ(dev->device, emu->sysfsRoot() / "bus/pci/devices/0000:41:00.4");
+  EXPECT_EQ(dev->gpu, kL40S);
+  auto a = observed("a");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->spec, kind->normalize(spec(0, "1155")));
+  EXPECT_EQ(a->detail, "L40S-24Q (type 1155) on 0000:41:00.4");
+  // Applied again: read, nothing written.
+  emu->resetWrites();
+  ASSERT_TRUE(run(Action::kCreate, "a", spec(0, "L40S-24Q")).ok());
+  ASSERT_TRUE(run(Action::kUpdate, "b", spec(1, "L40S-24Q")).ok());
+  EXPECT_EQ(emu->writes()["total"], 0) << emu->writes().dump();
+}
+
+TEST_F(VgpuKindTest, ChangingOneWritesZeroThenTheIdOnThatVfAlone) {
+  for (auto [name, vf] : {std::pair{"a", 0}, {"b", 1}, {"c", 2}})
+    ASSERT_TRUE(run(Action::kCreate, name, spec(vf, "L40S-12Q")).ok()) << emu->log();
+  emu->resetWrites();
+  Outcome o = run(Action::kUpdate, "b", spec(1, "L40S-12A"));
+  ASSERT_TRUE(o.ok()) << o.error.str() << "\n" << emu->log();
+  EXPECT_EQ(emu->writes(), (Json{{"total", 2}, {"files", {{typeFile("0000:41:00.5"), 2}}}}));
+  EXPECT_EQ(type("0000:41:00.4"), "1153");
+  EXPECT_EQ(type("0000:41:00.5"), "1163");
+  EXPECT_EQ(type("0000:41:00.6"), "1153");
+}
+
+TEST_F(VgpuKindTest, AVgpuInUseWaitsForItsHolderThenProceeds) {
+  ASSERT_TRUE(run(Action::kCreate, "a", spec(3, "L40S-24Q")).ok()) << emu->log();
+  ASSERT_EQ(emu->control("busy-after-close 2"), 0) << emu->log();
+  auto hold = emu->hold("0000:41:00.7");
+  ASSERT_TRUE(hold) << hold.error();
+  const std::string holder = "in use by pid " + std::to_string(::getpid());
+  auto seen = observed("a");
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->busy.rfind(holder + " (", 0), 0u) << seen->busy;
+  EXPECT_EQ(seen->detail.rfind("L40S-24Q (type 1155) on 0000:41:00.7, " + holder, 0), 0u)
+      << seen->detail;
+  emu->resetWrites();
+  Outcome o = run(Action::kUpdate, "a", spec(3, "L40S-24A"));
+  EXPECT_EQ(o.error.kind, ErrorKind::kConflict) << o.error.str();
+  EXPECT_EQ(o.error.message.rfind("update Vgpu/a: 0000:41:00.7 is " + holder, 0), 0u)
+      << o.error.message;
+  o = run(Action::kDelete, "a");
+  EXPECT_EQ(o.error.kind, ErrorKind::kConflict) << o.error.str();
+  EXPECT_EQ(emu->writes()["total"], 0) << "nothing written under the holder";
+
+  hold.release();
+  EXPECT_EQ(observed("a")->busy, "");
+  // The driver refuses `0` twice after the close (busy-after-close 2): retried, logged once.
+  int retried = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (true) {
+    o = run(Action::kUpdate, "a", spec(3, "L40S-24A"));
+    if (o.ok() || o.cls != Outcome::kRetryable || std::chrono::steady_clock::now() > deadline)
+      break;
+    ++retried;
+  }
+  ASSERT_TRUE(o.ok()) << o.error.str() << "\n" << emu->log();
+  EXPECT_EQ(retried, 2);
+  std::string said;
+  for (const auto& m : ctx().messages) said += m + "\n";
+  EXPECT_EQ(countOf(said, "0000:41:00.7 still has type 1155 after writing 0"), 1u) << said;
+  EXPECT_EQ(type("0000:41:00.7"), "1165");
+  EXPECT_EQ(emu->writes(), (Json{{"total", 4}, {"files", {{typeFile("0000:41:00.7"), 4}}}}))
+      << "0 refused twice, 0, the new id";
+}
+
+TEST_F(VgpuKindTest, AfterARebootTheTypesAreSetAgain) {
+  ASSERT_TRUE(run(Action::kCreate, "a", spec(0, "L40S-24Q")).ok()) << emu->log();
+  ASSERT_TRUE(run(Action::kCreate, "b", spec(1, "L40S-24Q")).ok());
+  ASSERT_EQ(emu->control("reboot"), 0) << emu->log();
+  EXPECT_FALSE(observed("a")) << "absent: the plan creates it again";
+  EXPECT_FALSE(host::readVgpuDevice(state.path(), "a")) << "not ready for a VM";
+  // The VFs are gone: still valid (the GPU's table was kept), but not made until they are back.
+  EXPECT_TRUE(validate(spec(0, "L40S-24Q")).empty());
+  EXPECT_EQ(validate(spec(0, "L40S-20Q")).size(), 1u);
+  Outcome o = run(Action::kCreate, "a", spec(0, "L40S-24Q"));
+  EXPECT_EQ(o.cls, Outcome::kRetryable) << o.error.str();
+  // SriovPf's part: the driver's sriov-manage.
+  ASSERT_EQ(emu->control("sriov-manage -e " + std::string(kL40S)), 0) << emu->log();
+  emu->resetWrites();
+  for (const char* name : {"a", "b"}) {
+    o = run(Action::kCreate, name, spec(name[0] - 'a', "L40S-24Q"));
+    ASSERT_TRUE(o.ok()) << o.error.str() << "\n" << emu->log();
+  }
+  EXPECT_EQ(type("0000:41:00.4"), "1155");
+  EXPECT_EQ(type("0000:41:00.5"), "1155");
+  EXPECT_EQ(emu->writes()["total"], 2);
+  EXPECT_TRUE(host::readVgpuDevice(state.path(), "b"));
+}
+
+TEST_F(VgpuKindTest, AProfileThatNoLongerFitsIsRefusedWithWhatDoes) {
+  ASSERT_TRUE(run(Action::kCreate, "a", spec(0, "L40S-24Q")).ok()) << emu->log();
+  ASSERT_TRUE(run(Action::kCreate, "b", spec(1, "L40S-24Q")).ok());
+  Outcome o = run(Action::kCreate, "c", spec(2, "L40S-12Q"));
+  EXPECT_EQ(o.cls, Outcome::kTerminal);
+  EXPECT_EQ(o.error.message,
+            "create Vgpu/c: L40S-12Q is not creatable on 0000:41:00.6 now (writing \"1153\" to " +
+                (emu->sysfsRoot() / typeFile("0000:41:00.6")).string() +
+                ": Input/output error) (creatable now: none); the GPU holds L40S-24Q on "
+                "0000:41:00.4, L40S-24Q on 0000:41:00.5");
+  EXPECT_EQ(type("0000:41:00.6"), "0");
+}
+
+TEST_F(VgpuKindTest, DeleteClearsTheTypeReleaseLeavesIt) {
+  ASSERT_TRUE(run(Action::kCreate, "a", spec(0, "L40S-8Q")).ok()) << emu->log();
+  ASSERT_TRUE(run(Action::kCreate, "b", spec(1, "L40S-8Q")).ok());
+  ASSERT_TRUE(run(Action::kDelete, "a").ok());
+  ASSERT_TRUE(run(Action::kRelease, "b").ok());
+  EXPECT_EQ(type("0000:41:00.4"), "0");
+  EXPECT_EQ(type("0000:41:00.5"), "1152");
+  EXPECT_FALSE(fs::exists(host::vgpuRecordPath(state.path(), "a")));
+  EXPECT_FALSE(fs::exists(host::vgpuRecordPath(state.path(), "b")));
+}
+
+TEST_F(VgpuKindTest, MdevModelCreatesAndRemovesOneMdev) {
+  const std::string uuid = mdevUuidFor(test::PluginRig::kAgentId, "m");
+  Outcome o = run(Action::kCreate, "m", spec(1, "A100-10C", kA100));
+  ASSERT_TRUE(o.ok()) << o.error.str() << "\n" << emu->log();
+  const fs::path mdev = emu->sysfsRoot() / "bus/mdev/devices" / uuid;
+  EXPECT_TRUE(fs::exists(mdev));
+  EXPECT_EQ(fs::read_symlink(mdev / "mdev_type").filename(), "nvidia-471");
+  auto dev = host::readVgpuDevice(state.path(), "m");
+  ASSERT_TRUE(dev) << dev.error().str();
+  EXPECT_EQ(dev->device, mdev);
+  EXPECT_EQ(observed("m")->detail, "A100-10C (type 471) on mdev " + uuid + " on 0000:3b:00.5");
+  {
+    auto hold = emu->hold(uuid);
+    ASSERT_TRUE(hold) << hold.error();
+    EXPECT_NE(observed("m")->busy, "");
+    o = run(Action::kDelete, "m");
+    EXPECT_EQ(o.error.kind, ErrorKind::kConflict) << o.error.str();
+    EXPECT_TRUE(fs::exists(mdev));
+  }
+  emu->resetWrites();
+  o = run(Action::kDelete, "m");
+  ASSERT_TRUE(o.ok()) << o.error.str() << "\n" << emu->log();
+  EXPECT_FALSE(fs::exists(mdev));
+  EXPECT_EQ(emu->writes()["total"], 1);
+  EXPECT_FALSE(fs::exists(host::vgpuRecordPath(state.path(), "m")));
+}
+
+}  // namespace
+}  // namespace nodeplane::vgpu
