@@ -193,7 +193,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadCase{"UnknownKind", "apiVersion: nodeplane.io/v1\nkind: Brdge\nmetadata: {name: x}\n",
                 "bad.yaml:2:1: Brdge/x kind: unknown kind \"Brdge\" (known: Bridge, Container, "
-                "Tap, VfioDevice, VirtualMachine, Vxlan)"},
+                "SriovPf, Tap, VfioDevice, Vgpu, VirtualMachine, Vxlan)"},
         BadCase{
             "UnknownField",
             "apiVersion: nodeplane.io/v1\nkind: Bridge\nmetadata: {name: x}\nspec:\n  mtux: 9000\n",

@@ -60,17 +60,23 @@ TEST_F(BusyTest, AnUpdateOfABusyObjectWaitsAndNamesItsUser) {
   EXPECT_EQ(e.observe().objects.at({"Widget", "slice"}).spec["color"], "red") << "not touched";
 }
 
+// Another widget: the desired set is not empty, so the owned `slice` is pruned.
+constexpr const char* kOther = R"(apiVersion: nodeplane.io/v1
+kind: Widget
+metadata: {name: other}
+spec: {size: 1}
+)";
+
 TEST_F(BusyTest, ABusyObjectIsNotPrunedAndAFreeOneIs) {
   auto& e = engine(existing("in use by pid 42 (qemu-system-x86)"));
   auto store = openStore(tmp_.path());
-  auto none = desired("");
-  auto report = e.converge(none, store, true, {});
+  auto report = e.converge(desired(kOther), store, true, {});
   ASSERT_EQ(report.errors.size(), 1u);
   EXPECT_THAT(report.errors[0].str(), HasSubstr("in use by pid 42 (qemu-system-x86): not deleted"));
   EXPECT_TRUE(e.observe().objects.count({"Widget", "slice"}));
 
   auto& freed = engine(existing(""));  // its user went
-  auto again = freed.converge(desired(""), store, true, {});
+  auto again = freed.converge(desired(kOther), store, true, {});
   EXPECT_TRUE(again.ok()) << (again.errors.empty() ? "" : again.errors[0].str());
   EXPECT_FALSE(freed.observe().objects.count({"Widget", "slice"}));
 }
