@@ -446,14 +446,24 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
     // In use now (a vGPU a running VM holds): not touched. A conflict, so the daemon holds the
     // step until the object changes on the host, i.e. until it is freed.
     if (obj != now.objects.end() && !obj->second.busy.empty() &&
-        e.change.action != Action::kCreate && e.change.action != Action::kRelease)
-      return Outcome::failed(
-          Error{ErrorKind::kConflict,
-                obj->second.busy + ": not " + pastTense(e.change.action) + " until it is free",
-                e.change.id.str(),
-                {},
-                {},
-                "it proceeds on its own once that stops using it"});
+        e.change.action != Action::kCreate && e.change.action != Action::kRelease) {
+      // Busy before the steps began: look again, since a step before this one may have freed
+      // it (the Vgpus deleted before the SriovPf whose VFs they were on).
+      std::string busy = obj->second.busy;
+      if (auto again = p->observe({e.change.id.kind})) {
+        busy.clear();
+        for (const auto& o : *again)
+          if (o.id == e.change.id) busy = o.busy;
+      }
+      if (!busy.empty())
+        return Outcome::failed(
+            Error{ErrorKind::kConflict,
+                  busy + ": not " + pastTense(e.change.action) + " until it is free",
+                  e.change.id.str(),
+                  {},
+                  {},
+                  "it proceeds on its own once that stops using it"});
+    }
     if (stepDelayMs > 0) std::this_thread::sleep_for(std::chrono::milliseconds(stepDelayMs));
     const std::size_t index = static_cast<std::size_t>(&e - plan.entries.data());
     StepContext context(p->services(), stop_, stepTimeout(p->schema(e.change.id.kind)), e.change.id,
