@@ -27,6 +27,7 @@ Result<Context> Context::make(const GlobalOptions& g) {
                                            : defaultPluginDir();
   if (!g.sysfsRoot.empty()) ctx.host_.sysfsRoot = g.sysfsRoot;
   if (!g.procRoot.empty()) ctx.host_.procRoot = g.procRoot;
+  if (!g.devRoot.empty()) ctx.host_.devRoot = g.devRoot;
   ctx.host_.stateDir = ctx.stateDir_;
   if (ctx.config_.runDir) ctx.host_.runDir = *ctx.config_.runDir;
   if (ctx.config_.systemdBus) ctx.host_.systemdBus = *ctx.config_.systemdBus;

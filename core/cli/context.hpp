@@ -18,6 +18,7 @@ struct GlobalOptions {
   std::string pluginDir;
   std::string sysfsRoot;
   std::string procRoot;
+  std::string devRoot;
   std::string logLevel = "warn";
   std::string output = "text";
 };

@@ -59,6 +59,8 @@ int runCommand(int argc, char** argv) {
   app.add_option("--plugin-dir", g.pluginDir,
                  "plugin directory (default: plugins/ beside the binary, else the install dir)");
   app.add_option("--sysfs-root", g.sysfsRoot, "directory that stands for /sys");
+  app.add_option("--dev-root", g.devRoot,
+                 "directory that stands for /dev (VFIO nodes: who has a VF or vGPU open)");
   app.add_option("--proc-root", g.procRoot,
                  "directory that stands for /proc (the NVIDIA driver's GPU information)");
   app.add_option("--log-level", g.logLevel, "trace, debug, info, warn, error, off")
