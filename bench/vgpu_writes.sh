@@ -117,7 +117,14 @@ fi
 # 2. Change 2 of 32, RUNS times each way (back to 6Q untimed between runs).
 declare -a T_NP T_LOOP T_ALL
 for _ in $(seq "$RUNS"); do
-  write_desired L40S-6A; reset; t0=$(now); apply; t1=$(now); W_NP=$(writes)
+  write_desired L40S-6A; reset; t0=$(now)
+  if [[ -n ${PROFILE_APPLY:-} ]]; then
+    strace -f -tt -o "$PROFILE_APPLY" "$NODEPLANE" --config "$ROOT/agent.yaml" --state-dir "$ROOT/state" \
+      --sysfs-root "$SYS" --dev-root "$SYS/dev" apply -f "$ROOT/desired" >/dev/null 2>&1
+  else
+    apply
+  fi
+  t1=$(now); W_NP=$(writes)
   [[ $(all_types) == "$(want $ID_6A)" ]] || { echo "change not made: $(all_types)" >&2; exit 1; }
   T_NP+=("$(ms "$t0" "$t1")")
   write_desired L40S-6Q; apply
@@ -138,7 +145,9 @@ declare -a T_BOOT
 for _ in $(seq "$RUNS"); do
   echo reboot >"$SYS/.emu/control"
   t0=$(now)
-  np run -f "$ROOT/desired" >"$ROOT/run.log" 2>&1 &
+  # Not through np(): `np … &` is a subshell, and SIGTERM to it would leave the daemon running.
+  "$NODEPLANE" --config "$ROOT/agent.yaml" --state-dir "$ROOT/state" --sysfs-root "$SYS" \
+    --dev-root "$SYS/dev" run -f "$ROOT/desired" >"$ROOT/run.log" 2>&1 &
   daemon=$!
   track_pid $daemon
   until [[ $(all_types) == "$(want $ID_6Q)" ]]; do

@@ -75,7 +75,9 @@ Result<void> VgpuKind::owned(const std::optional<VgpuRecord>& record, const Chan
 }
 
 Outcome VgpuKind::apply(const Change& change, ApplyContext& context) {
+  forgetGpus();  // the step acts on the GPU as it is now
   auto r = applyNow(change, context);
+  forgetGpus();
   if (r) {
     settled(change.id.str());
     return Outcome::done();

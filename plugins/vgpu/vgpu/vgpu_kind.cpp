@@ -86,6 +86,19 @@ KindSchema VgpuKind::schema() const {
   return k;
 }
 
+Result<GpuState> VgpuKind::gpuNow(const std::string& address) const {
+  std::lock_guard lock(gpusMu_);
+  if (auto it = gpus_.find(address); it != gpus_.end()) return it->second;
+  auto g = readGpu(services_.context().sysfsRoot, address);
+  if (g) gpus_[address] = *g;
+  return g;
+}
+
+void VgpuKind::forgetGpus() const {
+  std::lock_guard lock(gpusMu_);
+  gpus_.clear();
+}
+
 Result<VgpuTarget> VgpuKind::target(const Json& spec) const {
   const fs::path& sysfs = services_.context().sysfsRoot;
   const bool hasParent = spec.is_object() && spec.contains("parent");
@@ -110,7 +123,7 @@ Result<VgpuTarget> VgpuKind::target(const Json& spec) const {
     if (f && f->isVirtualFunction()) {
       t.gpu = f->physfn;
     } else if (f) {
-      auto g = readGpu(sysfs, address);
+      auto g = gpuNow(address);
       if (!g || !g->mdevOnPf)
         return std::unexpected(bad("spec.address",
                                    address + " is not a virtual function" +
@@ -123,7 +136,7 @@ Result<VgpuTarget> VgpuKind::target(const Json& spec) const {
       auto pfs = readPfs(sysfs);
       if (pfs)
         for (const auto& pf : *pfs) {
-          auto g = readGpu(sysfs, pf.function.address);
+          auto g = gpuNow(pf.function.address);
           if (!g) continue;
           for (const auto& s : g->slots)
             if (s.address == address) t.gpu = pf.function.address;
@@ -147,7 +160,13 @@ Result<VgpuTarget> VgpuKind::target(const Json& spec) const {
     }
   }
   const std::string gpuField = hasAddress ? "spec.address" : "spec.parent";
-  auto f = host::readPciFunction(sysfs, t.gpu);
+  // The pass's shared inventory when it has the function (vendor and VF-ness do not change),
+  // else sysfs now.
+  Result<host::PciFunction> f = fail(ErrorKind::kTerminal, "");
+  if (auto all = services_.pciFunctions())
+    for (const auto& x : *all)
+      if (x.address == t.gpu) f = x;
+  if (!f) f = host::readPciFunction(sysfs, t.gpu);
   if (!f)
     return std::unexpected(bad(gpuField, "no PCI function " + t.gpu + " on this host (" +
                                              (sysfs / "bus/pci/devices" / t.gpu).string() +
@@ -161,7 +180,7 @@ Result<VgpuTarget> VgpuKind::target(const Json& spec) const {
     return std::unexpected(
         bad(gpuField, t.gpu + " is a virtual function (of " + f->physfn + "), not a GPU",
             "give parent: " + f->physfn + " and its vf index, or address: " + t.gpu));
-  auto g = readGpu(sysfs, t.gpu);
+  auto g = gpuNow(t.gpu);
   if (!g)
     return std::unexpected(bad(gpuField,
                                t.gpu + " offers no vGPUs: it is neither an SR-IOV "
@@ -390,6 +409,7 @@ Json VgpuKind::normalize(const Json& spec) const {
 }
 
 Result<std::vector<ObservedObject>> VgpuKind::observe() {
+  forgetGpus();  // what the spec side read may be old now
   auto records = listVgpuRecords(hostState());
   if (!records) return std::unexpected(records.error());
   const HostContext& host = services_.context();

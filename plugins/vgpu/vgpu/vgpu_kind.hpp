@@ -13,6 +13,7 @@
 // moves).
 #pragma once
 
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -69,8 +70,15 @@ class VgpuKind {
   void progressOnce(ApplyContext& context, const std::string& key, const std::string& message);
   void settled(const std::string& key);
 
+  // The spec side (validate, validateSet, claims, normalize: every Vgpu of a GPU, several times
+  // each) reads each GPU once: kept until the next observe() or apply(), which read afresh.
+  Result<GpuState> gpuNow(const std::string& address) const;
+  void forgetGpus() const;
+
   HostServices& services_;
   const VgpuConfig& config_;
+  mutable std::mutex gpusMu_;
+  mutable std::map<std::string, GpuState> gpus_;
   std::mutex loggedMu_;
   std::set<std::string> logged_;
 };
