@@ -56,7 +56,7 @@ class VgpuCli : public ::testing::Test {
   }
 
   std::optional<test::VgpuEmulator> emu;
-  TempDir state, config, desired;
+  TempDir state, config, desired, images;
 };
 
 TEST_F(VgpuCli, BadInputIsReportedWithFileAndLineAndNothingIsApplied) {
@@ -153,6 +153,78 @@ TEST_F(VgpuCli, ApplyAgainWritesNothingAndARebootIsRepairedByTheNextApply) {
   EXPECT_EQ(type("0000:41:00.4"), "1155");
   EXPECT_EQ(type("0000:41:00.5"), "1155");
   EXPECT_EQ(emu->writes()["total"], 4);
+}
+
+// A vGPU something has open (here this test process, as QEMU would) is busy: diff shows the change
+// waiting and who holds it, apply refuses it as a conflict naming the holder and writes nothing,
+// status shows the holder; once it is let go, the same apply makes the change.
+TEST_F(VgpuCli, AHeldVgpuWaitsForItsHolderThroughTheCli) {
+  desired.write("v.yaml",
+                vgpuDoc("a", "  parent: \"0000:41:00.0\"\n  vf: 0\n  profile: L40S-24Q\n"));
+  auto r = np(
+      {"--dev-root", (emu->sysfsRoot() / "dev").string(), "apply", "-f", desired.path().string()});
+  ASSERT_EQ(r.code, 0) << r.out << r.err << emu->log();
+  auto held = emu->hold("0000:41:00.4");
+  ASSERT_TRUE(held) << held.error();
+  const std::string holder = "in use by pid " + std::to_string(::getpid());
+  auto st = np({"--dev-root", (emu->sysfsRoot() / "dev").string(), "status"});
+  ASSERT_EQ(st.code, 0) << st.err;
+  EXPECT_THAT(st.out, HasSubstr("Vgpu/a    L40S-24Q (type 1155) on 0000:41:00.4"));
+  EXPECT_THAT(st.out, HasSubstr(holder));
+
+  desired.write("v.yaml",
+                vgpuDoc("a", "  parent: \"0000:41:00.0\"\n  vf: 0\n  profile: L40S-24A\n"));
+  auto d = np(
+      {"--dev-root", (emu->sysfsRoot() / "dev").string(), "diff", "-f", desired.path().string()});
+  EXPECT_EQ(d.code, 2) << d.out << d.err;
+  EXPECT_THAT(d.out, HasSubstr("~ Vgpu/a update profile: L40S-24Q -> L40S-24A [waits: " + holder));
+  emu->resetWrites();
+  r = np(
+      {"--dev-root", (emu->sysfsRoot() / "dev").string(), "apply", "-f", desired.path().string()});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out + r.err, HasSubstr("Vgpu/a: " + holder));
+  EXPECT_THAT(r.out + r.err, HasSubstr("not updated until it is free"));
+  EXPECT_EQ(emu->writes()["total"], 0) << emu->writes().dump();
+  EXPECT_EQ(type("0000:41:00.4"), "1155");
+
+  held.release();
+  r = np(
+      {"--dev-root", (emu->sysfsRoot() / "dev").string(), "apply", "-f", desired.path().string()});
+  ASSERT_EQ(r.code, 0) << r.out << r.err << emu->log();
+  EXPECT_EQ(type("0000:41:00.4"), "1165");  // L40S-24A
+}
+
+// A Vgpu is one VM's: two VMs naming it is a claim conflict, found before anything is applied.
+// And export writes the Vgpus back as documents apply takes.
+TEST_F(VgpuCli, AVgpuNamedByTwoVmsIsAConflictAndExportRoundTrips) {
+  images.write("blank.qcow2", "validate only looks for the file");
+  config.write("agent.yaml",
+               "lockTimeoutSeconds: 1\nqemu:\n  imagesDir: " + images.path().string() + "\n");
+  const std::string vm = "  vcpus: 1\n  memoryMiB: 128\n  disk: {base: blank}\n  vgpus: [a]\n";
+  desired.write("v.yaml",
+                vgpuDoc("a", "  parent: \"0000:41:00.0\"\n  vf: 0\n  profile: L40S-24Q\n") +
+                    "---\napiVersion: nodeplane.io/v1\nkind: VirtualMachine\nmetadata: {name: "
+                    "vm1}\nspec:\n" +
+                    vm +
+                    "---\napiVersion: nodeplane.io/v1\nkind: VirtualMachine\nmetadata: {name: "
+                    "vm2}\nspec:\n" +
+                    vm);
+  auto v = np({"validate", "-f", desired.path().string()});
+  EXPECT_EQ(v.code, 1) << v.out << v.err;
+  EXPECT_THAT(v.err, HasSubstr("VirtualMachine/vm2: claims vgpu a, already claimed by "
+                               "VirtualMachine/vm1"));
+
+  desired.write("v.yaml",
+                vgpuDoc("a", "  parent: \"0000:41:00.0\"\n  vf: 0\n  profile: L40S-24Q\n"));
+  ASSERT_EQ(np({"apply", "-f", desired.path().string()}).code, 0);
+  auto e = np({"export", "--kind", "Vgpu"});
+  ASSERT_EQ(e.code, 0) << e.out << e.err;
+  EXPECT_THAT(e.out, HasSubstr("kind: Vgpu"));
+  EXPECT_THAT(e.out, HasSubstr("L40S-24Q"));
+  TempDir exported;
+  exported.write("all.yaml", e.out);
+  auto d = np({"diff", "-f", exported.path().string()});
+  EXPECT_EQ(d.code, 0) << "export applies back in sync: " << e.out << d.out << d.err;
 }
 
 }  // namespace
