@@ -15,8 +15,8 @@
 
 #include "cli_util.hpp"
 #include "netns.hpp"
+#include "nodeplane/host/tool.hpp"
 #include "support/plugin_rig.hpp"
-#include "tool.hpp"
 #include "vm_spec.hpp"
 
 namespace nodeplane::testing {
@@ -225,10 +225,10 @@ TEST_F(VmToolsTest, UefiVariablesAreCopiedOnceAndKept) {
 }
 
 TEST_F(VmToolsTest, ToolsRunWithADeadline) {
-  auto r = qemu::runTool({"/bin/sleep", "30"}, 200ms);
+  auto r = host::runTool({"/bin/sleep", "30"}, 200ms);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message, "/bin/sleep 30 did not finish within 200 ms: killed");
-  auto ok = qemu::runToolOk({"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}, 10s);
+  auto ok = host::runToolOk({"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}, 10s);
   ASSERT_FALSE(ok);
   EXPECT_EQ(ok.error().message,
             "/bin/sh -c echo out; echo err >&2; exit 3 failed (exit code 3): err");

@@ -2,8 +2,8 @@
 #include <map>
 
 #include "nodeplane/host/pci.hpp"
+#include "nodeplane/host/tool.hpp"
 #include "nodeplane/text.hpp"
-#include "tool.hpp"
 #include "vm_spec.hpp"
 
 namespace nodeplane::qemu {
@@ -48,7 +48,7 @@ Result<std::vector<std::string>> qemuArgv(const VmSpec& spec, const VmLayout& la
     return bad("memoryMiB out of range 64..16777216");
   if (spec.firmware != "bios" && spec.firmware != "uefi")
     return bad("firmware \"" + printable(spec.firmware) + "\" is not uefi or bios");
-  auto binary = findProgram(config.binary);
+  auto binary = host::findProgram(config.binary);
   if (!binary) return bad("QEMU: " + binary.error().message);
 
   auto overlay = optionPath(layout.overlay, "disk overlay");

@@ -7,9 +7,9 @@
 #include <sstream>
 
 #include "nodeplane/digest.hpp"
+#include "nodeplane/host/tool.hpp"
 #include "nodeplane/plugin_util.hpp"
 #include "nodeplane/text.hpp"
-#include "tool.hpp"
 #include "vm_spec.hpp"
 
 namespace nodeplane::qemu {
@@ -31,8 +31,8 @@ struct ImageInfo {
 
 Result<ImageInfo> imageInfo(const QemuConfig& config, const std::filesystem::path& image) {
   // -U: read the header even while a running QEMU holds the image's lock.
-  auto r =
-      runToolOk({config.imgBinary, "info", "-U", "--output=json", image.string()}, kToolTimeout);
+  auto r = host::runToolOk({config.imgBinary, "info", "-U", "--output=json", image.string()},
+                           kToolTimeout);
   if (!r) return std::unexpected(r.error());
   Json j = Json::parse(r->out, nullptr, false);
   if (!j.is_object() || !j.contains("virtual-size") || !j["virtual-size"].is_number_integer())
@@ -144,7 +144,7 @@ Result<void> writeSeedIso(const SeedFiles& files, const std::filesystem::path& i
       }
       argv.push_back(std::string(name) + "=" + (dir / name).string());
     }
-    auto r = runToolOk(argv, kToolTimeout);
+    auto r = host::runToolOk(argv, kToolTimeout);
     removeQuietly(dir);
     if (!r) {
       removeQuietly(tmp);
@@ -176,9 +176,9 @@ Result<void> ensureOverlay(const VmSpec& spec, const VmLayout& layout, const Qem
                     "an overlay cannot move to another base: set disk.base back, or delete the VM "
                     "(its disk goes with it) and create it again");
       if (want > info->virtualSize) {  // grow; never shrink
-        auto r = runToolOk({config.imgBinary, "resize", "-f", "qcow2", layout.overlay.string(),
-                            std::to_string(want)},
-                           kToolTimeout);
+        auto r = host::runToolOk({config.imgBinary, "resize", "-f", "qcow2",
+                                  layout.overlay.string(), std::to_string(want)},
+                                 kToolTimeout);
         if (!r) return std::unexpected(r.error());
       }
       return {};
@@ -200,7 +200,7 @@ Result<void> ensureOverlay(const VmSpec& spec, const VmLayout& layout, const Qem
                                      base.string(),    tmp.string()};
     // A size below the base's would cut the disk: the base's size is the least.
     if (want > baseInfo->virtualSize) argv.push_back(std::to_string(want));
-    auto r = runToolOk(argv, kToolTimeout);
+    auto r = host::runToolOk(argv, kToolTimeout);
     if (!r) {
       removeQuietly(tmp);
       return std::unexpected(r.error());

@@ -15,9 +15,9 @@
 #include <sstream>
 
 #include "nodeplane/digest.hpp"
+#include "nodeplane/host/tool.hpp"
 #include "nodeplane/plugin_util.hpp"
 #include "qmp.hpp"
-#include "tool.hpp"
 #include "units.hpp"
 #include "vm_kind.hpp"
 #include "vm_spec.hpp"
@@ -651,7 +651,7 @@ std::vector<CheckItem> VmKind::check() {
   };
   // The first line a tool prints for its version ("QEMU emulator version 7.2.0 (…)").
   auto version = [](const std::string& binary, const char* flag, CheckItem& c, const char* fix) {
-    auto r = runToolOk({binary, flag}, 10s);
+    auto r = host::runToolOk({binary, flag}, 10s);
     if (!r) {
       c.detail = r.error().message + " (" + fix + ")";
       return;
@@ -681,7 +681,7 @@ std::vector<CheckItem> VmKind::check() {
   }
 
   CheckItem& iso = item("iso-tool", false);
-  if (auto tool = findProgram(config_.isoBinary)) {
+  if (auto tool = host::findProgram(config_.isoBinary)) {
     iso.ok = true;
     iso.detail = tool->string();
   } else {

@@ -6,8 +6,8 @@
 #include <chrono>
 #include <thread>
 
+#include "nodeplane/host/tool.hpp"
 #include "sriov_kind.hpp"
-#include "tool.hpp"
 
 namespace nodeplane::vgpu {
 namespace fs = std::filesystem;
@@ -216,7 +216,7 @@ Result<void> SriovKind::setNvidia(const Pf& pf, int want, ApplyContext& context)
   const std::vector<std::string> argv{config_.sriovManage.string(), flag, device};
   const std::string command = argv[0] + " " + flag + " " + device;
   context.progress("running " + command);
-  auto run = qemu::runTool(argv, manageTimeout(config_.writeTimeout));
+  auto run = host::runTool(argv, manageTimeout(config_.writeTimeout));
   if (!run)
     return fail(run.error().kind, "cannot run " + command + ": " + run.error().message, {},
                 "install NVIDIA's vGPU host driver, or set vgpu.sriovManage in the agent config");

@@ -1,4 +1,4 @@
-#include "tool.hpp"
+#include "nodeplane/host/tool.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -14,7 +14,7 @@
 
 extern char** environ;
 
-namespace nodeplane::qemu {
+namespace nodeplane::host {
 namespace {
 
 std::string joined(const std::vector<std::string>& argv) {
@@ -186,4 +186,4 @@ Result<ToolOutput> runToolOk(const std::vector<std::string>& argv,
   return r;
 }
 
-}  // namespace nodeplane::qemu
+}  // namespace nodeplane::host

@@ -1,5 +1,6 @@
-// Running the host tools a VM needs (qemu-img, genisoimage): argv only, no shell, output
-// collected, a deadline after which the tool is killed (by its PID) and reaped.
+// Running host tools (qemu-img, genisoimage, sriov-manage, nvidia-smi): argv only, no shell,
+// output collected, a deadline after which the tool is killed (by its PID) and reaped. Shared by
+// the plugins that run them.
 #pragma once
 
 #include <chrono>
@@ -9,7 +10,7 @@
 
 #include "nodeplane/error.hpp"
 
-namespace nodeplane::qemu {
+namespace nodeplane::host {
 
 // `name` as the tool to run: an absolute path as is (it must be an executable file), a bare name
 // searched on PATH. An error names what was looked for and where.
@@ -28,4 +29,4 @@ Result<ToolOutput> runTool(const std::vector<std::string>& argv, std::chrono::mi
 Result<ToolOutput> runToolOk(const std::vector<std::string>& argv,
                              std::chrono::milliseconds timeout);
 
-}  // namespace nodeplane::qemu
+}  // namespace nodeplane::host
