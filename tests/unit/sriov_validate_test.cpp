@@ -31,9 +31,10 @@ struct Host {
   VgpuConfig config;
   SriovKind kind{rig.services, config};
 
-  std::vector<std::string> errors(const Json& spec) {
+  std::vector<std::string> errors(const Json& spec, const std::string& name = "") {
     Resource r;
     r.id = {"SriovPf", "pf"};
+    if (!name.empty()) r.id.name = name;
     r.spec = spec;
     r.where = {"sriov.yaml", 1, 1};
     r.locations["spec.device"] = {"sriov.yaml", 4, 11};
@@ -71,6 +72,15 @@ TEST(SriovPfValidate, AnSriovPfWithinItsTotalPasses) {
   EXPECT_TRUE(h.errors({{"device", "1"}, {"numVfs", 4}}).empty());
   EXPECT_TRUE(
       h.errors({{"device", "gpu-3B000000-0000-4000-8000-00000000A100"}, {"numVfs", 0}}).empty());
+}
+
+TEST(SriovPfValidate, ANameThatCannotNameItsRecordFile) {
+  Host h;
+  EXPECT_EQ(h.errors({{"device", "0000:5e:00.0"}, {"numVfs", 8}}, "a/../../b"),
+            std::vector<std::string>{
+                "sriov.yaml:1:1: SriovPf/a/../../b metadata.name: invalid SriovPf name "
+                "\"a/../../b\": it has a character other than letters, digits, '.', '_' and '-' "
+                "(the name is its ownership record's file name)"});
 }
 
 TEST(SriovPfValidate, MoreVfsThanTheTotalNamesBothNumbers) {

@@ -31,9 +31,10 @@ struct Host {
   QemuConfig config;
   VfioKind kind{rig.services, config};
 
-  std::vector<std::string> errors(const Json& spec) {
+  std::vector<std::string> errors(const Json& spec, const std::string& name = "") {
     Resource r;
     r.id = {"VfioDevice", "gpu"};
+    if (!name.empty()) r.id.name = name;
     r.spec = spec;
     r.where = {"vfio.yaml", 1, 1};
     r.locations["spec.device"] = {"vfio.yaml", 4, 11};
@@ -53,6 +54,16 @@ TEST(VfioValidate, AFreeGpuFunctionPasses) {
   EXPECT_TRUE(h.errors({{"device", "0000:01:00.0"}}).empty());
   EXPECT_TRUE(h.errors({{"device", "0000:01:00.1"}, {"bound", true}}).empty());
   EXPECT_TRUE(h.errors({{"device", "0000:06:00.0"}}).empty()) << "a NIC with no default route";
+}
+
+TEST(VfioValidate, ANameThatCannotNameItsRecordFile) {
+  Host h;
+  auto e = h.errors({{"device", "0000:01:00.0"}}, ".hidden");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_NE(e[0].find("VfioDevice/.hidden metadata.name: invalid VfioDevice name \".hidden\": it "
+                      "starts with '.'"),
+            std::string::npos)
+      << e[0];
 }
 
 TEST(VfioValidate, MalformedAddress) {

@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "host_checks.hpp"
+#include "nodeplane/record_store.hpp"
 #include "vfio_guard.hpp"
 
 namespace nodeplane::qemu {
@@ -64,6 +65,10 @@ std::optional<int> VfioKind::nvidiaMinor(const std::string& address) const {
 
 std::vector<Error> VfioKind::validate(const Resource& r) const {
   std::vector<Error> out;
+  if (auto problem = recordNameProblem(r.id.name); !problem.empty())
+    out.push_back(r.error(ErrorKind::kInvalidInput, "metadata.name",
+                          "invalid VfioDevice name \"" + r.id.name + "\": " + problem +
+                              " (the name is its ownership record's file name)"));
   const std::string field = "spec.device";
   const std::string address = deviceOf(r.spec);
   if (!host::isPciAddress(address)) {

@@ -1,12 +1,6 @@
 #include "vfio_records.hpp"
 
-#include <algorithm>
-#include <fstream>
-#include <random>
-#include <sstream>
-
-#include "nodeplane/plugin_util.hpp"
-#include "nodeplane/resource.hpp"
+#include "nodeplane/record_store.hpp"
 
 namespace nodeplane::qemu {
 namespace fs = std::filesystem;
@@ -15,14 +9,14 @@ fs::path vfioRecordDir(const fs::path& stateDir) { return stateDir / "vfio"; }
 
 namespace {
 
-Result<VfioRecord> parseRecord(const fs::path& path, const std::string& name) {
-  std::ifstream in(path);
-  if (!in) return fail(ErrorKind::kTerminal, "cannot read " + path.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  Json j = Json::parse(text.str(), nullptr, false);
+RecordStore store(const fs::path& stateDir) {
+  return RecordStore(vfioRecordDir(stateDir), "VfioDevice record");
+}
+
+Result<VfioRecord> fromJson(const Json& j, const fs::path& path, const std::string& name) {
   auto str = [&](const char* key) {
-    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+    return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>()
+                                                                  : std::string();
   };
   if (!j.is_object() || str("device").empty())
     return fail(ErrorKind::kTerminal,
@@ -42,56 +36,40 @@ Result<VfioRecord> parseRecord(const fs::path& path, const std::string& name) {
 
 Result<std::optional<VfioRecord>> readVfioRecord(const fs::path& stateDir,
                                                  const std::string& name) {
-  const fs::path path = vfioRecordDir(stateDir) / (name + ".json");
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return std::optional<VfioRecord>();
-  auto r = parseRecord(path, name);
+  const RecordStore s = store(stateDir);
+  auto j = s.read(name);
+  if (!j) return std::unexpected(j.error());
+  if (!*j) return std::optional<VfioRecord>();
+  auto r = fromJson(**j, s.path(name), name);
   if (!r) return std::unexpected(r.error());
   return std::optional<VfioRecord>(std::move(*r));
 }
 
 Result<std::vector<VfioRecord>> listVfioRecords(const fs::path& stateDir) {
+  const RecordStore s = store(stateDir);
+  auto all = s.list();
+  if (!all) return std::unexpected(all.error());
   std::vector<VfioRecord> out;
-  const fs::path dir = vfioRecordDir(stateDir);
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) return out;
-  for (fs::directory_iterator it(dir, ec); !ec && it != fs::directory_iterator();
-       it.increment(ec)) {
-    const fs::path p = it->path();
-    if (p.extension() != ".json") continue;  // .tmp files of an interrupted write
-    auto r = parseRecord(p, p.stem().string());
+  for (const auto& [name, j] : *all) {
+    auto r = fromJson(j, s.path(name), name);
     if (!r) return std::unexpected(r.error());
     out.push_back(std::move(*r));
   }
-  if (ec) return fail(ErrorKind::kTerminal, "cannot list " + dir.string() + ": " + ec.message());
-  std::sort(out.begin(), out.end(),
-            [](const VfioRecord& a, const VfioRecord& b) { return a.name < b.name; });
   return out;
 }
 
 Result<void> writeVfioRecord(const fs::path& stateDir, const VfioRecord& r) {
-  Json j = {{"device", r.device},
-            {"agent", r.agent},
-            {"originalDriver", r.originalDriver},
-            {"uid", r.uid},
-            {"intent", r.intent}};
-  return writeFileAtomically(vfioRecordDir(stateDir) / (r.name + ".json"), j.dump(2) + "\n");
+  return store(stateDir).write(r.name, {{"device", r.device},
+                                        {"agent", r.agent},
+                                        {"originalDriver", r.originalDriver},
+                                        {"uid", r.uid},
+                                        {"intent", r.intent}});
 }
 
 Result<void> removeVfioRecord(const fs::path& stateDir, const std::string& name) {
-  const fs::path path = vfioRecordDir(stateDir) / (name + ".json");
-  std::error_code ec;
-  fs::remove(path, ec);
-  if (ec) return fail(ErrorKind::kTerminal, "cannot remove " + path.string() + ": " + ec.message());
-  return {};
+  return store(stateDir).remove(name);
 }
 
-std::string newVfioUid() {
-  std::random_device rd;
-  std::uniform_int_distribution<int> hex(0, 15);
-  std::string s;
-  for (int i = 0; i < 16; ++i) s += "0123456789abcdef"[hex(rd)];
-  return s;
-}
+std::string newVfioUid() { return RecordStore::newUid(); }
 
 }  // namespace nodeplane::qemu

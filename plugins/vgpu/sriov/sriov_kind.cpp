@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "nodeplane/host/gpu_ref.hpp"
+#include "nodeplane/record_store.hpp"
 
 namespace nodeplane::vgpu {
 namespace fs = std::filesystem;
@@ -87,6 +88,10 @@ PfRef SriovKind::resolve(const Json& device) const {
 
 std::vector<Error> SriovKind::validate(const Resource& r) const {
   std::vector<Error> out;
+  if (auto problem = recordNameProblem(r.id.name); !problem.empty())
+    out.push_back(r.error(ErrorKind::kInvalidInput, "metadata.name",
+                          "invalid SriovPf name \"" + r.id.name + "\": " + problem +
+                              " (the name is its ownership record's file name)"));
   if (!r.spec.is_object() || !r.spec.contains("device")) return out;  // the schema says so
   const PfRef ref = resolve(r.spec["device"]);
   if (ref.address.empty()) {

@@ -1,12 +1,6 @@
 #include "sriov_records.hpp"
 
-#include <algorithm>
-#include <fstream>
-#include <random>
-#include <sstream>
-
-#include "nodeplane/plugin_util.hpp"
-#include "nodeplane/resource.hpp"
+#include "nodeplane/record_store.hpp"
 
 namespace nodeplane::vgpu {
 namespace fs = std::filesystem;
@@ -15,14 +9,14 @@ fs::path sriovRecordDir(const fs::path& stateDir) { return stateDir / "sriov"; }
 
 namespace {
 
-Result<SriovRecord> parseRecord(const fs::path& path, const std::string& name) {
-  std::ifstream in(path);
-  if (!in) return fail(ErrorKind::kTerminal, "cannot read " + path.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  Json j = Json::parse(text.str(), nullptr, false);
+RecordStore store(const fs::path& stateDir) {
+  return RecordStore(sriovRecordDir(stateDir), "SriovPf record");
+}
+
+Result<SriovRecord> fromJson(const Json& j, const fs::path& path, const std::string& name) {
   auto str = [&](const char* key) {
-    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+    return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>()
+                                                                  : std::string();
   };
   if (!j.is_object() || str("device").empty() || !j.contains("originalNumVfs") ||
       !j["originalNumVfs"].is_number_integer() || j["originalNumVfs"].get<int>() < 0)
@@ -44,55 +38,39 @@ Result<SriovRecord> parseRecord(const fs::path& path, const std::string& name) {
 
 Result<std::optional<SriovRecord>> readSriovRecord(const fs::path& stateDir,
                                                    const std::string& name) {
-  const fs::path path = sriovRecordDir(stateDir) / (name + ".json");
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return std::optional<SriovRecord>();
-  auto r = parseRecord(path, name);
+  const RecordStore s = store(stateDir);
+  auto j = s.read(name);
+  if (!j) return std::unexpected(j.error());
+  if (!*j) return std::optional<SriovRecord>();
+  auto r = fromJson(**j, s.path(name), name);
   if (!r) return std::unexpected(r.error());
   return std::optional<SriovRecord>(std::move(*r));
 }
 
 Result<std::vector<SriovRecord>> listSriovRecords(const fs::path& stateDir) {
+  const RecordStore s = store(stateDir);
+  auto all = s.list();
+  if (!all) return std::unexpected(all.error());
   std::vector<SriovRecord> out;
-  const fs::path dir = sriovRecordDir(stateDir);
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) return out;
-  for (fs::directory_iterator it(dir, ec); !ec && it != fs::directory_iterator();
-       it.increment(ec)) {
-    const fs::path p = it->path();
-    if (p.extension() != ".json") continue;  // .tmp files of an interrupted write
-    auto r = parseRecord(p, p.stem().string());
+  for (const auto& [name, j] : *all) {
+    auto r = fromJson(j, s.path(name), name);
     if (!r) return std::unexpected(r.error());
     out.push_back(std::move(*r));
   }
-  if (ec) return fail(ErrorKind::kTerminal, "cannot list " + dir.string() + ": " + ec.message());
-  std::sort(out.begin(), out.end(),
-            [](const SriovRecord& a, const SriovRecord& b) { return a.name < b.name; });
   return out;
 }
 
 Result<void> writeSriovRecord(const fs::path& stateDir, const SriovRecord& r) {
-  Json j = {{"device", r.device},
-            {"agent", r.agent},
-            {"originalNumVfs", r.originalNumVfs},
-            {"uid", r.uid}};
-  return writeFileAtomically(sriovRecordDir(stateDir) / (r.name + ".json"), j.dump(2) + "\n");
+  return store(stateDir).write(r.name, {{"device", r.device},
+                                        {"agent", r.agent},
+                                        {"originalNumVfs", r.originalNumVfs},
+                                        {"uid", r.uid}});
 }
 
 Result<void> removeSriovRecord(const fs::path& stateDir, const std::string& name) {
-  const fs::path path = sriovRecordDir(stateDir) / (name + ".json");
-  std::error_code ec;
-  fs::remove(path, ec);
-  if (ec) return fail(ErrorKind::kTerminal, "cannot remove " + path.string() + ": " + ec.message());
-  return {};
+  return store(stateDir).remove(name);
 }
 
-std::string newSriovUid() {
-  std::random_device rd;
-  std::uniform_int_distribution<int> hex(0, 15);
-  std::string s;
-  for (int i = 0; i < 16; ++i) s += "0123456789abcdef"[hex(rd)];
-  return s;
-}
+std::string newSriovUid() { return RecordStore::newUid(); }
 
 }  // namespace nodeplane::vgpu

@@ -1,14 +1,10 @@
 #include "vgpu_records.hpp"
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
-#include <random>
-#include <sstream>
 
 #include "nodeplane/host/vgpu_ref.hpp"
-#include "nodeplane/plugin_util.hpp"
+#include "nodeplane/record_store.hpp"
 
 namespace nodeplane::vgpu {
 
@@ -20,14 +16,14 @@ fs::path vgpuRecordDir(const fs::path& hostStateDir) {
 
 namespace {
 
-Result<VgpuRecord> parseRecord(const fs::path& path, const std::string& name) {
-  std::ifstream in(path);
-  if (!in) return fail(ErrorKind::kTerminal, "cannot read " + path.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  Json j = Json::parse(text.str(), nullptr, false);
+RecordStore store(const fs::path& hostStateDir) {
+  return RecordStore(vgpuRecordDir(hostStateDir), "Vgpu record");
+}
+
+Result<VgpuRecord> fromJson(const Json& j, const fs::path& path, const std::string& name) {
   auto str = [&](const char* key) {
-    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+    return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>()
+                                                                  : std::string();
   };
   if (!j.is_object() || str("slot").empty() || str("gpu").empty())
     return fail(ErrorKind::kTerminal,
@@ -53,56 +49,49 @@ Result<VgpuRecord> parseRecord(const fs::path& path, const std::string& name) {
 
 Result<std::optional<VgpuRecord>> readVgpuRecord(const fs::path& hostStateDir,
                                                  const std::string& name) {
-  const fs::path path = host::vgpuRecordPath(hostStateDir, name);
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return std::optional<VgpuRecord>();
-  auto r = parseRecord(path, name);
+  const RecordStore s = store(hostStateDir);
+  auto j = s.read(name);
+  if (!j) return std::unexpected(j.error());
+  if (!*j) return std::optional<VgpuRecord>();
+  auto r = fromJson(**j, s.path(name), name);
   if (!r) return std::unexpected(r.error());
   return std::optional<VgpuRecord>(std::move(*r));
 }
 
 Result<std::vector<VgpuRecord>> listVgpuRecords(const fs::path& hostStateDir) {
+  const RecordStore s = store(hostStateDir);
+  auto all = s.list();
+  if (!all) return std::unexpected(all.error());
   std::vector<VgpuRecord> out;
-  const fs::path dir = vgpuRecordDir(hostStateDir);
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) return out;
-  for (fs::directory_iterator it(dir, ec); !ec && it != fs::directory_iterator();
-       it.increment(ec)) {
-    const fs::path p = it->path();
-    if (p.extension() != ".json") continue;  // .tmp files of an interrupted write
-    auto r = parseRecord(p, p.stem().string());
+  for (const auto& [name, j] : *all) {
+    auto r = fromJson(j, s.path(name), name);
     if (!r) return std::unexpected(r.error());
     out.push_back(std::move(*r));
   }
-  if (ec) return fail(ErrorKind::kTerminal, "cannot list " + dir.string() + ": " + ec.message());
-  std::sort(out.begin(), out.end(),
-            [](const VgpuRecord& a, const VgpuRecord& b) { return a.name < b.name; });
   return out;
 }
 
 Result<void> writeVgpuRecord(const fs::path& hostStateDir, const VgpuRecord& r) {
-  Json j = {{"device", r.device},     {"gpu", r.gpu},       {"ready", r.ready},
-            {"agent", r.agent},       {"uid", r.uid},       {"model", r.model},
-            {"slot", r.slot},         {"typeId", r.typeId}, {"profile", r.profile},
-            {"mdevUuid", r.mdevUuid}, {"spec", r.spec}};
-  return writeFileAtomically(host::vgpuRecordPath(hostStateDir, r.name), j.dump(2) + "\n");
+  // The path is the contract's (nodeplane/host/vgpu_ref.hpp): the qemu plugin reads it.
+  return store(hostStateDir)
+      .write(r.name, {{"device", r.device},
+                      {"gpu", r.gpu},
+                      {"ready", r.ready},
+                      {"agent", r.agent},
+                      {"uid", r.uid},
+                      {"model", r.model},
+                      {"slot", r.slot},
+                      {"typeId", r.typeId},
+                      {"profile", r.profile},
+                      {"mdevUuid", r.mdevUuid},
+                      {"spec", r.spec}});
 }
 
 Result<void> removeVgpuRecord(const fs::path& hostStateDir, const std::string& name) {
-  const fs::path path = host::vgpuRecordPath(hostStateDir, name);
-  std::error_code ec;
-  fs::remove(path, ec);
-  if (ec) return fail(ErrorKind::kTerminal, "cannot remove " + path.string() + ": " + ec.message());
-  return {};
+  return store(hostStateDir).remove(name);
 }
 
-std::string newVgpuUid() {
-  std::random_device rd;
-  std::uniform_int_distribution<int> hex(0, 15);
-  std::string s;
-  for (int i = 0; i < 16; ++i) s += "0123456789abcdef"[hex(rd)];
-  return s;
-}
+std::string newVgpuUid() { return RecordStore::newUid(); }
 
 std::string mdevUuidFor(const std::string& agentId, const std::string& name) {
   // Two 64-bit FNV-1a hashes with different offsets: stable across builds and hosts (std::hash
