@@ -133,4 +133,13 @@ std::string inUseBy(const std::vector<Opener>& openers) {
   return s;
 }
 
+std::string inUseNow(const HostContext& host, const std::filesystem::path& deviceDir) {
+  std::set<std::filesystem::path> nodes;
+  for (auto& n : vfioNodesOf(host, deviceDir)) nodes.insert(n);
+  std::vector<Opener> users;
+  for (auto& [node, list] : openersOf(host.procRoot, nodes))
+    users.insert(users.end(), list.begin(), list.end());
+  return inUseBy(users);
+}
+
 }  // namespace nodeplane::vgpu

@@ -53,4 +53,8 @@ std::map<std::filesystem::path, std::vector<Opener>> openersOf(
 // "in use by VirtualMachine/vm1" (every opener, VMs first); "" when none.
 std::string inUseBy(const std::vector<Opener>& openers);
 
+// Who has the function or mdev at `deviceDir` open now: inUseBy() of every opener of its VFIO
+// nodes, read at the moment of asking (the check a step makes right before it writes).
+std::string inUseNow(const HostContext& host, const std::filesystem::path& deviceDir);
+
 }  // namespace nodeplane::vgpu

@@ -14,6 +14,9 @@ namespace nodeplane::vgpu {
 struct VgpuConfig {
   // NVIDIA's script that enables a GPU's VFs (`sriov-manage -e <address>`), run with argv only.
   std::filesystem::path sriovManage = "/usr/lib/nvidia/sriov-manage";
+  // NVIDIA's nvidia-smi (a path, or a name looked up on PATH): `nvidia-smi mig -lgi -i <gpu>`
+  // counts a MIG GPU's GPU instances when a Vgpu asks for a MIG-backed profile. Run only then.
+  std::filesystem::path nvidiaSmi = "nvidia-smi";
   // GPUs (PCI address, inventory index or UUID) the operator has put in mixed-size mode
   // (`nvidia-smi vgpu -shm 1`): vGPUs of different framebuffer sizes may share them. Every other
   // GPU holds one size only (the driver's default equal-size mode).

@@ -582,6 +582,47 @@ TEST_F(VgpuEmulator, ControlCommandsAndFaultInjection) {
   EXPECT_EQ(put(dev("0000:5e:00.1") / "uevent", "change"), 0);
 }
 
+// MIG (note §5): the mode only while the VFs are off; sriov-manage -e removes the GPU
+// instances; MIG-backed types offered one per free instance of their profile, time-sliced none;
+// an instance holding a vGPU stays; nvidia-smi mig -lgi lists them as nvidia-smi does.
+TEST_F(VgpuEmulator, MigModeGpuInstancesAndTheirTypes) {
+  enable(kA100);
+  const std::string a = kA100, v0 = "0000:3b:00.4", v1 = "0000:3b:00.5";
+  auto smi = [&] { return run({emu_->nvidiaSmi().string(), "mig", "-lgi", "-i", a}, {}, 30s); };
+  auto off = smi();
+  EXPECT_EQ(off.code, 6);
+  EXPECT_THAT(off.out, HasSubstr("No MIG-enabled devices found."));
+  EXPECT_EQ(emu_->control("mig " + a + " on"), EBUSY) << "the VFs are enabled";
+  EXPECT_THAT(emu_->lastReply(), HasSubstr("In use by another client"));
+  ASSERT_EQ(sriovManage("-d", a).code, 0);
+  ASSERT_EQ(emu_->control("mig " + a + " on"), 0) << emu_->lastReply();
+  ASSERT_EQ(emu_->control("create-gi " + a + " 1g.5gb"), 0) << emu_->lastReply();
+  ASSERT_EQ(sriovManage("-e", a).code, 0);
+  EXPECT_THAT(smi().out, HasSubstr("No GPU instances found")) << "the rebind removed it";
+  ASSERT_EQ(emu_->control("create-gi " + a + " 1g.5gb"), 0) << emu_->lastReply();
+  EXPECT_EQ(emu_->lastReply(),
+            "Successfully created GPU instance ID 1 on GPU 0000:3b:00.0 using profile MIG 1g.5gb "
+            "(ID 19)\n");
+  EXPECT_EQ(emu_->control("create-gi " + a + " 7g.40gb"), ENOSPC) << "1 of 7 slices taken";
+  EXPECT_EQ(emu_->control("create-gi " + a + " 9g.1gb"), EINVAL);
+  auto listed = smi();
+  EXPECT_EQ(listed.code, 0);
+  EXPECT_THAT(listed.out, HasSubstr("|   0  MIG 1g.5gb          19        1          0:1     |"));
+
+  EXPECT_EQ(get(mdevType(v0, 474, "available_instances")).text, "1\n") << "a free 1g.5gb";
+  EXPECT_EQ(get(mdevType(v0, 475, "available_instances")).text, "0\n") << "no 2g.10gb";
+  EXPECT_EQ(get(mdevType(v0, 468, "available_instances")).text, "0\n") << "time-sliced, MIG on";
+  ASSERT_EQ(put(mdevType(v0, 474, "create"), kUuid), 0);
+  EXPECT_EQ(get(mdevType(v1, 474, "available_instances")).text, "0\n") << "its instance is used";
+  EXPECT_EQ(put(mdevType(v1, 474, "create"), kUuid2), EIO);
+  EXPECT_EQ(emu_->control("destroy-gi " + a + " 1"), EBUSY) << "it holds the vGPU";
+  ASSERT_EQ(emu_->control("create-gi " + a + " 1g.5gb"), 0);
+  EXPECT_EQ(put(mdevType(v1, 474, "create"), kUuid2), 0);
+  ASSERT_EQ(emu_->control("reboot"), 0);
+  ASSERT_EQ(sriovManage("-e", a).code, 0);
+  EXPECT_THAT(smi().out, HasSubstr("No GPU instances found")) << "the mode stays, instances go";
+}
+
 TEST_F(VgpuEmulator, SriovManageCanLieAboutFailing) {
   json layout = test::VgpuEmulator::defaultLayout();
   layout["sriovManageLies"] = true;  // vGPU 17.2: exit 0 although VF creation failed

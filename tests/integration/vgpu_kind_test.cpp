@@ -3,9 +3,13 @@
 // writes needed (the emulator counts them), one VF touched by a change, a vGPU held open by this
 // process left alone until it is released (and the driver's brief refusal after that retried),
 // types put back after a "reboot", a profile that no longer fits refused with what does, and the
-// mdev model's create and remove. Needs root (the emulator mounts); skips itself otherwise.
+// mdev model's create and remove, and MIG-backed profiles counted against the GPU instances
+// that nvidia-smi (the emulator's stand-in) lists. Needs root (the emulator mounts); skips itself
+// otherwise.
 #include "vgpu_kind.hpp"
 
+#include <fcntl.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -209,7 +213,14 @@ TEST_F(VgpuKindTest, AfterARebootTheTypesAreSetAgain) {
 
 TEST_F(VgpuKindTest, AProfileThatNoLongerFitsIsRefusedWithWhatDoes) {
   ASSERT_TRUE(run(Action::kCreate, "a", spec(0, "L40S-24Q")).ok()) << emu->log();
-  ASSERT_TRUE(run(Action::kCreate, "b", spec(1, "L40S-24Q")).ok());
+  // One set by hand: not this agent's, so nothing will move it.
+  {
+    const int fd =
+        ::open((emu->sysfsRoot() / typeFile("0000:41:00.5")).c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(::write(fd, "1155", 4), 4);
+    ::close(fd);
+  }
   Outcome o = run(Action::kCreate, "c", spec(2, "L40S-12Q"));
   EXPECT_EQ(o.cls, Outcome::kTerminal);
   EXPECT_EQ(o.error.message,
@@ -218,6 +229,22 @@ TEST_F(VgpuKindTest, AProfileThatNoLongerFitsIsRefusedWithWhatDoes) {
                 ": Input/output error) (creatable now: none); the GPU holds L40S-24Q on "
                 "0000:41:00.4, L40S-24Q on 0000:41:00.5");
   EXPECT_EQ(type("0000:41:00.6"), "0");
+}
+
+// A whole GPU moved to another size through the driver's equal-size rule: the first waits for
+// the second (its VF cleared), the second moves, the first follows: 24Q -> 12Q on both.
+TEST_F(VgpuKindTest, MovingEveryVgpuOfAGpuToAnotherSize) {
+  ASSERT_TRUE(run(Action::kCreate, "a", spec(0, "L40S-24Q")).ok()) << emu->log();
+  ASSERT_TRUE(run(Action::kCreate, "b", spec(1, "L40S-24Q")).ok());
+  Outcome o = run(Action::kUpdate, "a", spec(0, "L40S-12Q"));
+  EXPECT_EQ(o.cls, Outcome::kRetryable) << o.error.str();
+  EXPECT_NE(o.error.message.find("waits for Vgpu/b (L40S-24Q on 0000:41:00.5)"), std::string::npos)
+      << o.error.message;
+  EXPECT_EQ(type("0000:41:00.4"), "0");
+  ASSERT_TRUE(run(Action::kUpdate, "b", spec(1, "L40S-12Q")).ok()) << emu->log();
+  ASSERT_TRUE(run(Action::kUpdate, "a", spec(0, "L40S-12Q")).ok()) << emu->log();
+  EXPECT_EQ(type("0000:41:00.4"), "1153");
+  EXPECT_EQ(type("0000:41:00.5"), "1153");
 }
 
 TEST_F(VgpuKindTest, DeleteClearsTheTypeReleaseLeavesIt) {
@@ -256,6 +283,80 @@ TEST_F(VgpuKindTest, MdevModelCreatesAndRemovesOneMdev) {
   EXPECT_FALSE(fs::exists(mdev));
   EXPECT_EQ(emu->writes()["total"], 1);
   EXPECT_FALSE(fs::exists(host::vgpuRecordPath(state.path(), "m")));
+}
+
+// MIG (note §5): each MIG-backed vGPU needs a GPU instance of its profile, counted with
+// nvidia-smi. MIG mode off, or fewer instances than vGPUs, is refused at validate time saying
+// what to make; with enough, the mdevs are made, each in an instance of its own.
+TEST_F(VgpuKindTest, MigBackedProfilesNeedTheirGpuInstances) {
+  using ::testing::HasSubstr;
+  cfg.nvidiaSmi = emu->nvidiaSmi();
+  std::vector<Resource> rs(2);
+  for (int k = 0; k < 2; ++k) {
+    rs[k].id = {"Vgpu", "m" + std::to_string(k)};
+    rs[k].spec = spec(k, "A100-1-5C", kA100);
+  }
+  auto errors = [&] {
+    (void)kind->observe();  // what the last check read is forgotten
+    std::vector<std::string> out;
+    for (const auto& e : kind->validateSet({&rs[0], &rs[1]})) out.push_back(e.str());
+    return out;
+  };
+  auto e = errors();
+  ASSERT_EQ(e.size(), 2u) << ::testing::PrintToString(e);
+  EXPECT_THAT(e[0], HasSubstr("A100-1-5C is MIG-backed, and 0000:3b:00.0 has MIG mode off"));
+  EXPECT_THAT(e[0], HasSubstr("nvidia-smi mig -i 0000:3b:00.0 -cgi 1g.5gb"));
+
+  // The mode is set while the VFs are off, and sriov-manage -e removes the instances: so the
+  // mode, then the VFs, then the instances.
+  EXPECT_NE(emu->control("mig 0000:3b:00.0 on"), 0) << "refused while the VFs are enabled";
+  ASSERT_EQ(emu->control("sriov-manage -d 0000:3b:00.0"), 0) << emu->lastReply();
+  ASSERT_EQ(emu->control("mig 0000:3b:00.0 on"), 0) << emu->lastReply();
+  ASSERT_EQ(emu->control("sriov-manage -e 0000:3b:00.0"), 0) << emu->lastReply();
+  e = errors();
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_THAT(e[0], HasSubstr("Vgpu/m0"));
+  EXPECT_THAT(e[0], HasSubstr("2 x A100-1-5C on 0000:3b:00.0 need 2 GPU instances of 1g.5gb; "
+                              "it has 0"));
+  ASSERT_EQ(emu->control("create-gi 0000:3b:00.0 1g.5gb"), 0) << emu->lastReply();
+  EXPECT_THAT(emu->lastReply(), HasSubstr("using profile MIG 1g.5gb (ID 19)"));
+  e = errors();
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_THAT(e[0], HasSubstr("Vgpu/m1"));
+  EXPECT_THAT(e[0], HasSubstr("it has 1"));
+  // What fails at apply says why too.
+  Outcome o = run(Action::kCreate, "m0", rs[0].spec);
+  ASSERT_TRUE(o.ok()) << o.error.str() << "\n" << emu->log();
+  o = run(Action::kCreate, "m1", rs[1].spec);
+  ASSERT_FALSE(o.ok());
+  EXPECT_THAT(o.error.str(), HasSubstr("it needs a free MIG GPU instance of 1g.5gb, and "
+                                       "0000:3b:00.0 has 1 in all"));
+
+  ASSERT_EQ(emu->control("create-gi 0000:3b:00.0 1g.5gb"), 0) << emu->lastReply();
+  EXPECT_TRUE(errors().empty()) << ::testing::PrintToString(errors());
+  o = run(Action::kCreate, "m1", rs[1].spec);
+  ASSERT_TRUE(o.ok()) << o.error.str() << "\n" << emu->log();
+  EXPECT_THAT(observed("m1")->detail, HasSubstr("A100-1-5C (type 474) on mdev"));
+  // An instance in use cannot be destroyed under its vGPU.
+  EXPECT_NE(emu->control("destroy-gi 0000:3b:00.0 1"), 0);
+
+  // A vGPU outside the set holds an instance: not free for the set.
+  Resource third;
+  third.id = {"Vgpu", "m2"};
+  third.spec = spec(2, "A100-1-5C", kA100);
+  (void)kind->observe();
+  std::vector<std::string> without;
+  for (const auto& x : kind->validateSet({&rs[0], &third})) without.push_back(x.str());
+  ASSERT_EQ(without.size(), 1u) << ::testing::PrintToString(without);
+  EXPECT_THAT(without[0], HasSubstr("2 x A100-1-5C on 0000:3b:00.0 need 2 GPU instances of "
+                                    "1g.5gb; it has 2 (1 used by A100-1-5C on 0000:3b:00.5)"));
+
+  // Without nvidia-smi the instances cannot be counted: said, not guessed.
+  cfg.nvidiaSmi = state.path() / "no-nvidia-smi";
+  e = errors();
+  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
+  EXPECT_THAT(e[0], HasSubstr("the GPU instances of 0000:3b:00.0 cannot be counted"));
+  EXPECT_THAT(e[0], HasSubstr("vgpu.nvidiaSmi"));
 }
 
 }  // namespace

@@ -109,6 +109,10 @@ std::optional<VgpuEmulator> VgpuEmulator::start(const json& layout, std::string*
                      std::string("#!/bin/sh\nexec '") + NODEPLANE_VGPU_EMU +
                          "' sriov-manage --mount '" + emu.mount_.string() + "' \"$@\"\n");
   fs::permissions(emu.dir_ / "sriov-manage", fs::perms(0755));
+  testing::writeFile(emu.dir_ / "nvidia-smi", std::string("#!/bin/sh\nexec '") +
+                                                  NODEPLANE_VGPU_EMU + "' nvidia-smi --mount '" +
+                                                  emu.mount_.string() + "' \"$@\"\n");
+  fs::permissions(emu.dir_ / "nvidia-smi", fs::perms(0755));
 
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) {
@@ -215,6 +219,7 @@ void VgpuEmulator::stop() {
 fs::path VgpuEmulator::sysfsRoot() const { return mount_; }
 fs::path VgpuEmulator::devRoot() const { return mount_ / "dev"; }
 fs::path VgpuEmulator::sriovManage() const { return dir_ / "sriov-manage"; }
+fs::path VgpuEmulator::nvidiaSmi() const { return dir_ / "nvidia-smi"; }
 std::string VgpuEmulator::log() const { return testing::slurp(dir_ / "emu.log"); }
 std::string VgpuEmulator::lastReply() const { return testing::slurp(mount_ / ".emu/control"); }
 

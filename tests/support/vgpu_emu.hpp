@@ -42,6 +42,8 @@ class VgpuEmulator {
   // An executable wrapper script in the temp dir that runs
   // `nodeplane-vgpu-emu sriov-manage --mount DIR "$@"`.
   std::filesystem::path sriovManage() const;
+  // The same for `nodeplane-vgpu-emu nvidia-smi --mount DIR "$@"` (mig -lgi -i <pf> only).
+  std::filesystem::path nvidiaSmi() const;
   // What the emulator wrote on stderr so far (every refused write and control command).
   std::string log() const;
   pid_t pid() const { return pid_; }

@@ -164,7 +164,9 @@ TEST(VgpuApply, ARefusalRightAfterAVmLetGoIsRetriedAndLoggedOnce) {
 TEST(VgpuApply, AProfileNotCreatableNowIsAnErrorListingWhatIs) {
   Rig r;
   ASSERT_TRUE(r.run(Action::kCreate, "a", Rig::spec(0, "L40S-24Q")).ok());
-  ASSERT_TRUE(r.run(Action::kCreate, "b", Rig::spec(1, "L40S-24Q")).ok());
+  // Set by hand: not a vGPU of this agent, so nothing here will move it.
+  writeFile(r.host.dir("0000:41:00.5") / "nvidia/current_vgpu_type", "1155\n");
+  r.host.refresh(kPf);
   Outcome o = r.run(Action::kCreate, "c", Rig::spec(2, "L40S-12Q"));
   EXPECT_EQ(o.cls, Outcome::kTerminal);
   EXPECT_EQ(o.error.message,
@@ -174,6 +176,29 @@ TEST(VgpuApply, AProfileNotCreatableNowIsAnErrorListingWhatIs) {
             "0000:41:00.5");
   EXPECT_EQ(r.type("0000:41:00.6"), "0");
   EXPECT_FALSE(r.record("c").value("ready", true)) << "the record says not ready";
+}
+
+// A whole GPU moved to another size: the first vGPU's VF is cleared, and it waits (retryable,
+// naming them) while the others of this agent still hold the old size; their steps then proceed,
+// and the first is set on the next try. Nothing is left half-made.
+TEST(VgpuApply, MovingEveryVgpuOfAGpuToAnotherSizeWaitsForTheOthers) {
+  Rig r;
+  ASSERT_TRUE(r.run(Action::kCreate, "a", Rig::spec(0, "L40S-24Q")).ok());
+  ASSERT_TRUE(r.run(Action::kCreate, "b", Rig::spec(1, "L40S-24Q")).ok());
+  const std::string ua = r.observed("a")->uid, ub = r.observed("b")->uid;
+  Outcome o = r.run(Action::kUpdate, "a", Rig::spec(0, "L40S-12Q"), ua);
+  EXPECT_EQ(o.cls, Outcome::kRetryable) << o.error.str();
+  EXPECT_EQ(o.error.message,
+            "update Vgpu/a: L40S-12Q waits for Vgpu/b (L40S-24Q on 0000:41:00.5) to leave their "
+            "size: the GPU takes one framebuffer size at a time; 0000:41:00.4 is clear "
+            "meanwhile, and the next pass or apply sets it");
+  EXPECT_EQ(r.type("0000:41:00.4"), "0");
+  o = r.run(Action::kUpdate, "b", Rig::spec(1, "L40S-12Q"), ub);
+  ASSERT_TRUE(o.ok()) << o.error.str();
+  o = r.run(Action::kUpdate, "a", Rig::spec(0, "L40S-12Q"), ua);
+  ASSERT_TRUE(o.ok()) << o.error.str();
+  EXPECT_EQ(r.type("0000:41:00.4"), "1153");
+  EXPECT_EQ(r.type("0000:41:00.5"), "1153");
 }
 
 TEST(VgpuApply, ATypeSetByHandIsNotTakenOver) {

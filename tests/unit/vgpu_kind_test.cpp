@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "vgpu_fixture.hpp"
+#include "vgpu_mig.hpp"
 #include "vgpu_types.hpp"
 
 namespace nodeplane::vgpu {
@@ -53,6 +54,68 @@ TEST(VgpuTypes, NamesSayTheSizeAndWhetherMigBacked) {
   EXPECT_EQ(parseTypeName("DC-0Q")->framebufferMiB, 512);
   EXPECT_FALSE(parseTypeName("L40S"));
   EXPECT_FALSE(parseTypeName("L40S-24"));
+}
+
+TEST(VgpuMig, EachMigBackedTypeNamesItsGpuInstanceProfile) {
+  EXPECT_EQ(giProfileOf("A100-1-5C"), "1g.5gb");
+  EXPECT_EQ(giProfileOf("A100-7-40C"), "7g.40gb");
+  EXPECT_EQ(giProfileOf("A100-1-5CME"), "1g.5gb+me");
+  EXPECT_EQ(giProfileOf("H100-1-10CMEALL"), "1g.10gb+me.all");
+  EXPECT_EQ(giProfileOf("DC-1-24QGFX"), "1g.24gb+gfx");
+  EXPECT_EQ(giProfileOf("L40S-24Q"), "") << "time-sliced";
+  EXPECT_EQ(giProfileOf("A100-1-5CXYZ"), "") << "a suffix it does not know";
+}
+
+TEST(VgpuMig, GpuInstancesAsNvidiaSmiListsThem) {
+  // `nvidia-smi mig -lgi` as NVIDIA/DCGM#138 shows it.
+  auto m = parseGpuInstances(
+      "+-------------------------------------------------------+\n"
+      "| GPU instances:                                        |\n"
+      "| GPU   Name             Profile  Instance   Placement  |\n"
+      "|                          ID       ID       Start:Size |\n"
+      "|=======================================================|\n"
+      "|   0  MIG 1g.10gb         19        9          2:1     |\n"
+      "+-------------------------------------------------------+\n"
+      "|   0  MIG 1g.10gb         19       10          3:1     |\n"
+      "+-------------------------------------------------------+\n"
+      "|   0  MIG 3g.40gb          9        2          4:4     |\n"
+      "+-------------------------------------------------------+\n");
+  ASSERT_TRUE(m) << m.error().str();
+  EXPECT_TRUE(m->on);
+  ASSERT_EQ(m->instances.size(), 3u);
+  EXPECT_EQ(m->instances[1].id, 10);
+  EXPECT_EQ(m->count("1g.10gb"), 2);
+  EXPECT_EQ(m->count("3g.40gb"), 1);
+  EXPECT_EQ(m->count("1g.10gb+me"), 0);
+
+  auto none = parseGpuInstances("No GPU instances found: Not Found\n");
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->on);
+  EXPECT_TRUE(none->instances.empty());
+  auto off = parseGpuInstances("No MIG-enabled devices found.\n");
+  ASSERT_TRUE(off);
+  EXPECT_FALSE(off->on);
+  auto odd = parseGpuInstances("Failed to initialize NVML: Driver/library version mismatch\n");
+  ASSERT_FALSE(odd);
+  EXPECT_NE(odd.error().message.find("Driver/library version mismatch"), std::string::npos);
+}
+
+TEST(VgpuMig, ReadMigRunsNvidiaSmiWithArgvAndSaysWhenItCannot) {
+  ::nodeplane::testing::TempDir dir;
+  const fs::path smi = dir.path() / "nvidia-smi";
+  // Prints its argv, so the test sees exactly what was run; exits 6 like "nothing found".
+  writeFile(smi, "#!/bin/sh\necho \"No GPU instances found: Not Found ($*)\"\nexit 6\n");
+  fs::permissions(smi, fs::perms(0755));
+  auto m = readMig(smi, "0000:3b:00.0", std::chrono::seconds(10));
+  ASSERT_TRUE(m) << m.error().str();
+  EXPECT_TRUE(m->on);
+  auto missing = readMig(dir.path() / "absent", "0000:3b:00.0", std::chrono::seconds(10));
+  ASSERT_FALSE(missing);
+  writeFile(smi, "#!/bin/sh\necho \"$*\"\n");
+  auto args = readMig(smi, "0000:3b:00.0", std::chrono::seconds(10));
+  ASSERT_FALSE(args);
+  EXPECT_NE(args.error().message.find("mig -lgi -i 0000:3b:00.0"), std::string::npos)
+      << args.error().message;
 }
 
 TEST(VgpuTypes, MdevDescription) {
@@ -167,6 +230,18 @@ TEST(VgpuValidate, GoodSpecsPass) {
   EXPECT_TRUE(
       r.errors({{"parent", "0000:41:00.0"}, {"vf", 3}, {"profile", "NVIDIA L40S-2Q"}}).empty());
   EXPECT_TRUE(r.errors({{"parent", "0000:3B:00.0"}, {"vf", 0}, {"profile", "A100-4C"}}).empty());
+}
+
+TEST(VgpuValidate, ANameThatCannotNameItsRecordFile) {
+  Rig r;
+  auto e = r.kind.validate(
+      r.res("../../etc/x", {{"parent", "0000:41:00.0"}, {"vf", 1}, {"profile", "L40S-24Q"}}));
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].field, "metadata.name");
+  EXPECT_NE(e[0].message.find("invalid Vgpu name \"../../etc/x\": it starts with '.' (the name "
+                              "is its ownership record's file name)"),
+            std::string::npos)
+      << e[0].str();
 }
 
 TEST(VgpuValidate, UnknownProfileListsWhatTheGpuOffers) {

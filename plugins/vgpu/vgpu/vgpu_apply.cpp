@@ -7,6 +7,7 @@
 // first, the UUID written to create, the mdev directory waited for; removed through
 // bus/mdev/devices/<uuid>/remove and waited gone. The record goes first (ready false) and is
 // settled last; a delete removes it last.
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -55,6 +56,16 @@ std::string typeNames(const std::vector<VgpuType>& types) {
 }
 
 }  // namespace
+
+std::string VgpuKind::migWhy(const std::string& gpu, const VgpuType& type) const {
+  if (!type.migBacked) return "";
+  const std::string gi = giProfileOf(type.name);
+  auto mig = migNow(gpu);
+  if (!mig) return "; it needs a free MIG GPU instance of " + gi + " (" + mig.error().message + ")";
+  if (!mig->on) return "; it needs MIG mode, which is off on " + gpu;
+  return "; it needs a free MIG GPU instance of " + gi + ", and " + gpu + " has " +
+         std::to_string(mig->count(gi)) + " in all";
+}
 
 Result<void> VgpuKind::owned(const std::optional<VgpuRecord>& record, const Change& change) const {
   if (!record) return {};
@@ -177,14 +188,6 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
   rec.gpu = t->gpu;
   rec.slot = t->slot;
   rec.spec = desired;
-  auto busyNow = [&](const fs::path& dir) {
-    std::set<fs::path> nodes;
-    for (auto& n : vfioNodesOf(host, dir)) nodes.insert(n);
-    std::vector<Opener> users;
-    for (auto& [node, list] : openersOf(host.procRoot, nodes))
-      users.insert(users.end(), list.begin(), list.end());
-    return inUseBy(users);
-  };
   auto settle = [&](long id) -> Result<void> {
     rec.typeId = id;
     rec.profile = type.name;
@@ -212,7 +215,7 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
     }
     if (*cur == type.id) return settle(type.id);  // nothing to write
     if (*cur != 0) {
-      if (auto user = busyNow(dir); !user.empty())
+      if (auto user = inUseNow(host, dir); !user.empty())
         return fail(ErrorKind::kConflict, what + ": " + t->slot + " is " + user +
                                               ": its vGPU is not changed until it is free");
     }
@@ -224,7 +227,7 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
                        ") before setting " + type.name);
       auto w = services_.writeSysfs(file, "0", timeout);
       if (readCurrentType(sysfs, t->slot).value_or(-1) != 0) {
-        if (auto user = busyNow(dir); !user.empty())
+        if (auto user = inUseNow(host, dir); !user.empty())
           return fail(ErrorKind::kConflict, what + ": " + t->slot + " is " + user +
                                                 ": its vGPU is not changed until it is free");
         const std::string msg = t->slot + " still has type " +
@@ -254,7 +257,8 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
       progressOnce(context, key, msg);
       return fail(ErrorKind::kRetryable, what + ": " + msg);
     }
-    std::string holders;
+    std::string holders, mine;
+    bool allOurs = true;
     if (again)
       for (const auto& o : again->slots)
         if (o.currentType != 0 && o.address != t->slot) {
@@ -262,11 +266,27 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
           const VgpuType* ot = table.byId(o.currentType);
           holders += (holders.empty() ? "" : ", ") +
                      (ot ? ot->name : std::to_string(o.currentType)) + " on " + o.address;
+          auto rec = std::find_if(all->begin(), all->end(), [&](const VgpuRecord& x) {
+            return x.slot == o.address && x.agent == agent && x.name != name;
+          });
+          if (rec == all->end())
+            allOurs = false;
+          else
+            mine += (mine.empty() ? "Vgpu/" : ", Vgpu/") + rec->name;
         }
+    // Only vGPUs of this agent hold the GPU, and the desired set is one size (validateSet): they
+    // change in this pass too (a whole GPU moved to another size), or wait for their VM. This VF
+    // is clear now, so their steps can proceed; this one is set by the next pass.
+    if (!holders.empty() && allOurs && !type.migBacked)
+      return fail(ErrorKind::kRetryable,
+                  what + ": " + type.name + " waits for " + mine + " (" + holders +
+                      ") to leave their size: the GPU takes one framebuffer size at a time; " +
+                      t->slot + " is clear meanwhile, and the next pass or apply sets it");
     return fail(ErrorKind::kTerminal,
                 what + ": " + type.name + " is not creatable on " + t->slot + " now" + why +
                     " (creatable now: " + typeNames(creatable) + ")" +
-                    (holders.empty() ? std::string() : "; the GPU holds " + holders),
+                    (holders.empty() ? std::string() : "; the GPU holds " + holders) +
+                    migWhy(t->gpu, type),
                 "spec.profile",
                 "the GPU takes one framebuffer size at a time unless it is in mixed-size mode, "
                 "and a limited number of each profile");
@@ -280,7 +300,7 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
   const long cur = mdevTypeOf(sysfs, uuid);
   if (cur == type.id) return settle(type.id);
   if (cur != 0) {
-    if (auto user = busyNow(mdevDir); !user.empty())
+    if (auto user = inUseNow(host, mdevDir); !user.empty())
       return fail(ErrorKind::kConflict,
                   what + ": mdev " + uuid + " is " + user + ": it is not changed until it is free");
     VgpuRecord old = rec;
@@ -297,7 +317,7 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
     return fail(ErrorKind::kTerminal,
                 what + ": " + type.name + " cannot be made on " + t->slot +
                     " now (available_instances of " + type.typeDir +
-                    " is 0; available: " + typeNames(creatable) + ")",
+                    " is 0; available: " + typeNames(creatable) + ")" + migWhy(t->gpu, type),
                 "spec.profile",
                 "a VF holds one mdev; the GPU takes one framebuffer size at a time and a limited "
                 "number of each profile");
@@ -321,18 +341,10 @@ Result<void> VgpuKind::unmake(const VgpuRecord& rec, ApplyContext& context,
   const HostContext& host = services_.context();
   const fs::path& sysfs = host.sysfsRoot;
   const auto timeout = config_.writeTimeout;
-  auto busyNow = [&](const fs::path& dir) {
-    std::set<fs::path> nodes;
-    for (auto& n : vfioNodesOf(host, dir)) nodes.insert(n);
-    std::vector<Opener> users;
-    for (auto& [node, list] : openersOf(host.procRoot, nodes))
-      users.insert(users.end(), list.begin(), list.end());
-    return inUseBy(users);
-  };
   if (rec.model == "mdev") {
     const fs::path dir = sysfs / "bus/mdev/devices" / rec.mdevUuid;
     if (rec.mdevUuid.empty() || mdevTypeOf(sysfs, rec.mdevUuid) == 0) return {};  // gone
-    if (auto user = busyNow(dir); !user.empty())
+    if (auto user = inUseNow(host, dir); !user.empty())
       return fail(ErrorKind::kConflict, what + ": mdev " + rec.mdevUuid + " is " + user +
                                             ": not removed until it is free");
     context.progress("removing mdev " + rec.mdevUuid + " from " + rec.slot);
@@ -357,7 +369,7 @@ Result<void> VgpuKind::unmake(const VgpuRecord& rec, ApplyContext& context,
     return {};
   }
   const fs::path dir = slotDir(sysfs, rec.slot);
-  if (auto user = busyNow(dir); !user.empty())
+  if (auto user = inUseNow(host, dir); !user.empty())
     return fail(ErrorKind::kConflict, what + ": " + rec.slot + " is " + user +
                                           ": its vGPU is not removed until it is free");
   context.progress("clearing the vGPU type of " + rec.slot);

@@ -36,29 +36,39 @@ Board l40s() {
 // the note's §7.2 / §4 [C S11]; description format of a real A2 capture [C S2] with A100 values
 // [I]. The PCI ids are [I].
 Board a100() {
-  Board b{.name = "A100", .device = "20f1", .subsystemDevice = "145f", .fbMiB = 40 * 1024};
-  auto add = [&b](int id, const std::string& name, int gb, int max, bool mig) {
+  Board b{.name = "A100",
+          .device = "20f1",
+          .subsystemDevice = "145f",
+          .fbMiB = 40 * 1024,
+          .migSlices = 7};
+  // MIG-backed types name their GPU instance profile and its nvidia-smi id: 1g.5gb 19,
+  // 1g.5gb+me 20, 2g.10gb 14, 3g.20gb 9, 4g.20gb 5, 7g.40gb 0 [C NVIDIA MIG user guide, A100-40GB
+  // profile table; mig-parted#97 shows the same ids on an 80GB board].
+  auto add = [&b](int id, const std::string& name, int gb, int max, const std::string& gi = "",
+                  int giId = -1) {
     b.types.push_back(
         {.id = id,
          .name = "A100-" + name,
          .sizeMiB = gb * 1024,
          .maxInstances = max,
-         .migBacked = mig,
+         .migBacked = !gi.empty(),
+         .gi = gi,
+         .giProfileId = giId,
          .description = "num_heads=1, frl_config=60, framebuffer=" + std::to_string(gb * 1024) +
                         "M, max_resolution=4096x2400, max_instance=" + std::to_string(max)});
   };
-  add(468, "4C", 4, 10, false);
-  add(469, "5C", 5, 8, false);
-  add(470, "8C", 8, 5, false);
-  add(471, "10C", 10, 4, false);
-  add(472, "20C", 20, 2, false);
-  add(473, "40C", 40, 1, false);
-  add(474, "1-5C", 5, 7, true);
-  add(475, "2-10C", 10, 3, true);
-  add(476, "3-20C", 20, 2, true);
-  add(477, "4-20C", 20, 1, true);
-  add(478, "7-40C", 40, 1, true);
-  add(706, "1-5CME", 5, 1, true);
+  add(468, "4C", 4, 10);
+  add(469, "5C", 5, 8);
+  add(470, "8C", 8, 5);
+  add(471, "10C", 10, 4);
+  add(472, "20C", 20, 2);
+  add(473, "40C", 40, 1);
+  add(474, "1-5C", 5, 7, "1g.5gb", 19);
+  add(475, "2-10C", 10, 3, "2g.10gb", 14);
+  add(476, "3-20C", 20, 2, "3g.20gb", 9);
+  add(477, "4-20C", 20, 1, "4g.20gb", 5);
+  add(478, "7-40C", 40, 1, "7g.40gb", 0);
+  add(706, "1-5CME", 5, 1, "1g.5gb+me", 20);
   return b;
 }
 

@@ -12,7 +12,9 @@ struct VgpuType {
   std::string name;  // short name, "L40S-24Q"; sysfs shows "NVIDIA " + name
   int sizeMiB = 0;   // framebuffer of one instance
   int maxInstances = 0;
-  bool migBacked = false;   // needs a MIG GPU instance: never creatable here (no MIG emulated)
+  bool migBacked = false;   // needs a free MIG GPU instance of profile `gi` (one vGPU each)
+  std::string gi;           // MIG-backed: its GPU instance profile, "1g.5gb"
+  int giProfileId = -1;     // nvidia-smi's id of that profile (19 for 1g.5gb on an A100 40GB)
   std::string description;  // mdev model: the type directory's `description`
 };
 
@@ -21,6 +23,7 @@ struct Board {
   std::string device;           // PCI device id, "26b9"
   std::string subsystemDevice;  // "1851"
   int fbMiB = 0;
+  int migSlices = 0;            // MIG compute slices (7 on an A100); 0: no MIG
   std::vector<VgpuType> types;  // sorted by id
   const VgpuType* find(int id) const;
 };

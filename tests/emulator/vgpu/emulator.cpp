@@ -190,15 +190,37 @@ Status Emulator::control(std::string_view command) {
       usage("mixed-size <pf> on|off");
     else
       s = host_.setMixedSize(w[1], on);
+  } else if (cmd == "mig") {
+    if (w.size() != 3 || !onOff(w[2], &on))
+      usage("mig <pf> on|off");
+    else
+      s = host_.setMig(w[1], on, &reply);
+  } else if (cmd == "create-gi") {
+    if (w.size() != 3)
+      usage("create-gi <pf> <profile, e.g. 1g.5gb>");
+    else
+      s = host_.createGi(w[1], w[2], &reply);
+  } else if (cmd == "destroy-gi") {
+    long long id = -1;
+    if (w.size() != 3 || kstrtoll(w[2], 10, false, &id) != 0 || id > 1000)
+      usage("destroy-gi <pf> <id>");
+    else
+      s = host_.destroyGi(w[1], static_cast<int>(id), &reply);
+  } else if (cmd == "nvidia-smi-lgi") {
+    if (w.size() != 2)
+      usage("nvidia-smi-lgi <pf>");
+    else
+      s = host_.listGis(w[1], &reply);
   } else if (cmd == "held-errno") {
     if (w.size() != 2 || (w[1] != "EPERM" && w[1] != "EBUSY"))
       usage("held-errno EPERM|EBUSY");
     else
       host_.setHeldErrno(errnoFromName(w[1]));
   } else {
-    s = {EINVAL, "unknown command \"" + printable(command) +
-                     "\" (sriov-manage, reboot, driver-reload, fail-next, busy-after-close, "
-                     "nvml-client, mixed-size, held-errno)"};
+    s = {EINVAL,
+         "unknown command \"" + printable(command) +
+             "\" (sriov-manage, reboot, driver-reload, fail-next, busy-after-close, "
+             "nvml-client, mixed-size, mig, create-gi, destroy-gi, nvidia-smi-lgi, held-errno)"};
   }
   if (!s) {
     if (reply.empty()) reply = "error: " + s.why + "\n";

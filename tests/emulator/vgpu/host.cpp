@@ -222,7 +222,9 @@ std::vector<const VgpuType*> Host::active(const Pf& pf) const {
 }
 
 bool Host::creatable(const Pf& pf, const VgpuType& t) const {
-  // MIG-backed types need MIG mode and a GPU instance [C S6]; MIG is not emulated.
+  // With MIG mode on only MIG-backed types are offered, each while a GPU instance of its profile
+  // is free (one vGPU per instance); with it off none of them [C S6, note §5].
+  if (pf.mig) return t.migBacked && freeGi(pf, t) != nullptr;
   if (t.migBacked) return false;
   const auto act = active(pf);
   if (act.empty()) return true;
@@ -240,6 +242,17 @@ bool Host::creatable(const Pf& pf, const VgpuType& t) const {
   if (t.sizeMiB != act.front()->sizeMiB) return false;
   const int cap = std::min(fb / t.sizeMiB, t.maxInstances);
   return static_cast<int>(act.size()) < cap;
+}
+
+const GpuInstance* Host::freeGi(const Pf& pf, const VgpuType& t) const {
+  for (const auto& g : pf.gis) {
+    if (g.profile != t.gi) continue;
+    const bool used = std::any_of(pf.vfs.begin(), pf.vfs.end(), [&](const Vf& v) {
+      return v.gi == g.id || (v.mdev && v.mdev->gi == g.id);
+    });
+    if (!used) return &g;
+  }
+  return nullptr;
 }
 
 std::string Host::creatableTypes(const Pf& pf, const Vf& vf) const {
@@ -303,6 +316,7 @@ Status Host::storeCurrentType(Pf& pf, Vf& vf, std::string_view text) {
     if (vf.holds > 0) return {heldErrno_, "the VF is open by a VM"};
     vf.type = 0;
     vf.placement = -1;
+    vf.gi = -1;
     return Status::ok();
   }
   if (vf.type != 0)  // even the same id [C S3]; hence Proxmox writes 0 first [C S7]
@@ -320,6 +334,7 @@ Status Host::storeCurrentType(Pf& pf, Vf& vf, std::string_view text) {
                      ") is not creatable now; creatable: " + list};
   }
   vf.placement = placementFor(pf, *t);
+  if (t->migBacked) vf.gi = freeGi(pf, *t)->id;  // gpu_instance_id reads it [C S6 #312]
   vf.type = t->id;
   return Status::ok();
 }
@@ -355,8 +370,12 @@ Status Host::createMdev(Pf& pf, Vf& vf, const VgpuType& type, std::string_view t
   // The vendor's create fails when the type is not available: RM error -> EIO [I from S4].
   if (availableInstances(pf, vf, type) == 0)
     return {EIO, "available_instances of " + type.name + " on " + vf.address + " is 0"};
-  vf.mdev =
-      Mdev{.serial = ++serial_, .uuid = uuid, .typeId = type.id, .iommuGroup = freeMdevGroup()};
+  const GpuInstance* gi = type.migBacked ? freeGi(pf, type) : nullptr;
+  vf.mdev = Mdev{.serial = ++serial_,
+                 .uuid = uuid,
+                 .typeId = type.id,
+                 .iommuGroup = freeMdevGroup(),
+                 .gi = gi ? gi->id : -1};
   ++generation_;
   return Status::ok();
 }
@@ -427,9 +446,11 @@ Status Host::sriovManage(bool enable, const std::string& target, std::string* re
       if (!p->vfs.empty()) {
         line = "GPU at " + a + " already has VFs enabled.";  // idempotent [C S6, W script]
       } else {
-        // All VFs at once, types 0, mixed-size mode reset [C S6, S13 NumVFs == TotalVFs].
+        // All VFs at once, types 0, mixed-size mode reset, and the rebind removes the MIG GPU
+        // instances (hence: sriov-manage -e, then make them) [C S6, S13 NumVFs == TotalVFs].
         enableVfs(*p, p->config.totalVfs);
         p->mixedSize = false;
+        p->gis.clear();
         line = "Enabling VFs on " + a;  // [C S8]
       }
     } else if (auto who = heldBy(*p); !who.empty()) {
@@ -447,9 +468,12 @@ Status Host::sriovManage(bool enable, const std::string& target, std::string* re
 
 Status Host::reboot() {
   // VFs are disabled after a reboot, current_vgpu_type resets [C S17]; holds go with the VMs.
+  // MIG GPU instances do not survive a reboot; the A100's MIG mode does (Hopper's would not)
+  // [C S8, S17].
   for (auto& p : pfs_) {
     p.vfs.clear();
     p.mixedSize = false;
+    p.gis.clear();
   }
   ++generation_;
   return Status::ok();
@@ -462,6 +486,7 @@ Status Host::driverReload(const std::string& address) {
   if (auto who = heldBy(*p); !who.empty()) return {EBUSY, address + ": " + who + " is in use"};
   disableVfs(*p);  // "disabled … if the driver is reloaded or upgraded" [C S17]
   p->mixedSize = false;
+  p->gis.clear();
   return Status::ok();
 }
 
@@ -478,6 +503,108 @@ Status Host::setMixedSize(const std::string& address, bool on) {
   // nvidia-smi vgpu -shm fails with rc 19 while any vGPU exists [C S6].
   if (!active(*p).empty()) return {EBUSY, "In use by another client"};
   p->mixedSize = on;
+  return Status::ok();
+}
+
+// ---------- MIG (note §5; nvidia-smi's words from NVIDIA's MIG user guide) ----------
+
+namespace {
+Status migPf(Host& host, const std::string& address, Pf** out) {
+  Pf* p = host.pf(address);
+  if (!p || !p->isNvidia() || !p->config.board)
+    return {EINVAL, address + " is not an NVIDIA GPU of the layout"};
+  if (p->config.board->migSlices == 0) return {EOPNOTSUPP, address + " has no MIG"};
+  *out = p;
+  return Status::ok();
+}
+}  // namespace
+
+Status Host::setMig(const std::string& address, bool on, std::string* reply) {
+  Pf* p = nullptr;
+  if (auto s = migPf(*this, address, &p); !s) return s;
+  // Refused while the VFs are enabled ("In use by another client") [C S6]; MIG mode first, then
+  // sriov-manage -e (note §5).
+  if (!p->vfs.empty()) {
+    *reply = "Unable to " + std::string(on ? "enable" : "disable") + " MIG Mode for GPU " +
+             address + ": In use by another client\n";
+    return {EBUSY, "the GPU's VFs are enabled"};
+  }
+  p->mig = on;
+  if (!on) p->gis.clear();
+  *reply = std::string(on ? "Enabled" : "Disabled") + " MIG Mode for GPU " + address +
+           "\nAll done.\n";  // [C MIG user guide]
+  return Status::ok();
+}
+
+Status Host::createGi(const std::string& address, const std::string& profile, std::string* reply) {
+  Pf* p = nullptr;
+  if (auto s = migPf(*this, address, &p); !s) return s;
+  if (!p->mig) return {EINVAL, "MIG mode is not enabled on " + address};
+  const VgpuType* t = nullptr;
+  for (const auto& x : p->config.board->types)
+    if (x.migBacked && x.gi == profile) t = &x;
+  if (!t) return {EINVAL, "no GPU instance profile " + profile + " on " + p->config.board->name};
+  // Slices are the profile's leading number; the GPU has migSlices of them [C MIG user guide].
+  const int size = std::stoi(profile);
+  int used = 0, id = 1;
+  for (const auto& g : p->gis) used += g.size;
+  while (std::any_of(p->gis.begin(), p->gis.end(), [&](const auto& g) { return g.id == id; })) ++id;
+  if (used + size > p->config.board->migSlices)
+    return {ENOSPC, "Insufficient Resources: " + std::to_string(p->config.board->migSlices - used) +
+                        " of " + std::to_string(p->config.board->migSlices) + " slices free"};
+  p->gis.push_back(
+      {.id = id, .profile = profile, .profileId = t->giProfileId, .start = used, .size = size});
+  *reply = "Successfully created GPU instance ID " + std::to_string(id) + " on GPU " + address +
+           " using profile MIG " + profile + " (ID " + std::to_string(t->giProfileId) +
+           ")\n";  // [C dask-cuda#583]
+  return Status::ok();
+}
+
+Status Host::destroyGi(const std::string& address, int id, std::string* reply) {
+  Pf* p = nullptr;
+  if (auto s = migPf(*this, address, &p); !s) return s;
+  auto it = std::find_if(p->gis.begin(), p->gis.end(), [&](const auto& g) { return g.id == id; });
+  if (it == p->gis.end())
+    return {ENOENT, "no GPU instance " + std::to_string(id) + " on " + address};
+  for (const auto& v : p->vfs)
+    if (v.gi == id || (v.mdev && v.mdev->gi == id))
+      return {EBUSY, "GPU instance " + std::to_string(id) + " holds the vGPU of " + v.address +
+                         ": In use by another client"};  // [I]
+  p->gis.erase(it);
+  *reply = "Successfully destroyed GPU instance ID " + std::to_string(id) + " from GPU " + address +
+           "\n";
+  return Status::ok();
+}
+
+Status Host::listGis(const std::string& address, std::string* reply) const {
+  const Pf* p = nullptr;
+  for (const auto& x : pfs_)
+    if (x.config.address == address) p = &x;
+  if (!p || !p->isNvidia() || !p->config.board) return {EINVAL, "no NVIDIA GPU " + address};
+  // With MIG off, or none made: one line and a failing exit [I the exact words].
+  if (!p->mig) {
+    *reply = "No MIG-enabled devices found.\n";
+    return {ENODEV, "MIG mode is off on " + address};
+  }
+  if (p->gis.empty()) {
+    *reply = "No GPU instances found: Not Found\n";
+    return {ENOENT, "no GPU instance on " + address};
+  }
+  // The table of `nvidia-smi mig -lgi` [C NVIDIA/DCGM#138]; GPU 0 stands for the GPU named.
+  const char* rule = "+-------------------------------------------------------+\n";
+  std::string out = std::string(rule) +
+                    "| GPU instances:                                        |\n"
+                    "| GPU   Name             Profile  Instance   Placement  |\n"
+                    "|                          ID       ID       Start:Size |\n"
+                    "|=======================================================|\n";
+  for (const auto& g : p->gis) {
+    char line[128];
+    std::snprintf(line, sizeof line, "|   0  MIG %-13s %4d %8d %10d:%-5d |\n", g.profile.c_str(),
+                  g.profileId, g.id, g.start, g.size);
+    out += line;
+    out += rule;
+  }
+  *reply = out;
   return Status::ok();
 }
 

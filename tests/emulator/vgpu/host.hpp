@@ -30,6 +30,7 @@ struct Mdev {
   int iommuGroup = 0;
   std::string vgpuParams;
   int holds = 0;  // open dev nodes
+  int gi = -1;    // MIG-backed: the GPU instance it lives in
 };
 
 struct Vf {
@@ -44,11 +45,22 @@ struct Vf {
   long warmUpdate = 0;
   int holds = 0;
   int zeroRefusals = 0;      // busy-after-close: writes of 0 still to refuse
+  int gi = -1;               // SR-IOV model, MIG-backed type: its GPU instance
   std::optional<Mdev> mdev;  // mdev model: a VF parent holds at most one
+};
+
+// A MIG GPU instance (`nvidia-smi mig -cgi`), as `nvidia-smi mig -lgi` lists it.
+struct GpuInstance {
+  int id = 0;
+  std::string profile;      // "1g.5gb"
+  int profileId = 0;        // 19
+  int start = 0, size = 0;  // placement, in slices
 };
 
 struct Pf {
   PfConfig config;
+  bool mig = false;  // MIG mode
+  std::vector<GpuInstance> gis;
   std::vector<Vf> vfs;  // numVfs == vfs.size(); vfs[k] is VF k
   bool mixedSize = false;
   bool nvmlClient = false;
@@ -91,11 +103,17 @@ class Host {
   Status driverReload(const std::string& pf);
   Status setNvmlClient(const std::string& pf, bool on);
   Status setMixedSize(const std::string& pf, bool on);
+  // MIG (`nvidia-smi -mig`, `nvidia-smi mig -cgi/-dgi/-lgi`); `reply` gets what nvidia-smi says.
+  Status setMig(const std::string& pf, bool on, std::string* reply);
+  Status createGi(const std::string& pf, const std::string& profile, std::string* reply);
+  Status destroyGi(const std::string& pf, int id, std::string* reply);
+  Status listGis(const std::string& pf, std::string* reply) const;
   void setBusyAfterClose(int n) { busyAfterClose_ = n; }
   void setHeldErrno(int err) { heldErrno_ = err; }
 
  private:
   bool creatable(const Pf& pf, const VgpuType& t) const;
+  const GpuInstance* freeGi(const Pf& pf, const VgpuType& t) const;
   std::vector<const VgpuType*> active(const Pf& pf) const;
   void enableVfs(Pf& pf, int n);
   void disableVfs(Pf& pf);

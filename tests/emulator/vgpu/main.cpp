@@ -1,9 +1,11 @@
 // nodeplane-vgpu-emu: a FUSE filesystem that lays out NVIDIA vGPU host sysfs (README.md).
 //   nodeplane-vgpu-emu --mount DIR --layout FILE.json [--exit-with-parent]
 //   nodeplane-vgpu-emu sriov-manage --mount DIR <-e|-d> <pf|ALL>
+//   nodeplane-vgpu-emu nvidia-smi --mount DIR mig -lgi -i <pf>
 // The first serves DIR in the foreground on one thread (requests are answered in order, so a
 // test sees one deterministic state) and prints "ready" once it does; SIGTERM or SIGINT unmounts
-// and exits 0. The second stands in for NVIDIA's /usr/lib/nvidia/sriov-manage.
+// and exits 0. The second stands in for NVIDIA's /usr/lib/nvidia/sriov-manage, the third for the
+// one nvidia-smi command nodeplane runs.
 #define FUSE_USE_VERSION 31
 
 #include <fcntl.h>
@@ -170,7 +172,7 @@ int usage(const char* why) {
   std::fprintf(stderr,
                "nodeplane-vgpu-emu: %s\nusage: nodeplane-vgpu-emu --mount DIR --layout FILE.json "
                "[--exit-with-parent]\n       nodeplane-vgpu-emu sriov-manage --mount DIR <-e|-d> "
-               "<pf|ALL>\n",
+               "<pf|ALL>\n       nodeplane-vgpu-emu nvidia-smi --mount DIR mig -lgi -i <pf>\n",
                why);
   return 2;
 }
@@ -236,33 +238,48 @@ int serve(const std::string& mount, const std::string& layoutFile, bool exitWith
 
 // The stand-in for NVIDIA's sriov-manage: the control command, what it says, and its exit code
 // (0 even on failure when the layout says sriovManageLies, like vGPU 17.2 [C S12], note §1.7).
-int sriovManage(const std::string& mount, const std::string& flag, const std::string& target) {
+// One control command: its reply on stdout (stderr when it failed, unless `failOnStdout`);
+// false when it failed.
+bool command(const std::string& mount, const std::string& tool, const std::string& command,
+             bool failOnStdout = false) {
   const std::string control = mount + "/.emu/control";
   const int fd = ::open(control.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
-    std::fprintf(stderr, "sriov-manage: %s: %s\n", control.c_str(), std::strerror(errno));
-    return 1;
+    std::fprintf(stderr, "%s: %s: %s\n", tool.c_str(), control.c_str(), std::strerror(errno));
+    return false;
   }
-  const std::string command = "sriov-manage " + flag + " " + target;
   const bool ok =
       ::write(fd, command.data(), command.size()) == static_cast<ssize_t>(command.size());
+  std::string reply;
   char buf[4096];
-  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  for (ssize_t n; (n = ::pread(fd, buf, sizeof buf, static_cast<off_t>(reply.size()))) > 0;)
+    reply.append(buf, static_cast<size_t>(n));
   ::close(fd);
-  const std::string reply = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-  std::fputs(reply.c_str(), ok ? stdout : stderr);
-  if (ok) return 0;
+  std::fputs(reply.c_str(), ok || failOnStdout ? stdout : stderr);
+  return ok;
+}
+
+int sriovManage(const std::string& mount, const std::string& flag, const std::string& target) {
+  if (command(mount, "sriov-manage", "sriov-manage " + flag + " " + target)) return 0;
   std::ifstream in(mount + "/.emu/layout");
   auto layout = nlohmann::json::parse(in, nullptr, false);
   const bool lies = layout.is_object() && layout.value("sriovManageLies", false);
   return lies ? 0 : 1;
 }
 
+// nvidia-smi mig -lgi: the table, or its one-line answer and exit 6 (NVML's NOT_FOUND) [I].
+int nvidiaSmi(const std::string& mount, const std::string& pf) {
+  return command(mount, "nvidia-smi", "nvidia-smi-lgi " + pf, true) ? 0 : 6;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  const bool manage = !args.empty() && args[0] == "sriov-manage";
+  const std::string tool = !args.empty() && (args[0] == "sriov-manage" || args[0] == "nvidia-smi")
+                               ? args[0]
+                               : std::string();
+  const bool manage = !tool.empty();
   if (manage) args.erase(args.begin());
   std::string mount, layout;
   bool exitWithParent = false;
@@ -279,6 +296,11 @@ int main(int argc, char** argv) {
     }
   }
   if (mount.empty()) return usage("--mount DIR is required");
+  if (tool == "nvidia-smi") {
+    if (rest.size() != 4 || rest[0] != "mig" || rest[1] != "-lgi" || rest[2] != "-i")
+      return usage("nvidia-smi takes mig -lgi -i <pf> (the one command nodeplane runs)");
+    return nvidiaSmi(mount, rest[3]);
+  }
   if (manage) {
     if (rest.size() != 2 || (rest[0] != "-e" && rest[0] != "-d"))
       return usage("sriov-manage takes -e or -d and a PF address or ALL");

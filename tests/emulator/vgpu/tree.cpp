@@ -312,7 +312,7 @@ class Renderer {
     auto output = [](bool placement) {
       return [placement](Pf&, Vf& v, std::string* out) {
         if (v.type == 0) return Status{ENXIO, "no vGPU on this VF"};
-        *out = std::to_string(placement ? v.placement : 0) + "\n";
+        *out = std::to_string(placement ? v.placement : std::max(v.gi, 0)) + "\n";
         return Status::ok();
       };
     };
