@@ -31,10 +31,14 @@ install_deps() {
 }
 
 # build [TARGET...]: configures once, builds the given targets (default: everything).
+# -O2 without debug info unless NODEPLANE_BUILD_TYPE says otherwise (RelWithDebInfo for a tree to
+# debug): debug info is a third of the compile time (38 s against 25 s for engine.cpp), and CI
+# builds from scratch on every run.
 build() {
   if [ ! -f "$NODEPLANE_BUILD/CMakeCache.txt" ]; then
-    cmake -S "$NODEPLANE_ROOT" -B "$NODEPLANE_BUILD" -G Ninja \
-      -DCMAKE_BUILD_TYPE="${NODEPLANE_BUILD_TYPE:-RelWithDebInfo}" >/dev/null
+    local type=(-DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG")
+    [ -n "${NODEPLANE_BUILD_TYPE:-}" ] && type=(-DCMAKE_BUILD_TYPE="$NODEPLANE_BUILD_TYPE")
+    cmake -S "$NODEPLANE_ROOT" -B "$NODEPLANE_BUILD" -G Ninja "${type[@]}" >/dev/null
   fi
   local targets=()
   for t in "$@"; do targets+=(--target "$t"); done
