@@ -313,6 +313,14 @@ TEST_F(VgpuKindTest, MigBackedProfilesNeedTheirGpuInstances) {
   ASSERT_EQ(emu->control("sriov-manage -d 0000:3b:00.0"), 0) << emu->lastReply();
   ASSERT_EQ(emu->control("mig 0000:3b:00.0 on"), 0) << emu->lastReply();
   ASSERT_EQ(emu->control("sriov-manage -e 0000:3b:00.0"), 0) << emu->lastReply();
+  // Under MIG a time-sliced profile is refused, seen from sysfs alone: an empty GPU offers none.
+  (void)kind->observe();
+  auto timeSliced = validate(spec(3, "A100-20C", kA100));
+  ASSERT_EQ(timeSliced.size(), 1u);
+  EXPECT_THAT(timeSliced[0], HasSubstr("A100-20C is a time-sliced profile, and 0000:3b:00.0 has "
+                                       "MIG mode on (it offers MIG-backed profiles only: "
+                                       "A100-1-5C, A100-2-10C, A100-3-20C, A100-4-20C, "
+                                       "A100-7-40C, A100-1-5CME)"));
   e = errors();
   ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
   EXPECT_THAT(e[0], HasSubstr("Vgpu/m0"));
@@ -337,6 +345,8 @@ TEST_F(VgpuKindTest, MigBackedProfilesNeedTheirGpuInstances) {
   o = run(Action::kCreate, "m1", rs[1].spec);
   ASSERT_TRUE(o.ok()) << o.error.str() << "\n" << emu->log();
   EXPECT_THAT(observed("m1")->detail, HasSubstr("A100-1-5C (type 474) on mdev"));
+  (void)kind->observe();
+  EXPECT_EQ(validate(spec(3, "A100-20C", kA100)).size(), 1u) << "a MIG-backed vGPU says: MIG on";
   // An instance in use cannot be destroyed under its vGPU.
   EXPECT_NE(emu->control("destroy-gi 0000:3b:00.0 1"), 0);
 

@@ -201,6 +201,51 @@ TEST(VgpuApply, MovingEveryVgpuOfAGpuToAnotherSizeWaitsForTheOthers) {
   EXPECT_EQ(r.type("0000:41:00.5"), "1153");
 }
 
+// Ours cleared by hand and another vGPU made on the VF, with a diff or status in between (observe
+// then marks the record not ready): the new one is nobody's to change or clear.
+TEST(VgpuApply, AVgpuMadeByHandWhereOursWasIsNeitherChangedNorCleared) {
+  Rig r;
+  ASSERT_TRUE(r.run(Action::kCreate, "a", Rig::spec(0, "L40S-24Q")).ok());
+  const std::string uid = r.observed("a")->uid;
+  writeFile(r.host.dir("0000:41:00.4") / "nvidia/current_vgpu_type", "0\n");
+  r.host.refresh(kPf);
+  EXPECT_FALSE(r.observed("a")) << "gone: absent";
+  EXPECT_FALSE(r.record("a").value("ready", true));
+  writeFile(r.host.dir("0000:41:00.4") / "nvidia/current_vgpu_type", "1165\n");
+  r.host.refresh(kPf);
+  r.driver.log.clear();
+  Outcome o = r.run(Action::kUpdate, "a", Rig::spec(0, "L40S-12Q"), uid);
+  EXPECT_EQ(o.error.kind, ErrorKind::kConflict) << o.error.str();
+  EXPECT_EQ(o.error.message,
+            "update Vgpu/a refused: 0000:41:00.4 has L40S-24A (type 1165), not the type 1155 "
+            "nodeplane set: changed outside nodeplane; not touched");
+  o = r.run(Action::kDelete, "a", Json::object(), uid);
+  ASSERT_TRUE(o.ok()) << o.error.str();
+  EXPECT_TRUE(r.driver.log.empty()) << "nothing written";
+  EXPECT_EQ(r.type("0000:41:00.4"), "1165");
+}
+
+// A create cut short (here: refused by the driver) leaves a record that is not ready. What the VF
+// holds later, set by someone else, is not what that record's change could have set: left alone
+// by a delete and by a move to another VF.
+TEST(VgpuApply, ARecordOfAChangeCutShortClearsOnlyWhatThatChangeCouldHaveSet) {
+  Rig r;
+  ASSERT_TRUE(r.run(Action::kCreate, "a", Rig::spec(0, "L40S-8Q")).ok());
+  writeFile(r.host.dir("0000:41:00.5") / "nvidia/current_vgpu_type", "1152\n");
+  r.host.refresh(kPf);
+  Outcome o = r.run(Action::kCreate, "c", Rig::spec(2, "L40S-24Q"));
+  ASSERT_EQ(o.cls, Outcome::kTerminal) << o.error.str();
+  EXPECT_FALSE(r.record("c").value("ready", true));
+  writeFile(r.host.dir("0000:41:00.6") / "nvidia/current_vgpu_type", "1152\n");
+  r.host.refresh(kPf);
+  r.driver.log.clear();
+  o = r.run(Action::kReplace, "c", Rig::spec(3, "L40S-8Q"));
+  ASSERT_TRUE(o.ok()) << o.error.str();
+  EXPECT_EQ(r.type("0000:41:00.6"), "1152") << "not cleared";
+  EXPECT_EQ(r.type("0000:41:00.7"), "1152");
+  EXPECT_EQ(r.driver.log.size(), 1u) << "one write: the new VF";
+}
+
 TEST(VgpuApply, ATypeSetByHandIsNotTakenOver) {
   Rig r;
   writeFile(r.host.dir("0000:41:00.7") / "nvidia/current_vgpu_type", "1155\n");

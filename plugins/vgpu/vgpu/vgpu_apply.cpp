@@ -190,6 +190,7 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
   rec.spec = desired;
   auto settle = [&](long id) -> Result<void> {
     rec.typeId = id;
+    rec.previousTypeId = 0;
     rec.profile = type.name;
     rec.ready = true;
     return writeVgpuRecord(hostState(), rec);
@@ -213,6 +214,18 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
                       "), set outside nodeplane; not touched",
                   {}, "clear it by hand (echo 0 > current_vgpu_type), or set metadata.adopt");
     }
+    // Ours, but the type on it now is not one nodeplane set (its vGPU was cleared and another
+    // made by hand): not changed, as a delete would not clear it.
+    if (*cur != 0 && ours && *cur != type.id && !change.adopt && !madeUnder(*existing, *cur)) {
+      const TypeTable table = typeTableOf(t->state, typesDir(), false);
+      const VgpuType* now = table.byId(*cur);
+      return fail(ErrorKind::kConflict,
+                  what + " refused: " + t->slot + " has " +
+                      (now ? now->name : std::string("a vGPU")) + " (type " + std::to_string(*cur) +
+                      "), not the type " + std::to_string(existing->typeId) +
+                      " nodeplane set: changed outside nodeplane; not touched",
+                  {}, "clear it by hand (echo 0 > current_vgpu_type), or set metadata.adopt");
+    }
     if (*cur == type.id) return settle(type.id);  // nothing to write
     if (*cur != 0) {
       if (auto user = inUseNow(host, dir); !user.empty())
@@ -221,6 +234,7 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
     }
     rec.ready = false;
     rec.typeId = type.id;
+    rec.previousTypeId = *cur;  // what a cut-short change may leave on the VF: still ours
     if (auto ok = writeVgpuRecord(hostState(), rec); !ok) return ok;
     if (*cur != 0) {
       context.progress("clearing the vGPU type of " + t->slot + " (" + std::to_string(*cur) +
@@ -361,9 +375,9 @@ Result<void> VgpuKind::unmake(const VgpuRecord& rec, ApplyContext& context,
   }
   auto cur = readCurrentType(sysfs, rec.slot);
   if (!cur || *cur == 0) return {};  // the VF or its type is gone already
-  if (*cur != rec.typeId && rec.ready) {
+  if (!madeUnder(rec, *cur)) {
     // Changed by hand since: not the vGPU nodeplane made, so not cleared. (A record not ready is
-    // a change of ours cut short: whatever type the VF has, nodeplane wrote it.)
+    // a change of ours cut short: the VF may hold the type it set or the one it replaced.)
     context.progress(rec.slot + " has type " + std::to_string(*cur) + ", not the " +
                      std::to_string(rec.typeId) + " nodeplane set: left alone");
     return {};

@@ -277,4 +277,20 @@ std::vector<VgpuType> creatableOn(const fs::path& sysfsRoot, const GpuState& gpu
   return out;
 }
 
+bool mdevMigMode(const fs::path& sysfsRoot, const GpuState& gpu) {
+  if (gpu.model != Model::kMdev) return false;
+  for (const auto& s : gpu.slots)
+    if (s.present && s.currentType != 0)
+      if (const VgpuType* t = gpu.live.byId(s.currentType)) return t->migBacked;
+  const bool timeSliced = std::any_of(gpu.live.types.begin(), gpu.live.types.end(),
+                                      [](const VgpuType& t) { return !t.migBacked; });
+  for (const auto& s : gpu.slots) {
+    if (!s.present || !s.mdevs.empty()) continue;
+    const auto offered = creatableOn(sysfsRoot, gpu, s);
+    return timeSliced && std::none_of(offered.begin(), offered.end(),
+                                      [](const VgpuType& t) { return !t.migBacked; });
+  }
+  return false;
+}
+
 }  // namespace nodeplane::vgpu

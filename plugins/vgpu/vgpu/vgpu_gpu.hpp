@@ -56,6 +56,12 @@ std::optional<TypeTable> keptTypeTable(const std::filesystem::path& recordDir,
 std::vector<VgpuType> creatableOn(const std::filesystem::path& sysfsRoot, const GpuState& gpu,
                                   const Slot& slot);
 
+// Whether an mdev-model GPU has MIG mode on, from sysfs alone: a vGPU on it says (MIG-backed
+// types exist only under MIG, time-sliced ones only without, note §5 [C S6]); an empty GPU offers
+// no time-sliced type on a free VF only under MIG (available_instances 0 "if MIG state doesn't
+// match the type class", §7.2). False when it cannot tell (no free VF).
+bool mdevMigMode(const std::filesystem::path& sysfsRoot, const GpuState& gpu);
+
 // The sysfs directory of a slot: <sysfsRoot>/bus/pci/devices/<address>.
 std::filesystem::path slotDir(const std::filesystem::path& sysfsRoot, const std::string& address);
 

@@ -51,6 +51,14 @@ Error bad(const std::string& field, std::string message, std::string hint = {}) 
   return e;
 }
 
+// The MIG-backed profiles of a table: "A100-1-5C, A100-2-10C".
+std::string migNames(const TypeTable& table) {
+  std::string out;
+  for (const auto& t : table.types)
+    if (t.migBacked) out += (out.empty() ? "" : ", ") + t.name;
+  return out.empty() ? "none" : out;
+}
+
 // "0-3", "0", "none".
 std::string range(int n) {
   if (n <= 0) return "none";
@@ -251,14 +259,15 @@ Result<std::optional<VgpuType>> VgpuKind::profileOn(const VgpuTarget& t, const J
   TypeTable table = typeTableOf(t.state, typesDir(), remember);
   if (table.types.empty() && !t.state.live.complete && t.state.model == Model::kUnknown)
     return std::optional<VgpuType>();  // VFs not enabled yet and never seen: checked at apply
-  const bool migNow = t.state.live.complete && t.state.live.migMode();
+  const bool migNow = (t.state.live.complete && t.state.live.migMode()) ||
+                      mdevMigMode(services_.context().sysfsRoot, t.state);
   const VgpuType* type = table.resolve(profile);
   auto info = parseTypeName(shortName(profile));
   if (migNow && ((type && !type->migBacked) || (!type && info && !info->migBacked)))
     return std::unexpected(bad(
         "spec.profile",
         shortName(profile) + " is a time-sliced profile, and " + t.gpu +
-            " has MIG mode on (it offers MIG-backed profiles only: " + t.state.live.names() + ")",
+            " has MIG mode on (it offers MIG-backed profiles only: " + migNames(t.state.live) + ")",
         "use a MIG-backed profile, or turn MIG mode off on the GPU"));
   if (!type) {
     std::string msg = "profile " + profile + " is not a vGPU type of " + t.gpu + " (" +

@@ -38,6 +38,8 @@ std::string giProfileOf(const std::string& typeName);
 Result<MigState> parseGpuInstances(const std::string& output);
 
 // Runs `<nvidiaSmi> mig -lgi -i <gpu>` (argv, no shell, `timeout`) and parses what it prints.
+// `-i` takes the PCI address as sysfs writes it: NVML reads a bus id as "%x:%x:%x.%x"
+// (nvmlDeviceGetHandleByPciBusId), so 0000:3b:00.0 and 00000000:3B:00.0 are the same GPU.
 Result<MigState> readMig(const std::filesystem::path& nvidiaSmi, const std::string& gpu,
                          std::chrono::milliseconds timeout);
 

@@ -37,7 +37,11 @@ Result<VgpuRecord> fromJson(const Json& j, const fs::path& path, const std::stri
   r.gpu = str("gpu");
   r.slot = str("slot");
   r.device = str("device");
-  r.typeId = j.contains("typeId") && j["typeId"].is_number_integer() ? j["typeId"].get<long>() : 0;
+  auto number = [&](const char* key) {
+    return j.contains(key) && j[key].is_number_integer() ? j[key].get<long>() : 0L;
+  };
+  r.typeId = number("typeId");
+  r.previousTypeId = number("previousTypeId");
   r.profile = str("profile");
   r.mdevUuid = str("mdevUuid");
   r.ready = j.contains("ready") && j["ready"].is_boolean() && j["ready"].get<bool>();
@@ -82,6 +86,7 @@ Result<void> writeVgpuRecord(const fs::path& hostStateDir, const VgpuRecord& r) 
                       {"model", r.model},
                       {"slot", r.slot},
                       {"typeId", r.typeId},
+                      {"previousTypeId", r.previousTypeId},
                       {"profile", r.profile},
                       {"mdevUuid", r.mdevUuid},
                       {"spec", r.spec}});
@@ -92,6 +97,12 @@ Result<void> removeVgpuRecord(const fs::path& hostStateDir, const std::string& n
 }
 
 std::string newVgpuUid() { return RecordStore::newUid(); }
+
+bool madeUnder(const VgpuRecord& record, long current) {
+  if (current == 0) return false;
+  if (current == record.typeId) return true;
+  return !record.ready && record.previousTypeId != 0 && current == record.previousTypeId;
+}
 
 std::string mdevUuidFor(const std::string& agentId, const std::string& name) {
   // Two 64-bit FNV-1a hashes with different offsets: stable across builds and hosts (std::hash

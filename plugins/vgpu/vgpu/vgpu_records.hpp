@@ -23,7 +23,8 @@ struct VgpuRecord {
   std::string gpu;             // the PF address
   std::string slot;            // the VF (or, mdev on a PF, the PF) address
   std::string device;          // absolute sysfs dir: the VF, or /sys/bus/mdev/devices/<uuid>
-  long typeId = 0;             // the type nodeplane set
+  long typeId = 0;             // the type nodeplane set (or, not ready, is setting)
+  long previousTypeId = 0;     // not ready: the type of nodeplane's it replaces (0: none)
   std::string profile;         // its name
   std::string mdevUuid;        // mdev model
   bool ready = false;          // the type or mdev is set and read back
@@ -39,6 +40,11 @@ Result<std::vector<VgpuRecord>> listVgpuRecords(const std::filesystem::path& hos
 Result<void> writeVgpuRecord(const std::filesystem::path& hostStateDir, const VgpuRecord& record);
 Result<void> removeVgpuRecord(const std::filesystem::path& hostStateDir, const std::string& name);
 std::string newVgpuUid();  // 16 random hex digits
+
+// Whether `current` (the VF's type now) is a vGPU nodeplane set under this record: the type it
+// set, or, while a change of its own is cut short (not ready), the type that change replaces.
+// Anything else was set by someone else: never changed or cleared.
+bool madeUnder(const VgpuRecord& record, long current);
 
 // The mdev UUID of a Vgpu: derived from the agent id and the name alone, so a restart (or a
 // lost record) finds the same mdev; RFC 4122 layout, version 8 (custom).
