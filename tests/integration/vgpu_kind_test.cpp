@@ -286,26 +286,23 @@ TEST_F(VgpuKindTest, MdevModelCreatesAndRemovesOneMdev) {
 }
 
 // MIG (note §5): each MIG-backed vGPU needs a GPU instance of its profile, counted with
-// nvidia-smi. MIG mode off, or fewer instances than vGPUs, is refused at validate time saying
-// what to make; with enough, the mdevs are made, each in an instance of its own.
+// nvidia-smi when its step runs. MIG mode off, or no free instance, makes that Vgpu wait
+// (retryable, saying what to make) with nothing written; once there is one, it is made. The
+// instances are host state a reboot loses, so they are not a validate-time error (that would stop
+// every kind of the host); a time-sliced profile under MIG is, read from sysfs.
 TEST_F(VgpuKindTest, MigBackedProfilesNeedTheirGpuInstances) {
   using ::testing::HasSubstr;
   cfg.nvidiaSmi = emu->nvidiaSmi();
-  std::vector<Resource> rs(2);
-  for (int k = 0; k < 2; ++k) {
-    rs[k].id = {"Vgpu", "m" + std::to_string(k)};
-    rs[k].spec = spec(k, "A100-1-5C", kA100);
-  }
-  auto errors = [&] {
-    (void)kind->observe();  // what the last check read is forgotten
-    std::vector<std::string> out;
-    for (const auto& e : kind->validateSet({&rs[0], &rs[1]})) out.push_back(e.str());
-    return out;
-  };
-  auto e = errors();
-  ASSERT_EQ(e.size(), 2u) << ::testing::PrintToString(e);
-  EXPECT_THAT(e[0], HasSubstr("A100-1-5C is MIG-backed, and 0000:3b:00.0 has MIG mode off"));
-  EXPECT_THAT(e[0], HasSubstr("nvidia-smi mig -i 0000:3b:00.0 -cgi 1g.5gb"));
+  auto mig = [](int vf) { return spec(vf, "A100-1-5C", kA100); };
+  Outcome o = run(Action::kCreate, "m0", mig(0));
+  EXPECT_EQ(o.cls, Outcome::kRetryable) << o.error.str();
+  EXPECT_EQ(o.error.message,
+            "create Vgpu/m0: A100-1-5C is MIG-backed, and 0000:3b:00.0 has MIG mode off");
+  EXPECT_EQ(o.error.hint,
+            "with the GPU's VFs disabled (sriov-manage -d 0000:3b:00.0), nvidia-smi -i "
+            "0000:3b:00.0 -mig 1; enable them again (sriov-manage -e 0000:3b:00.0), then make GPU "
+            "instances of 1g.5gb (nvidia-smi mig -i 0000:3b:00.0 -cgi 1g.5gb)");
+  EXPECT_EQ(emu->writes()["total"], 0);
 
   // The mode is set while the VFs are off, and sriov-manage -e removes the instances: so the
   // mode, then the VFs, then the instances.
@@ -321,52 +318,38 @@ TEST_F(VgpuKindTest, MigBackedProfilesNeedTheirGpuInstances) {
                                        "MIG mode on (it offers MIG-backed profiles only: "
                                        "A100-1-5C, A100-2-10C, A100-3-20C, A100-4-20C, "
                                        "A100-7-40C, A100-1-5CME)"));
-  e = errors();
-  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
-  EXPECT_THAT(e[0], HasSubstr("Vgpu/m0"));
-  EXPECT_THAT(e[0], HasSubstr("2 x A100-1-5C on 0000:3b:00.0 need 2 GPU instances of 1g.5gb; "
-                              "it has 0"));
+  EXPECT_TRUE(validate(mig(0)).empty()) << "the instances are not counted at validate time";
+
+  o = run(Action::kCreate, "m0", mig(0));
+  EXPECT_EQ(o.cls, Outcome::kRetryable) << o.error.str();
+  EXPECT_EQ(o.error.message,
+            "create Vgpu/m0: A100-1-5C needs a free MIG GPU instance of 1g.5gb, and 0000:3b:00.0 "
+            "has 0");
+  EXPECT_THAT(o.error.hint, HasSubstr("nvidia-smi mig -i 0000:3b:00.0 -cgi 1g.5gb"));
   ASSERT_EQ(emu->control("create-gi 0000:3b:00.0 1g.5gb"), 0) << emu->lastReply();
   EXPECT_THAT(emu->lastReply(), HasSubstr("using profile MIG 1g.5gb (ID 19)"));
-  e = errors();
-  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
-  EXPECT_THAT(e[0], HasSubstr("Vgpu/m1"));
-  EXPECT_THAT(e[0], HasSubstr("it has 1"));
-  // What fails at apply says why too.
-  Outcome o = run(Action::kCreate, "m0", rs[0].spec);
+  o = run(Action::kCreate, "m0", mig(0));
   ASSERT_TRUE(o.ok()) << o.error.str() << "\n" << emu->log();
-  o = run(Action::kCreate, "m1", rs[1].spec);
-  ASSERT_FALSE(o.ok());
-  EXPECT_THAT(o.error.str(), HasSubstr("it needs a free MIG GPU instance of 1g.5gb, and "
-                                       "0000:3b:00.0 has 1 in all"));
-
+  emu->resetWrites();
+  o = run(Action::kCreate, "m1", mig(1));
+  EXPECT_EQ(o.cls, Outcome::kRetryable) << o.error.str();
+  EXPECT_EQ(o.error.message,
+            "create Vgpu/m1: A100-1-5C needs a free MIG GPU instance of 1g.5gb, and 0000:3b:00.0 "
+            "has 1 (1 in use by A100-1-5C on 0000:3b:00.4)");
+  EXPECT_EQ(emu->writes()["total"], 0);
   ASSERT_EQ(emu->control("create-gi 0000:3b:00.0 1g.5gb"), 0) << emu->lastReply();
-  EXPECT_TRUE(errors().empty()) << ::testing::PrintToString(errors());
-  o = run(Action::kCreate, "m1", rs[1].spec);
+  o = run(Action::kCreate, "m1", mig(1));
   ASSERT_TRUE(o.ok()) << o.error.str() << "\n" << emu->log();
   EXPECT_THAT(observed("m1")->detail, HasSubstr("A100-1-5C (type 474) on mdev"));
-  (void)kind->observe();
   EXPECT_EQ(validate(spec(3, "A100-20C", kA100)).size(), 1u) << "a MIG-backed vGPU says: MIG on";
-  // An instance in use cannot be destroyed under its vGPU.
-  EXPECT_NE(emu->control("destroy-gi 0000:3b:00.0 1"), 0);
-
-  // A vGPU outside the set holds an instance: not free for the set.
-  Resource third;
-  third.id = {"Vgpu", "m2"};
-  third.spec = spec(2, "A100-1-5C", kA100);
-  (void)kind->observe();
-  std::vector<std::string> without;
-  for (const auto& x : kind->validateSet({&rs[0], &third})) without.push_back(x.str());
-  ASSERT_EQ(without.size(), 1u) << ::testing::PrintToString(without);
-  EXPECT_THAT(without[0], HasSubstr("2 x A100-1-5C on 0000:3b:00.0 need 2 GPU instances of "
-                                    "1g.5gb; it has 2 (1 used by A100-1-5C on 0000:3b:00.5)"));
+  EXPECT_NE(emu->control("destroy-gi 0000:3b:00.0 1"), 0) << "it holds a vGPU";
 
   // Without nvidia-smi the instances cannot be counted: said, not guessed.
   cfg.nvidiaSmi = state.path() / "no-nvidia-smi";
-  e = errors();
-  ASSERT_EQ(e.size(), 1u) << ::testing::PrintToString(e);
-  EXPECT_THAT(e[0], HasSubstr("the GPU instances of 0000:3b:00.0 cannot be counted"));
-  EXPECT_THAT(e[0], HasSubstr("vgpu.nvidiaSmi"));
+  o = run(Action::kCreate, "m2", mig(2));
+  EXPECT_EQ(o.cls, Outcome::kRetryable) << o.error.str();
+  EXPECT_THAT(o.error.message, HasSubstr("the GPU instances of 0000:3b:00.0 cannot be counted"));
+  EXPECT_EQ(o.error.hint, "set vgpu.nvidiaSmi in the agent config to NVIDIA's nvidia-smi");
 }
 
 }  // namespace

@@ -48,22 +48,36 @@ TEST(RecordStore, WritesReadsListsAndRemovesRecords) {
   EXPECT_NE(RecordStore::newUid(), RecordStore::newUid());
 }
 
-TEST(RecordStore, ANameThatIsNotAPlainFileNameIsRefusedEverywhere) {
+TEST(RecordStore, NewRecordsTakePlainFileNamesAndNoCallLeavesTheDirectory) {
   TempDir dir;
   const RecordStore store(dir.path() / "vgpu", "Vgpu record");
   writeFile(dir.path() / "outside.json", "{\"agent\": \"x\"}");
-  const std::vector<std::string> bad = {"../outside", "a/b", ".hidden",
-                                        "",           "a b", std::string(201, 'a')};
+  const std::vector<std::string> bad = {"../outside",         "a/b", ".hidden", "", "a b", "ü",
+                                        std::string(201, 'a')};
   for (const std::string& name : bad) {
-    EXPECT_FALSE(store.read(name)) << name;
     EXPECT_FALSE(store.write(name, Json::object())) << name;
-    EXPECT_FALSE(store.remove(name)) << name;
     EXPECT_NE(recordNameProblem(name), "") << name;
+  }
+  for (const std::string& name : std::vector<std::string>{"../outside", "a/b", "", ".", ".."}) {
+    EXPECT_FALSE(store.read(name)) << name;
+    EXPECT_FALSE(store.remove(name)) << name;
   }
   EXPECT_TRUE(fs::exists(dir.path() / "outside.json")) << "never reached";
   auto e = store.read("../outside");
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error().message, "no Vgpu record for the name \"../outside\": it starts with '.'");
+  EXPECT_EQ(e.error().message,
+            "no Vgpu record for the name \"../outside\": it would name a file "
+            "outside " +
+                (dir.path() / "vgpu").string());
+  EXPECT_EQ(store.write("a b", Json::object()).error().message,
+            "no Vgpu record for the name \"a b\": it has a character other than letters, digits, "
+            "'.', '_' and '-'");
+  // A record written under a looser rule (before names were checked) is still read and removed.
+  writeFile(dir.path() / "vgpu/a b.json", "{\"x\": 1}");
+  auto old = store.read("a b");
+  ASSERT_TRUE(old && *old) << "read";
+  ASSERT_TRUE(store.remove("a b"));
+  EXPECT_FALSE(fs::exists(dir.path() / "vgpu/a b.json"));
   for (const std::string& name :
        std::vector<std::string>{"tenant-a", "gpu0.vf1", "A_1", std::string(200, 'a')})
     EXPECT_EQ(recordNameProblem(name), "") << name;

@@ -190,8 +190,9 @@ TEST(VgpuApply, MovingEveryVgpuOfAGpuToAnotherSizeWaitsForTheOthers) {
   EXPECT_EQ(o.cls, Outcome::kRetryable) << o.error.str();
   EXPECT_EQ(o.error.message,
             "update Vgpu/a: L40S-12Q waits for Vgpu/b (L40S-24Q on 0000:41:00.5) to leave their "
-            "size: the GPU takes one framebuffer size at a time; 0000:41:00.4 is clear "
-            "meanwhile, and the next pass or apply sets it");
+            "size (writing \"1153\" to bus/pci/devices/0000:41:00.4/nvidia/current_vgpu_type: "
+            "Input/output error): the GPU takes one framebuffer size at a time; 0000:41:00.4 is "
+            "clear meanwhile, and the next pass or apply sets it");
   EXPECT_EQ(r.type("0000:41:00.4"), "0");
   o = r.run(Action::kUpdate, "b", Rig::spec(1, "L40S-12Q"), ub);
   ASSERT_TRUE(o.ok()) << o.error.str();
@@ -203,6 +204,20 @@ TEST(VgpuApply, MovingEveryVgpuOfAGpuToAnotherSizeWaitsForTheOthers) {
 
 // Ours cleared by hand and another vGPU made on the VF, with a diff or status in between (observe
 // then marks the record not ready): the new one is nobody's to change or clear.
+// The wait is for a size change alone: a GPU full of this agent's vGPUs of the same size, or one
+// in mixed-size mode, refuses for capacity: terminal, as for anyone's.
+TEST(VgpuApply, AFullGpuOfOwnVgpusOrAMixedSizeOneIsATerminalRefusalNotAWait) {
+  Rig r;
+  ASSERT_TRUE(r.run(Action::kCreate, "a", Rig::spec(0, "L40S-24Q")).ok());
+  ASSERT_TRUE(r.run(Action::kCreate, "b", Rig::spec(1, "L40S-24Q")).ok());
+  Outcome o = r.run(Action::kCreate, "c", Rig::spec(2, "L40S-24A"));
+  EXPECT_EQ(o.cls, Outcome::kTerminal) << o.error.str();
+  r.cfg.mixedSize = {kPf};
+  o = r.run(Action::kCreate, "d", Rig::spec(3, "L40S-12Q"));
+  EXPECT_EQ(o.cls, Outcome::kTerminal) << o.error.str();
+  EXPECT_EQ(r.type("0000:41:00.7"), "0");
+}
+
 TEST(VgpuApply, AVgpuMadeByHandWhereOursWasIsNeitherChangedNorCleared) {
   Rig r;
   ASSERT_TRUE(r.run(Action::kCreate, "a", Rig::spec(0, "L40S-24Q")).ok());

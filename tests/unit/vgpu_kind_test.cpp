@@ -103,7 +103,7 @@ TEST(VgpuMig, GpuInstancesAsNvidiaSmiListsThem) {
 TEST(VgpuMig, ReadMigRunsNvidiaSmiWithArgvAndSaysWhenItCannot) {
   ::nodeplane::testing::TempDir dir;
   const fs::path smi = dir.path() / "nvidia-smi";
-  // Prints its argv, so the test sees exactly what was run; exits 6 like "nothing found".
+  // Exits 6 as nvidia-smi does when it finds nothing: the words count, not the code.
   writeFile(smi, "#!/bin/sh\necho \"No GPU instances found: Not Found ($*)\"\nexit 6\n");
   fs::permissions(smi, fs::perms(0755));
   auto m = readMig(smi, "0000:3b:00.0", std::chrono::seconds(10));
@@ -111,10 +111,11 @@ TEST(VgpuMig, ReadMigRunsNvidiaSmiWithArgvAndSaysWhenItCannot) {
   EXPECT_TRUE(m->on);
   auto missing = readMig(dir.path() / "absent", "0000:3b:00.0", std::chrono::seconds(10));
   ASSERT_FALSE(missing);
-  writeFile(smi, "#!/bin/sh\necho \"$*\"\n");
+  // What it was run with, as the output: an error quotes it.
+  writeFile(smi, "#!/bin/sh\necho \"ARGV=<$*>\"\n");
   auto args = readMig(smi, "0000:3b:00.0", std::chrono::seconds(10));
   ASSERT_FALSE(args);
-  EXPECT_NE(args.error().message.find("mig -lgi -i 0000:3b:00.0"), std::string::npos)
+  EXPECT_NE(args.error().message.find("ARGV=<mig -lgi -i 0000:3b:00.0>"), std::string::npos)
       << args.error().message;
 }
 

@@ -1,7 +1,8 @@
 // A plugin's ownership records: one JSON object per object it took, <dir>/<name>.json, for the
 // objects that cannot carry a mark of their own (a PCI function's driver, a VF count, a vGPU).
-// The name is the resource's: it is checked as a file name at every call, so no name reaches
-// outside the directory ("../x", "a/b", ".x"). Writes are atomic and durable
+// The name is the resource's: a new record takes only a plain file name (recordNameProblem),
+// and no call reaches outside the directory ("../x", "a/b"); a record written under an older,
+// looser rule can still be read and removed. Writes are atomic and durable
 // (writeFileAtomically); a listing skips the .tmp file of an interrupted write. What a record
 // holds is its kind's business: the store reads and writes JSON, and the kind checks that what
 // it read is a record of its own (saying what to do when it is not).
@@ -30,8 +31,9 @@ inline std::string recordNameProblem(const std::string& name) {
   if (name.empty()) return "it is empty";
   if (name.size() > 200) return "it is longer than 200 characters";
   if (name[0] == '.') return "it starts with '.'";
-  for (unsigned char c : name)
-    if (!std::isalnum(c) && c != '.' && c != '_' && c != '-')
+  for (char c : name)  // ASCII, whatever the locale
+    if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') && c != '.' &&
+        c != '_' && c != '-')
       return "it has a character other than letters, digits, '.', '_' and '-'";
   return "";
 }
@@ -48,7 +50,7 @@ class RecordStore {
   // nullopt when there is none; an error when the name is not a file name or the file cannot be
   // read. Text that is not JSON reads as a discarded value.
   Result<std::optional<Json>> read(const std::string& name) const {
-    if (auto bad = checkName(name); !bad) return std::unexpected(bad.error());
+    if (auto bad = checkName(name, false); !bad) return std::unexpected(bad.error());
     std::error_code ec;
     if (!std::filesystem::exists(path(name), ec)) return std::optional<Json>();
     auto j = parse(path(name));
@@ -76,12 +78,12 @@ class RecordStore {
   }
 
   Result<void> write(const std::string& name, const Json& record) const {
-    if (auto bad = checkName(name); !bad) return bad;
+    if (auto bad = checkName(name, true); !bad) return bad;
     return writeFileAtomically(path(name), record.dump(2) + "\n");
   }
 
   Result<void> remove(const std::string& name) const {
-    if (auto bad = checkName(name); !bad) return bad;
+    if (auto bad = checkName(name, false); !bad) return bad;
     std::error_code ec;
     std::filesystem::remove(path(name), ec);
     if (ec)
@@ -100,8 +102,16 @@ class RecordStore {
   }
 
  private:
-  Result<void> checkName(const std::string& name) const {
-    if (auto problem = recordNameProblem(name); !problem.empty())
+  // strict: a plain file name; else only what stays in the directory (not empty, no '/' or NUL,
+  // not "." or "..").
+  Result<void> checkName(const std::string& name, bool strict) const {
+    std::string problem;
+    if (strict)
+      problem = recordNameProblem(name);
+    else if (name.empty() || name == "." || name == ".." ||
+             name.find_first_of(std::string("/\0", 2)) != std::string::npos)
+      problem = "it would name a file outside " + dir_.string();
+    if (!problem.empty())
       return fail(ErrorKind::kTerminal,
                   "no " + what_ + " for the name \"" + name + "\": " + problem);
     return {};

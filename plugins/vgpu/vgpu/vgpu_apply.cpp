@@ -11,6 +11,7 @@
 #include <chrono>
 #include <thread>
 
+#include "nodeplane/host/tool.hpp"
 #include "vgpu_kind.hpp"
 
 namespace nodeplane::vgpu {
@@ -57,14 +58,52 @@ std::string typeNames(const std::vector<VgpuType>& types) {
 
 }  // namespace
 
-std::string VgpuKind::migWhy(const std::string& gpu, const VgpuType& type) const {
-  if (!type.migBacked) return "";
+Result<void> VgpuKind::migInstanceFor(const VgpuTarget& t, const VgpuType& type,
+                                      const std::string& what) const {
+  if (!type.migBacked) return {};
+  // Made by the operator once MIG mode is on and, on an SR-IOV GPU, after sriov-manage -e (which
+  // removes them): host state that a reboot loses, so counted here, for this Vgpu alone, and not
+  // at validate time, where a shortfall would stop every kind of the host.
   const std::string gi = giProfileOf(type.name);
-  auto mig = migNow(gpu);
-  if (!mig) return "; it needs a free MIG GPU instance of " + gi + " (" + mig.error().message + ")";
-  if (!mig->on) return "; it needs MIG mode, which is off on " + gpu;
-  return "; it needs a free MIG GPU instance of " + gi + ", and " + gpu + " has " +
-         std::to_string(mig->count(gi)) + " in all";
+  const std::string& gpu = t.gpu;
+  auto mig = readMig(config_.nvidiaSmi, gpu, config_.writeTimeout);
+  if (!mig)
+    return fail(ErrorKind::kRetryable,
+                what + ": " + type.name + " is MIG-backed, and the GPU instances of " + gpu +
+                    " cannot be counted: " + mig.error().message,
+                "spec.profile",
+                host::findProgram(config_.nvidiaSmi.string())
+                    ? std::string()
+                    : "set vgpu.nvidiaSmi in the agent config to NVIDIA's nvidia-smi");
+  if (!mig->on)
+    return fail(ErrorKind::kRetryable,
+                what + ": " + type.name + " is MIG-backed, and " + gpu + " has MIG mode off",
+                "spec.profile",
+                "with the GPU's VFs disabled (sriov-manage -d " + gpu + "), nvidia-smi -i " + gpu +
+                    " -mig 1; enable them again (sriov-manage -e " + gpu +
+                    "), then make GPU instances of " + gi + " (nvidia-smi mig -i " + gpu +
+                    " -cgi " + gi + ")");
+  // One vGPU per instance: those holding vGPUs of other VFs are not free.
+  const TypeTable table = typeTableOf(t.state, typesDir(), false);
+  std::string by;
+  int used = 0;
+  for (const auto& s : t.state.slots) {
+    if (!s.present || s.currentType == 0 || s.address == t.slot) continue;
+    const VgpuType* o = table.byId(s.currentType);
+    if (!o || !o->migBacked || giProfileOf(o->name) != gi) continue;
+    ++used;
+    by += (by.empty() ? "" : ", ") + o->name + " on " + s.address;
+  }
+  const int have = mig->count(gi);
+  if (have > used) return {};
+  return fail(
+      ErrorKind::kRetryable,
+      what + ": " + type.name + " needs a free MIG GPU instance of " + gi + ", and " + gpu +
+          " has " + std::to_string(have) +
+          (used > 0 ? " (" + std::to_string(used) + " in use by " + by + ")" : std::string()),
+      "spec.profile",
+      "make one: nvidia-smi mig -i " + gpu + " -cgi " + gi +
+          " (on an SR-IOV GPU after its VFs are enabled: sriov-manage -e removes them)");
 }
 
 Result<void> VgpuKind::owned(const std::optional<VgpuRecord>& record, const Change& change) const {
@@ -227,6 +266,7 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
                   {}, "clear it by hand (echo 0 > current_vgpu_type), or set metadata.adopt");
     }
     if (*cur == type.id) return settle(type.id);  // nothing to write
+    if (auto ok = migInstanceFor(*t, type, what); !ok) return ok;
     if (*cur != 0) {
       if (auto user = inUseNow(host, dir); !user.empty())
         return fail(ErrorKind::kConflict, what + ": " + t->slot + " is " + user +
@@ -272,7 +312,7 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
       return fail(ErrorKind::kRetryable, what + ": " + msg);
     }
     std::string holders, mine;
-    bool allOurs = true;
+    bool allOurs = true, otherSize = false;
     if (again)
       for (const auto& o : again->slots)
         if (o.currentType != 0 && o.address != t->slot) {
@@ -280,6 +320,7 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
           const VgpuType* ot = table.byId(o.currentType);
           holders += (holders.empty() ? "" : ", ") +
                      (ot ? ot->name : std::to_string(o.currentType)) + " on " + o.address;
+          otherSize |= ot && ot->framebufferMiB != type.framebufferMiB;
           auto rec = std::find_if(all->begin(), all->end(), [&](const VgpuRecord& x) {
             return x.slot == o.address && x.agent == agent && x.name != name;
           });
@@ -291,16 +332,16 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
     // Only vGPUs of this agent hold the GPU, and the desired set is one size (validateSet): they
     // change in this pass too (a whole GPU moved to another size), or wait for their VM. This VF
     // is clear now, so their steps can proceed; this one is set by the next pass.
-    if (!holders.empty() && allOurs && !type.migBacked)
+    if (!holders.empty() && allOurs && otherSize && !type.migBacked && !mixedSize(t->gpu))
       return fail(ErrorKind::kRetryable,
                   what + ": " + type.name + " waits for " + mine + " (" + holders +
-                      ") to leave their size: the GPU takes one framebuffer size at a time; " +
-                      t->slot + " is clear meanwhile, and the next pass or apply sets it");
+                      ") to leave their size" + why +
+                      ": the GPU takes one framebuffer size at a time; " + t->slot +
+                      " is clear meanwhile, and the next pass or apply sets it");
     return fail(ErrorKind::kTerminal,
                 what + ": " + type.name + " is not creatable on " + t->slot + " now" + why +
                     " (creatable now: " + typeNames(creatable) + ")" +
-                    (holders.empty() ? std::string() : "; the GPU holds " + holders) +
-                    migWhy(t->gpu, type),
+                    (holders.empty() ? std::string() : "; the GPU holds " + holders),
                 "spec.profile",
                 "the GPU takes one framebuffer size at a time unless it is in mixed-size mode, "
                 "and a limited number of each profile");
@@ -313,6 +354,7 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
   rec.device = mdevDir.string();
   const long cur = mdevTypeOf(sysfs, uuid);
   if (cur == type.id) return settle(type.id);
+  if (auto ok = migInstanceFor(*t, type, what); !ok) return ok;
   if (cur != 0) {
     if (auto user = inUseNow(host, mdevDir); !user.empty())
       return fail(ErrorKind::kConflict,
@@ -331,7 +373,7 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
     return fail(ErrorKind::kTerminal,
                 what + ": " + type.name + " cannot be made on " + t->slot +
                     " now (available_instances of " + type.typeDir +
-                    " is 0; available: " + typeNames(creatable) + ")" + migWhy(t->gpu, type),
+                    " is 0; available: " + typeNames(creatable) + ")",
                 "spec.profile",
                 "a VF holds one mdev; the GPU takes one framebuffer size at a time and a limited "
                 "number of each profile");

@@ -103,21 +103,9 @@ Result<GpuState> VgpuKind::gpuNow(const std::string& address) const {
   return g;
 }
 
-Result<MigState> VgpuKind::migNow(const std::string& address) const {
-  {
-    std::lock_guard lock(gpusMu_);
-    if (auto it = migs_.find(address); it != migs_.end()) return it->second;
-  }
-  auto m = readMig(config_.nvidiaSmi, address, config_.writeTimeout);
-  std::lock_guard lock(gpusMu_);
-  migs_.insert_or_assign(address, m);
-  return m;
-}
-
 void VgpuKind::forgetGpus() const {
   std::lock_guard lock(gpusMu_);
   gpus_.clear();
-  migs_.clear();
 }
 
 Result<VgpuTarget> VgpuKind::target(const Json& spec) const {
@@ -321,11 +309,9 @@ std::vector<Error> VgpuKind::validateSet(const std::vector<const Resource*>& vgp
   };
   std::map<std::string, std::vector<Placed>> byGpu;  // in the order given
   std::map<std::string, long> fbOf;
-  std::map<std::string, std::set<std::string>> targets;  // the VFs each GPU's vGPUs go on
   for (const auto* r : vgpus) {
     auto t = target(r->spec);
     if (!t) continue;  // validate() said so
-    targets[t->gpu].insert(t->slot);
     auto p = profileOn(*t, r->spec, false);
     if (!p || !*p) continue;
     byGpu[t->gpu].push_back({r, **p});
@@ -334,10 +320,6 @@ std::vector<Error> VgpuKind::validateSet(const std::vector<const Resource*>& vgp
   std::vector<Error> out;
   for (const auto& [gpu, placed] : byGpu) {
     const bool mixed = mixedSize(gpu);
-    std::vector<std::pair<const Resource*, VgpuType>> mig;
-    for (const auto& p : placed)
-      if (p.type.migBacked) mig.emplace_back(p.r, p.type);
-    checkMigInstances(gpu, mig, targets[gpu], out);
     if (!mixed) {
       // The driver's default equal-size mode: every time-sliced vGPU of a GPU has one size
       // (§1.5; MIG-backed ones live in their own GPU instances).
@@ -407,68 +389,6 @@ std::vector<Error> VgpuKind::validateSet(const std::vector<const Resource*>& vgp
     }
   }
   return out;
-}
-
-void VgpuKind::checkMigInstances(const std::string& gpu,
-                                 const std::vector<std::pair<const Resource*, VgpuType>>& placed,
-                                 const std::set<std::string>& targets,
-                                 std::vector<Error>& out) const {
-  if (placed.empty()) return;
-  auto g = gpuNow(gpu);
-  // Before the VFs are enabled there are no instances to count: sriov-manage -e removes them,
-  // so they are made after it. Checked once the VFs are there (apply says why it cannot).
-  if (!g || std::none_of(g->slots.begin(), g->slots.end(), [](const Slot& s) { return s.present; }))
-    return;
-  auto mig = migNow(gpu);
-  if (!mig) {
-    out.push_back(placed.front().first->error(
-        ErrorKind::kInvalidInput, "spec.profile",
-        placed.front().second.name + " is MIG-backed, and the GPU instances of " + gpu +
-            " cannot be counted: " + mig.error().message,
-        "set vgpu.nvidiaSmi in the agent config to NVIDIA's nvidia-smi"));
-    return;
-  }
-  if (!mig->on) {
-    for (const auto& [r, type] : placed)
-      out.push_back(r->error(ErrorKind::kInvalidInput, "spec.profile",
-                             type.name + " is MIG-backed, and " + gpu + " has MIG mode off",
-                             "turn MIG mode on (nvidia-smi -i " + gpu +
-                                 " -mig 1), then make GPU instances of " + giProfileOf(type.name) +
-                                 " (nvidia-smi mig -i " + gpu + " -cgi " + giProfileOf(type.name) +
-                                 ")"));
-    return;
-  }
-  // An instance that holds a vGPU this set does not place (made by hand, another agent's) is
-  // not free; one vGPU per instance.
-  const TypeTable table = typeTableOf(*g, typesDir(), false);
-  std::map<std::string, std::vector<std::string>> taken;
-  for (const auto& s : g->slots) {
-    if (!s.present || s.currentType == 0 || targets.count(s.address)) continue;
-    const VgpuType* t = table.byId(s.currentType);
-    if (t && t->migBacked) taken[giProfileOf(t->name)].push_back(t->name + " on " + s.address);
-  }
-  std::map<std::string, std::vector<std::pair<const Resource*, VgpuType>>> byInstance;
-  for (const auto& p : placed) byInstance[giProfileOf(p.second.name)].push_back(p);
-  for (const auto& [gi, want] : byInstance) {
-    const int have = mig->count(gi);
-    const int used = static_cast<int>(taken[gi].size());
-    const int freeNow = std::max(0, have - used);
-    if (static_cast<int>(want.size()) <= freeNow) continue;
-    std::string names, by;
-    for (const auto& [r, type] : want)
-      if (names.find(type.name) == std::string::npos)
-        names += (names.empty() ? "" : ", ") + type.name;
-    for (const auto& t : taken[gi]) by += (by.empty() ? "" : ", ") + t;
-    const auto& [r, type] = want[static_cast<std::size_t>(freeNow)];
-    out.push_back(r->error(
-        ErrorKind::kInvalidInput, "spec.profile",
-        std::to_string(want.size()) + " x " + names + " on " + gpu + " need " +
-            std::to_string(want.size()) + " GPU instances of " + gi + "; it has " +
-            std::to_string(have) +
-            (used > 0 ? " (" + std::to_string(used) + " used by " + by + ")" : std::string()),
-        "make them with nvidia-smi mig -i " + gpu + " -cgi " + gi +
-            " (on an SR-IOV GPU after its VFs are enabled: sriov-manage -e removes them)"));
-  }
 }
 
 std::vector<Claim> VgpuKind::claims(const Resource& r) const {

@@ -74,21 +74,16 @@ class VgpuKind {
   // The spec side (validate, validateSet, claims, normalize: every Vgpu of a GPU, several times
   // each) reads each GPU once: kept until the next observe() or apply(), which read afresh.
   Result<GpuState> gpuNow(const std::string& address) const;
-  // The GPU's MIG mode and GPU instances (nvidia-smi), kept like gpuNow's reads.
-  Result<MigState> migNow(const std::string& address) const;
   void forgetGpus() const;
-  // Why a MIG-backed type cannot be made: "; it needs a free MIG GPU instance of 1g.5gb, …".
-  std::string migWhy(const std::string& gpu, const VgpuType& type) const;
-  // MIG-backed vGPUs placed on one GPU: each needs a GPU instance of its profile (§5).
-  void checkMigInstances(const std::string& gpu,
-                         const std::vector<std::pair<const Resource*, VgpuType>>& placed,
-                         const std::set<std::string>& targets, std::vector<Error>& out) const;
+  // A MIG-backed type needs a free GPU instance of its profile on the target's GPU (§5): counted
+  // when the step runs, with nvidia-smi; short of one, a retryable error that says what to make.
+  Result<void> migInstanceFor(const VgpuTarget& t, const VgpuType& type,
+                              const std::string& what) const;
 
   HostServices& services_;
   const VgpuConfig& config_;
   mutable std::mutex gpusMu_;
   mutable std::map<std::string, GpuState> gpus_;
-  mutable std::map<std::string, Result<MigState>> migs_;
   std::mutex loggedMu_;
   std::set<std::string> logged_;
 };

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <regex>
 #include <sstream>
 
 #include "nodeplane/host/tool.hpp"
+#include "vgpu_types.hpp"
 
 namespace nodeplane::vgpu {
 
@@ -36,6 +38,8 @@ int MigState::count(const std::string& profile) const {
 }
 
 std::string giProfileOf(const std::string& typeName) {
+  auto info = parseTypeName(typeName);  // the grammar's checks first
+  if (!info || !info->migBacked) return "";
   std::vector<std::string> part;
   std::stringstream in(typeName);
   for (std::string p; std::getline(in, p, '-');) part.push_back(p);
@@ -63,16 +67,18 @@ Result<MigState> parseGpuInstances(const std::string& output) {
   for (std::string line; std::getline(in, line);) {
     std::smatch m;
     if (!std::regex_search(line, m, row)) continue;
+    int id = 0;
+    const std::string digits = m[4].str();
+    if (std::from_chars(digits.data(), digits.data() + digits.size(), id).ec != std::errc())
+      continue;
     rows = true;
-    state.instances.push_back({std::stoi(m[4].str()), m[2].str()});
+    state.instances.push_back({id, m[2].str()});
   }
   if (rows || contains(output, "No GPU instances found")) {
     state.on = true;
     return state;
   }
-  if (contains(output, "No MIG-enabled devices found") || contains(output, "not supported") ||
-      contains(output, "disabled"))
-    return state;  // MIG off
+  if (contains(output, "No MIG-enabled devices found")) return state;  // MIG off
   std::string quoted = output.substr(0, 300);
   std::replace(quoted.begin(), quoted.end(), '\n', ' ');
   return fail(ErrorKind::kRetryable,

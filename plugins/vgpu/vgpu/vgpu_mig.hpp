@@ -33,8 +33,8 @@ std::string giProfileOf(const std::string& typeName);
 
 // `nvidia-smi mig -lgi` for one GPU, read leniently: each row "| <gpu> MIG <profile> <profile id>
 // <instance id> <start>:<size> |" is an instance (borders and headers skipped); no row and "No GPU
-// instances found" is MIG on with none; "No MIG-enabled devices found" (or "not supported" /
-// "disabled") is MIG off; anything else is an error that quotes it.
+// instances found" is MIG on with none; "No MIG-enabled devices found" is MIG off; anything else
+// is an error that quotes it.
 Result<MigState> parseGpuInstances(const std::string& output);
 
 // Runs `<nvidiaSmi> mig -lgi -i <gpu>` (argv, no shell, `timeout`) and parses what it prints.

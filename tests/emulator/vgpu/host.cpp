@@ -522,8 +522,8 @@ Status migPf(Host& host, const std::string& address, Pf** out) {
 Status Host::setMig(const std::string& address, bool on, std::string* reply) {
   Pf* p = nullptr;
   if (auto s = migPf(*this, address, &p); !s) return s;
-  // Refused while the VFs are enabled ("In use by another client") [C S6]; MIG mode first, then
-  // sriov-manage -e (note §5).
+  // Refused while the VFs are enabled ("In use by another client"): [C S6] for off, [I] for on
+  // (note §5's order: MIG mode first, then sriov-manage -e).
   if (!p->vfs.empty()) {
     *reply = "Unable to " + std::string(on ? "enable" : "disable") + " MIG Mode for GPU " +
              address + ": In use by another client\n";

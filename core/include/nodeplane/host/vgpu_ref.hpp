@@ -13,6 +13,7 @@
 #include <string>
 
 #include "nodeplane/error.hpp"
+#include "nodeplane/record_store.hpp"
 #include "nodeplane/resource.hpp"
 
 namespace nodeplane::host {
@@ -30,6 +31,9 @@ struct VgpuDevice {
 // The device of Vgpu `name`, or why it cannot be used yet (kRetryable: not made yet).
 inline Result<VgpuDevice> readVgpuDevice(const std::filesystem::path& stateDir,
                                          const std::string& name) {
+  // A VM names its Vgpus; the name becomes a path: only a plain file name (as every new record's).
+  if (auto problem = recordNameProblem(name); !problem.empty())
+    return fail(ErrorKind::kTerminal, "no Vgpu named \"" + name + "\": " + problem);
   const auto file = vgpuRecordPath(stateDir, name);
   std::ifstream in(file);
   if (!in)
