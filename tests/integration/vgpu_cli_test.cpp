@@ -171,6 +171,7 @@ TEST_F(VgpuCli, AHeldVgpuWaitsForItsHolderThroughTheCli) {
   ASSERT_EQ(st.code, 0) << st.err;
   EXPECT_THAT(st.out, HasSubstr("Vgpu/a    L40S-24Q (type 1155) on 0000:41:00.4"));
   EXPECT_THAT(st.out, HasSubstr(holder));
+  EXPECT_EQ(::nodeplane::testing::countOf(st.out, holder), 1u) << "named once\n" << st.out;
 
   desired.write("v.yaml",
                 vgpuDoc("a", "  parent: \"0000:41:00.0\"\n  vf: 0\n  profile: L40S-24A\n"));

@@ -70,6 +70,8 @@ TEST(SriovPfValidate, AnSriovPfWithinItsTotalPasses) {
   EXPECT_TRUE(h.errors({{"device", "0000:05:00.0"}, {"numVfs", 3}}).empty());
   // A GPU by index and by UUID (any case).
   EXPECT_TRUE(h.errors({{"device", "1"}, {"numVfs", 4}}).empty());
+  EXPECT_TRUE(h.errors({{"device", 1}, {"numVfs", 4}}).empty()) << "an index written bare";
+  EXPECT_EQ(h.errors({{"device", true}, {"numVfs", 4}}).size(), 1u);
   EXPECT_TRUE(
       h.errors({{"device", "gpu-3B000000-0000-4000-8000-00000000A100"}, {"numVfs", 0}}).empty());
 }

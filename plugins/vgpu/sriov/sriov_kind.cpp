@@ -64,7 +64,8 @@ KindSchema SriovKind::schema() const {
   KindSchema k;
   k.kind = kSriovPfKind;
   k.description = "The number of virtual functions of an SR-IOV physical function";
-  FieldSchema device{"device", FieldType::kString,
+  // kAny: a GPU index may be written bare (device: 1), as Vgpu's parent; validate() checks it.
+  FieldSchema device{"device", FieldType::kAny,
                      "the PF: a PCI address, or a GPU's inventory index or UUID"};
   device.required = true;
   device.forcesReplace = true;
@@ -93,6 +94,13 @@ std::vector<Error> SriovKind::validate(const Resource& r) const {
                           "invalid SriovPf name \"" + r.id.name + "\": " + problem +
                               " (the name is its ownership record's file name)"));
   if (!r.spec.is_object() || !r.spec.contains("device")) return out;  // the schema says so
+  if (const Json& d = r.spec["device"]; !d.is_string() && !d.is_number_integer()) {
+    out.push_back(r.error(ErrorKind::kInvalidInput, "spec.device",
+                          "expected a PF: a PCI address, a GPU's inventory index or a GPU-… "
+                          "UUID, got " +
+                              host::describeValue(d)));
+    return out;
+  }
   const PfRef ref = resolve(r.spec["device"]);
   if (ref.address.empty()) {
     out.push_back(r.error(ErrorKind::kInvalidInput, "spec.device", ref.problem));

@@ -512,7 +512,6 @@ Result<std::vector<ObservedObject>> VgpuKind::observe() {
       if (auto it = openers.find(n); it != openers.end())
         users.insert(users.end(), it->second.begin(), it->second.end());
     s.o.busy = inUseBy(users);
-    if (!s.o.busy.empty()) s.o.detail += ", " + s.o.busy;
     out.push_back(std::move(s.o));
   }
   return out;
