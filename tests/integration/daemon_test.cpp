@@ -851,6 +851,42 @@ TEST_F(DaemonTest, FilePartlyWrittenIsNotPruned) {
   EXPECT_THAT(since, ::testing::Not(::testing::HasSubstr("Bridge/pw-c delete")));
 }
 
+// 10c. A writer that keeps the file open past the settle time (a slow copy streaming into it), read
+// by a pass that another file started: the daemon waits until it is closed, naming the writer,
+// and acts only on the whole file.
+TEST_F(DaemonTest, AFileStillOpenForWritingIsWaitedForPastTheSettleTime) {
+  NODEPLANE_REQUIRE_NETNS();
+  const fs::path a = desired_ / "10-a.yaml";
+  const std::string first = bridgeYaml("ow-a", 1400) + "---\n" + bridgeYaml("ow-b", 1400);
+  const std::string whole = first + "---\n" + bridgeYaml("ow-c", 1400);
+  writeInPlace(a, whole);
+  startDaemon();
+  ASSERT_TRUE(linkHas("ow-c", 1400));
+  ASSERT_TRUE(logged(0, "in sync:"));
+  const int index = nl_.get("ow-c")->ifindex;
+
+  const std::size_t partial = logMark();
+  const int fd = ::open(a.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::write(fd, first.data(), first.size()), static_cast<ssize_t>(first.size()));
+  // inotify says nothing until the writer closes it; a pass for another file reads it meanwhile.
+  writeInPlace(desired_ / "20-z.yaml", bridgeYaml("ow-z", 1400));
+  ASSERT_TRUE(logged(partial, "had 3 resources and has 2 now, and pid " +
+                                  std::to_string(::getpid()) + " still has it open for writing"));
+  // Past the 2 s settle time with the file still open: part of the scenario, not a wait.
+  ::poll(nullptr, 0, 2500);
+  const std::string meanwhile = logText().substr(partial);
+  EXPECT_THAT(meanwhile, ::testing::Not(::testing::HasSubstr("Bridge/ow-c delete")));
+  const std::size_t rest = logMark();
+  const std::string tail = "---\n" + bridgeYaml("ow-c", 1400);
+  ASSERT_EQ(::write(fd, tail.data(), tail.size()), static_cast<ssize_t>(tail.size()));
+  ASSERT_EQ(::close(fd), 0);
+  ASSERT_TRUE(logged(rest, "reconciled: 4 resources: 1 created"));  // ow-z, held back meanwhile
+  auto now = nl_.get("ow-c");
+  EXPECT_TRUE(now && now->ifindex == index)
+      << "ow-c was deleted and made again: " << describe(now) << logTail();
+}
+
 // 11. A desired state that became empty while nodeplane owns objects: nothing is deleted, the
 // log says why and how to allow it, and the daemon waits for a change.
 TEST_F(DaemonTest, EmptyDesiredStateDeletesNothing) {

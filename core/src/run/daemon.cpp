@@ -1,5 +1,6 @@
 #include "daemon.hpp"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -15,6 +16,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 #include <optional>
@@ -30,6 +33,39 @@
 
 namespace nodeplane {
 namespace {
+
+// The processes (other than this one) that have `file` open for writing now: a copy still
+// streaming into it. /proc/<pid>/fd links to the file, /proc/<pid>/fdinfo/<fd> "flags:" says how
+// it was opened. Processes that go or cannot be read while scanning are skipped.
+std::vector<pid_t> writersOf(const std::string& file) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  const std::filesystem::path target = std::filesystem::canonical(file, ec);
+  if (ec) return out;
+  const pid_t self = ::getpid();
+  for (std::filesystem::directory_iterator p("/proc", ec), end; !ec && p != end; p.increment(ec)) {
+    const std::string name = p->path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name.substr(0, 9)));
+    if (pid == self) continue;
+    std::error_code fec;
+    for (std::filesystem::directory_iterator fd(p->path() / "fd", fec); !fec && fd != end;
+         fd.increment(fec)) {
+      std::error_code lec;
+      if (std::filesystem::read_symlink(fd->path(), lec) != target || lec) continue;
+      std::ifstream info(p->path() / "fdinfo" / fd->path().filename());
+      std::string key;
+      unsigned long flags = 0;
+      while (info >> key)
+        if (key == "flags:" && (info >> std::oct >> flags)) break;
+      if ((flags & O_ACCMODE) != O_RDONLY) {
+        out.push_back(pid);
+        break;
+      }
+    }
+  }
+  return out;
+}
 
 class Fd {
  public:
@@ -396,8 +432,9 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   auto backoff = std::chrono::milliseconds(0);  // of the whole pass
   Clock::time_point notBefore{};                // no pass before this (whole-pass backoff)
   Backoffs backoffs(opt.resync);
-  std::map<std::string, std::size_t> resourcesIn;           // per file, at the last pass that acted
-  std::map<std::string, Clock::time_point> emptiedSince;    // files seen emptied, not settled yet
+  std::map<std::string, std::size_t> resourcesIn;         // per file, at the last pass that acted
+  std::map<std::string, Clock::time_point> emptiedSince;  // files seen emptied, not settled yet
+  std::string settleLogged;  // the last "waiting to settle" line: said once, not every recheck
   std::map<ResourceId, Clock::time_point> inProgressSince;  // steps "in progress", pass after pass
   std::optional<std::set<ResourceId>> relevant;  // desired or owned, after the last converge
 
@@ -486,6 +523,21 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
         if (before == resourcesIn.end() || n >= before->second) continue;
         auto since = emptiedSince.count(file) ? emptiedSince.at(file) : now;
         emptied[file] = since;
+        // A writer that still has it open (a slow copy) is waited for past the settle time, up
+        // to a minute: until it closes the file, what the file says is not final.
+        if (auto writers = writersOf(file);
+            !writers.empty() && now - since < std::max<std::chrono::milliseconds>(
+                                                  opt.settle * 30, std::chrono::seconds(60))) {
+          settleLeft = std::max(settleLeft, std::min<std::chrono::milliseconds>(
+                                                opt.settle, std::chrono::milliseconds(500)));
+          files += (files.empty() ? "" : ", ") + file;
+          settling += (settling.empty() ? "" : ", ") + file +
+                      fmt::format(
+                          " had {} resources and has {} now, and pid {} still has it "
+                          "open for writing",
+                          before->second, n, writers.front());
+          continue;
+        }
         if (now - since < opt.settle) {
           settleLeft = std::max(settleLeft, until(since + opt.settle, now));
           files += (files.empty() ? "" : ", ") + file;
@@ -496,12 +548,14 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       }
       emptiedSince = std::move(emptied);
       if (!settling.empty()) {
-        spdlog::info(
-            "{} (a write in progress?): waiting {} ms for it to settle before acting on it",
-            settling, settleLeft.count());
+        spdlog::log(settling == settleLogged ? spdlog::level::debug : spdlog::level::info,
+                    "{} (a write in progress?): waiting {} ms for it to settle before acting on it",
+                    settling, settleLeft.count());
+        settleLogged = settling;
         sd_notifyf(0, "STATUS=waiting for %s to settle", files.c_str());
         return {.again = settleLeft};
       }
+      settleLogged.clear();
       resourcesIn = std::move(pending->resourcesIn);
       desiredCache.reset();  // never two desired states in memory at once
       desiredCache = keepPacked(std::move(pending->desired));
