@@ -55,8 +55,8 @@ TEST_F(BusyTest, AnUpdateOfABusyObjectWaitsAndNamesItsUser) {
   ASSERT_EQ(report.errors.size(), 1u);
   EXPECT_EQ(report.errors[0].kind, ErrorKind::kConflict);
   EXPECT_EQ(report.errors[0].str(),
-            "Widget/slice: in use by VirtualMachine/vm1: not updated until it is free (it "
-            "proceeds on its own once that stops using it)");
+            "Widget/slice: in use by VirtualMachine/vm1: not updated until it is free (the "
+            "daemon makes it once that stops using it; an apply must be run again)");
   EXPECT_EQ(e.observe().objects.at({"Widget", "slice"}).spec["color"], "red") << "not touched";
 }
 

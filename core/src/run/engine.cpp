@@ -462,7 +462,7 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
                   e.change.id.str(),
                   {},
                   {},
-                  "it proceeds on its own once that stops using it"});
+                  "the daemon makes it once that stops using it; an apply must be run again"});
     }
     if (stepDelayMs > 0) std::this_thread::sleep_for(std::chrono::milliseconds(stepDelayMs));
     const std::size_t index = static_cast<std::size_t>(&e - plan.entries.data());
