@@ -39,6 +39,10 @@ build() {
     local type=(-DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG")
     [ -n "${NODEPLANE_BUILD_TYPE:-}" ] && type=(-DCMAKE_BUILD_TYPE="$NODEPLANE_BUILD_TYPE")
     cmake -S "$NODEPLANE_ROOT" -B "$NODEPLANE_BUILD" -G Ninja "${type[@]}" >/dev/null
+  elif [ -n "${NODEPLANE_BUILD_TYPE:-}" ] &&
+    ! grep -qx "CMAKE_BUILD_TYPE:STRING=$NODEPLANE_BUILD_TYPE" "$NODEPLANE_BUILD/CMakeCache.txt"; then
+    echo "warning: $NODEPLANE_BUILD is configured already; NODEPLANE_BUILD_TYPE=$NODEPLANE_BUILD_TYPE" \
+      "applies to a new build directory (remove it, or set NODEPLANE_BUILD)" >&2
   fi
   local targets=()
   for t in "$@"; do targets+=(--target "$t"); done

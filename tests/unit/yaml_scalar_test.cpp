@@ -40,6 +40,14 @@ TEST(IsSafePlainString, QuotesLookalikes) {
   EXPECT_FALSE(isSafePlainString("1500"));
   EXPECT_FALSE(isSafePlainString(""));
   EXPECT_FALSE(isSafePlainString("off"));
+  // YAML 1.1 base 60: PyYAML reads 0000:41:00.0 as 2460.0.
+  EXPECT_FALSE(isSafePlainString("0000:41:00.0"));
+  EXPECT_FALSE(isSafePlainString("1:30"));
+  EXPECT_FALSE(isSafePlainString("-1:20:59.5"));
+  EXPECT_TRUE(isSafePlainString("0000:3b:00.0")) << "hex: a string in 1.1 as well";
+  EXPECT_FALSE(isSafePlainString("52:54:00:12:34:56")) << "a MAC of decimal pairs: base 60 too";
+  EXPECT_TRUE(isSafePlainString("1:60"));
+  EXPECT_TRUE(isSafePlainString("10.0.0.1:80"));
 }
 
 TEST(CheckEncoding, Positions) {

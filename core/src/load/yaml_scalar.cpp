@@ -109,7 +109,27 @@ bool isSafePlainString(std::string_view s) {
   for (auto w : kYaml11) {
     if (s == w) return false;
   }
-  return true;
+  // YAML 1.1's base 60: [-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)? reads as a number there.
+  std::size_t i = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+  auto digit = [&](std::size_t k) {
+    return k < s.size() && std::isdigit(static_cast<unsigned char>(s[k]));
+  };
+  if (!digit(i)) return true;
+  while (digit(i) || (i < s.size() && s[i] == '_')) ++i;
+  int groups = 0;
+  while (i < s.size() && s[i] == ':') {
+    std::size_t k = i + 1, n = 0;
+    while (digit(k) && n < 3) ++k, ++n;
+    if (n == 0 || n > 2 || (n == 2 && s[i + 1] > '5')) return true;
+    i = k;
+    ++groups;
+  }
+  if (groups == 0) return true;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    while (digit(i) || (i < s.size() && s[i] == '_')) ++i;
+  }
+  return i != s.size();
 }
 
 TextProblem checkEncoding(std::string_view text) {

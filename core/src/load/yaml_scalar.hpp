@@ -16,7 +16,8 @@ namespace nodeplane::yaml {
 Json resolvePlainScalar(std::string_view text);
 
 // True when `text`, written without quotes, would read back as the same string. The emitter
-// quotes everything else; YAML 1.1 booleans (yes/no/on/off/y/n) are quoted too, for other readers.
+// quotes everything else; YAML 1.1 booleans (yes/no/on/off/y/n) and base-60 numbers (a PCI
+// address "0000:41:00.0", "1:30") are quoted too, for other readers (PyYAML, Ansible).
 bool isSafePlainString(std::string_view text);
 
 // A problem of the raw text with its 1-based position.
