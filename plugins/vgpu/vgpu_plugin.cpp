@@ -57,6 +57,11 @@ Result<std::vector<ObservedObject>> VgpuPlugin::observe(const std::vector<std::s
   });
 }
 
+std::string VgpuPlugin::busyFor(const Change& change, const ObservedObject& now) const {
+  if (change.id.kind == kSriovPfKind && sriov_->deleteLeavesVfs(change, now)) return {};
+  return Plugin::busyFor(change, now);
+}
+
 Outcome VgpuPlugin::apply(const Change& change, ApplyContext& context) {
   auto r = catchAll("applying " + change.id.str(), [&]() -> Result<Outcome> {
     return change.id.kind == kSriovPfKind ? sriov_->apply(change, context)

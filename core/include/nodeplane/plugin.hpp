@@ -31,7 +31,7 @@ class IConnection;
 namespace nodeplane {
 
 // Bump on any change to a type in core/include/nodeplane: the host wants an exact match.
-inline constexpr std::uint32_t kAbiVersion = 8;
+inline constexpr std::uint32_t kAbiVersion = 9;
 
 #define NODEPLANE_STR_(x) #x
 #define NODEPLANE_STR(x) NODEPLANE_STR_(x)
@@ -107,9 +107,10 @@ struct ObservedObject {
   // recreate it without what it cannot see.
   std::string incomplete;
   // Who uses the object now, "" when nobody: "in use by VirtualMachine/vm1" (a vGPU a running VM
-  // has open). An update, replace or delete of a busy object is not made: the plan shows it as
-  // waiting, the step fails as a conflict that names the user, and the daemon holds it until the
-  // object changes on the host (it is freed), then proceeds.
+  // has open). An update, replace or delete of a busy object is not made (unless the plugin's
+  // busyFor() says that change leaves the user alone): the plan shows it as waiting, the step
+  // fails as a conflict that names the user, and the daemon holds it until the object changes on
+  // the host (it is freed), then proceeds.
   std::string busy;
   // A live line for `status`: what the object is doing now ("unit active/running, guest
   // running"; "L40S-24Q on 0000:41:00.5, held by VirtualMachine/vm1"). Not compared.
@@ -361,6 +362,18 @@ class Plugin {
 
   // Host objects the resource takes (see Claim).
   virtual std::vector<Claim> claims(const Resource&) const { return {}; }
+
+  // Who stops `change` of an object in use (ObservedObject::busy), "" when nothing does. Asked
+  // when the plan is made, with that pass's observation, and again at the moment of acting, with
+  // the object observed afresh (a step before it may have freed it). The default: `now.busy` for
+  // an update, replace or delete. A plugin answers "" for a change that leaves what the user
+  // holds alone (a SriovPf whose delete only forgets its record: the count to put back is the
+  // count it has); its apply() must then check again itself before it writes.
+  virtual std::string busyFor(const Change& change, const ObservedObject& now) const {
+    const bool touches = change.action == Action::kUpdate || change.action == Action::kReplace ||
+                         change.action == Action::kDelete;
+    return touches ? now.busy : std::string();
+  }
 
   // Canonical form of a spec, applied to desired and observed before they are compared
   // (canonical addresses, sorted sets).

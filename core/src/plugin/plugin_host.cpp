@@ -271,6 +271,11 @@ Result<std::vector<ObservedObject>> PluginHandle::observe(const std::vector<std:
   return *out;
 }
 
+std::string PluginHandle::busyFor(const Change& change, const ObservedObject& now) const {
+  auto out = guarded<std::string>(name_, "busyFor", [&] { return plugin_->busyFor(change, now); });
+  return out ? *out : now.busy;
+}
+
 Outcome PluginHandle::apply(const Change& change, ApplyContext& context) {
   if (auto ok = start(); !ok) return Outcome::failed(ok.error());
   auto out = guarded<Outcome>(name_, "apply", [&] { return plugin_->apply(change, context); });

@@ -37,6 +37,9 @@ class PluginHandle {
   Result<std::vector<Claim>> claims(const Resource& r) const;
   Result<Json> normalize(const std::string& kind, const Json& spec) const;
   Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds);
+  // Who stops `change` now (Plugin::busyFor); a plugin that throws answers `now.busy`: when in
+  // doubt, the object is left to its user.
+  std::string busyFor(const Change& change, const ObservedObject& now) const;
   Outcome apply(const Change& change, ApplyContext& context);
   Result<void> recover(const Interrupted& entry, ApplyContext& context);
   // Readiness items; the plugin is not started for them (see Plugin::check).

@@ -368,6 +368,14 @@ Plan Engine::plan(const Desired& desired, const Observation& observed, const sta
   if (desired.claims.size() == desired.resources.size()) in.claims = &desired.claims;
   in.recorded = &recorded;
   Plan p = makePlan(in);
+  // A change of an object in use waits, unless its plugin says that change leaves the user alone.
+  for (auto& e : p.entries) {
+    if (e.waitsFor.empty()) continue;
+    const auto obj = observed.objects.find(e.change.id);
+    if (const auto* plugin = plugins_.forKind(e.change.id.kind);
+        plugin && obj != observed.objects.end())
+      e.waitsFor = plugin->busyFor(e.change, obj->second);
+  }
   auto unserved = unservedOwned(store);
   p.errors.insert(p.errors.end(), unserved.begin(), unserved.end());
   return p;
@@ -445,15 +453,15 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
     if (check.verdict == OwnershipCheck::kAlreadyGone) return Outcome::done();
     // In use now (a vGPU a running VM holds): not touched. A conflict, so the daemon holds the
     // step until the object changes on the host, i.e. until it is freed.
-    if (obj != now.objects.end() && !obj->second.busy.empty() &&
-        e.change.action != Action::kCreate && e.change.action != Action::kRelease) {
+    if (obj != now.objects.end() && !p->busyFor(e.change, obj->second).empty()) {
       // Busy before the steps began: look again, since a step before this one may have freed
-      // it (the Vgpus deleted before the SriovPf whose VFs they were on).
-      std::string busy = obj->second.busy;
+      // it (the Vgpus deleted before the SriovPf whose VFs they were on), and ask the plugin
+      // whether this change, now, disturbs who holds it.
+      std::string busy = p->busyFor(e.change, obj->second);
       if (auto again = p->observe({e.change.id.kind})) {
         busy.clear();
         for (const auto& o : *again)
-          if (o.id == e.change.id) busy = o.busy;
+          if (o.id == e.change.id) busy = p->busyFor(e.change, o);
       }
       if (!busy.empty())
         return Outcome::failed(

@@ -227,6 +227,14 @@ Result<std::vector<ObservedObject>> SriovKind::observe() {
   return out;
 }
 
+bool SriovKind::deleteLeavesVfs(const Change& change, const ObservedObject& now) const {
+  if (change.action != Action::kDelete && change.action != Action::kReplace) return false;
+  const Json& n = now.spec;
+  if (!n.is_object() || !n.contains("numVfs") || !n["numVfs"].is_number_integer()) return false;
+  auto record = readSriovRecord(config_.stateDir, change.id.name);
+  return record && *record && (*record)->originalNumVfs == n["numVfs"].get<int>();
+}
+
 std::vector<CheckItem> SriovKind::check() {
   CheckItem item{"sriov", true, false, ""};
   auto pfs = readPfs(services_.context().sysfsRoot);
