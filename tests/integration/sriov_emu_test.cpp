@@ -27,6 +27,7 @@ using ::nodeplane::testing::run;
 using ::nodeplane::testing::slurp;
 using ::nodeplane::testing::TempDir;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const std::string kNvidia = "0000:41:00.0";  // L40S, SR-IOV model, 4 VFs at 41:00.4-7
 const std::string kNic = "0000:5e:00.0";     // generic, 8 VFs at 5e:00.1-5e:01.0
@@ -58,7 +59,9 @@ class SriovPfEmu : public ::testing::Test {
                                      "--plugin-dir",
                                      NODEPLANE_BUILD_PLUGIN_DIR,
                                      "--sysfs-root",
-                                     emu_->sysfsRoot().string()};
+                                     emu_->sysfsRoot().string(),
+                                     "--dev-root",
+                                     emu_->devRoot().string()};
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv);
   }
@@ -85,8 +88,42 @@ class SriovPfEmu : public ::testing::Test {
     return 0;
   }
 
+  // `nodeplane run` on the emulator, logging to <state>/daemon.log.
+  ::testing::AssertionResult startDaemon(int resyncSeconds) {
+    config_.write("agent.yaml",
+                  "lockTimeoutSeconds: 5\nresyncSeconds: " + std::to_string(resyncSeconds) +
+                      "\nvgpu:\n  sriovManage: " + emu_->sriovManage().string() +
+                      "\n  writeTimeoutSeconds: 5\n");
+    daemon_ = testing::spawnLogged(
+        {NODEPLANE_BINARY, "--state-dir", (state_ / "state").string(), "--config",
+         (config_ / "agent.yaml").string(), "--plugin-dir", NODEPLANE_BUILD_PLUGIN_DIR,
+         "--sysfs-root", emu_->sysfsRoot().string(), "--dev-root", emu_->devRoot().string(), "run",
+         "-f", desired_.path().string()},
+        state_ / "daemon.log", state_ / "daemon.log");
+    if (!daemon_) return ::testing::AssertionFailure() << daemon_.error;
+    return ::testing::AssertionSuccess();
+  }
+  void stopDaemon() {
+    ASSERT_TRUE(testing::sendSignal(daemon_, SIGTERM));
+    EXPECT_EQ(testing::waitExitCode(daemon_, std::chrono::seconds(20)), 0)
+        << slurp(state_ / "daemon.log");
+  }
+  // Polls the condition with a deadline; the daemon's death ends the wait.
+  ::testing::AssertionResult eventually(const std::string& what,
+                                        const std::function<bool()>& cond) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!cond()) {
+      if (!testing::running(daemon_) || std::chrono::steady_clock::now() >= deadline)
+        return ::testing::AssertionFailure() << "waiting for " << what << ": daemon log:\n"
+                                             << slurp(state_ / "daemon.log");
+      ::poll(nullptr, 0, 20);  // the polling interval of the condition, not a synchronisation
+    }
+    return ::testing::AssertionSuccess();
+  }
+
   std::optional<VgpuEmulator> emu_;
   TempDir state_, config_, desired_;
+  testing::Spawned daemon_;
 };
 
 TEST_F(SriovPfEmu, AGenericPfIsRaisedChangedThroughZeroAndPutBack) {
@@ -184,30 +221,73 @@ TEST_F(SriovPfEmu, AfterARebootTheNextApplyPutsTheVfsBack) {
   EXPECT_EQ(np({"diff", "-f", desired_.path().string()}).code, 0);
 }
 
+// A SriovPf taken over VFs that were already enabled (its record's count to put back is the
+// count it has): deleting it only forgets the record, so it does not wait for the vGPUs on its
+// VFs (it used to wait for ever: the core refused any delete of a busy object).
+TEST_F(SriovPfEmu, ADeleteThatPutsBackTheCountItHasDoesNotWaitForTheVgpus) {
+  ASSERT_EQ(run({emu_->sriovManage().string(), "-e", kNvidia}).code, 0);
+  ASSERT_EQ(links(kNvidia), 4);
+  desired_.write("pf.yaml", pfDoc("gpu", kNvidia, 4));
+  auto a = np({"apply", "-f", desired_.path().string()});
+  ASSERT_EQ(a.code, 0) << a.out << a.err;
+  std::string list = slurp(dev("0000:41:00.5") / "nvidia/creatable_vgpu_types");
+  std::string type;
+  for (std::size_t at = list.find('\n'); at != std::string::npos && type.empty();
+       at = list.find('\n', at + 1)) {
+    std::size_t s = list.find_first_not_of(" \t", at + 1);
+    std::size_t e = list.find_first_of(" \t:", s);
+    if (s != std::string::npos && e != std::string::npos) type = list.substr(s, e - s);
+  }
+  ASSERT_FALSE(type.empty()) << list;
+  ASSERT_EQ(
+      run({"/bin/sh", "-c",
+           "printf " + type + " > " + (dev("0000:41:00.5") / "nvidia/current_vgpu_type").string()})
+          .code,
+      0);
+
+  fs::remove(desired_ / "pf.yaml");
+  auto d = np({"diff", "-f", desired_.path().string()});
+  EXPECT_EQ(d.code, 2) << d.out << d.err;
+  EXPECT_THAT(d.out, HasSubstr("- SriovPf/gpu delete"));
+  EXPECT_THAT(d.out, Not(HasSubstr("waits"))) << "the delete writes nothing";
+  emu_->resetWrites();
+  a = np({"apply", "--allow-empty", "-f", desired_.path().string()});
+  ASSERT_EQ(a.code, 0) << a.out << a.err;
+  EXPECT_EQ(links(kNvidia), 4) << "the count it found";
+  EXPECT_EQ(slurp(dev("0000:41:00.5") / "nvidia/current_vgpu_type").substr(0, type.size()), type);
+  EXPECT_EQ(np({"export", "--kind", "SriovPf"}).out.find("SriovPf"), std::string::npos)
+      << "forgotten";
+
+  // Taken from 0, deleting it would disable the VFs: that still waits, naming the vGPU.
+  ASSERT_EQ(run({"/bin/sh", "-c",
+                 "printf 0 > " + (dev("0000:41:00.5") / "nvidia/current_vgpu_type").string()})
+                .code,
+            0);
+  ASSERT_EQ(run({emu_->sriovManage().string(), "-d", kNvidia}).code, 0);
+  desired_.write("pf.yaml", pfDoc("gpu", kNvidia, 4));
+  ASSERT_EQ(np({"apply", "-f", desired_.path().string()}).code, 0);
+  ASSERT_EQ(
+      run({"/bin/sh", "-c",
+           "printf " + type + " > " + (dev("0000:41:00.5") / "nvidia/current_vgpu_type").string()})
+          .code,
+      0);
+  fs::remove(desired_ / "pf.yaml");
+  d = np({"diff", "-f", desired_.path().string()});
+  EXPECT_THAT(d.out, HasSubstr("- SriovPf/gpu delete [waits: has vGPUs (VF 0000:41:00.5: type " +
+                               type + ")]"));
+  a = np({"apply", "--allow-empty", "-f", desired_.path().string()});
+  EXPECT_NE(a.code, 0);
+  EXPECT_THAT(a.out + a.err, HasSubstr("has vGPUs (VF 0000:41:00.5: type " + type +
+                                       "): not deleted until it is free"));
+  EXPECT_EQ(links(kNvidia), 4);
+}
+
 // The level-triggered daemon: a "reboot" loses every VF; its next pass (the resync at the latest,
 // every second here) puts them back, the NVIDIA GPU's through sriov-manage, without a person.
 TEST_F(SriovPfEmu, TheDaemonPutsTheVfsBackAfterAReboot) {
-  config_.write("agent.yaml", "lockTimeoutSeconds: 5\nresyncSeconds: 1\nvgpu:\n  sriovManage: " +
-                                  emu_->sriovManage().string() + "\n  writeTimeoutSeconds: 5\n");
   desired_.write("nic.yaml", pfDoc("nic", kNic, 8));
   desired_.write("gpu.yaml", pfDoc("gpu", kNvidia, 4));
-  testing::Spawned daemon = testing::spawnLogged(
-      {NODEPLANE_BINARY, "--state-dir", (state_ / "state").string(), "--config",
-       (config_ / "agent.yaml").string(), "--plugin-dir", NODEPLANE_BUILD_PLUGIN_DIR,
-       "--sysfs-root", emu_->sysfsRoot().string(), "run", "-f", desired_.path().string()},
-      state_ / "daemon.log", state_ / "daemon.log");
-  ASSERT_TRUE(daemon) << daemon.error;
-  // Polls the condition with a deadline; the daemon's death ends the wait.
-  auto eventually = [&](const std::string& what, const std::function<bool()>& cond) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!cond()) {
-      if (!testing::running(daemon) || std::chrono::steady_clock::now() >= deadline)
-        return ::testing::AssertionFailure() << "waiting for " << what << ": daemon log:\n"
-                                             << slurp(state_ / "daemon.log");
-      ::poll(nullptr, 0, 20);  // the polling interval of the condition, not a synchronisation
-    }
-    return ::testing::AssertionSuccess();
-  };
+  ASSERT_TRUE(startDaemon(1));
   auto allVfs = [&] { return links(kNic) == 8 && links(kNvidia) == 4; };
   ASSERT_TRUE(eventually("8 VFs on the NIC and 4 on the GPU", allVfs));
   ASSERT_EQ(emu_->control("reboot"), 0);
@@ -216,22 +296,40 @@ TEST_F(SriovPfEmu, TheDaemonPutsTheVfsBackAfterAReboot) {
   EXPECT_TRUE(eventually("the VFs back after the reboot", allVfs));
   EXPECT_EQ(numVfs(kNic), "8");
   EXPECT_EQ(numVfs(kNvidia), "4");
-  ASSERT_TRUE(testing::sendSignal(daemon, SIGTERM));
-  EXPECT_EQ(testing::waitExitCode(daemon, std::chrono::seconds(20)), 0)
-      << slurp(state_ / "daemon.log");
+  stopDaemon();
+}
+
+// A change held because a VF is in use proceeds soon after the user lets go, though closing a
+// device node makes no event and the resync is ten minutes away: the daemon looks again at held
+// changes of busy objects every few seconds (DaemonOptions::busyRecheck).
+TEST_F(SriovPfEmu, TheDaemonMakesAHeldChangeSoonAfterTheVfIsClosed) {
+  desired_.write("nic.yaml", pfDoc("nic", kNic, 4));
+  ASSERT_TRUE(startDaemon(600));
+  ASSERT_TRUE(eventually("4 VFs on the NIC", [&] { return links(kNic) == 4; }));
+  {
+    auto hold = emu_->hold("0000:5e:00.2");
+    desired_.write("nic.yaml", pfDoc("nic", kNic, 2));
+    ASSERT_TRUE(eventually("the change held", [&] {
+      return slurp(state_ / "daemon.log").find("not updated until it is free") != std::string::npos;
+    }));
+    EXPECT_EQ(links(kNic), 4) << "not taken from under its user";
+  }
+  EXPECT_TRUE(eventually("2 VFs once the VF is closed", [&] { return links(kNic) == 2; }));
+  stopDaemon();
 }
 
 // Through the plugin: the emulator's device nodes are under its own dev/.
 struct Plugin {
-  explicit Plugin(const VgpuEmulator& emu, const fs::path& state) : rig(context(emu), "vgpu") {
+  explicit Plugin(const VgpuEmulator& emu, const fs::path& state, const fs::path& devRoot = {})
+      : rig(context(emu, devRoot), "vgpu") {
     config.stateDir = state;
     config.sriovManage = emu.sriovManage();
     config.writeTimeout = std::chrono::milliseconds(3000);
   }
-  static HostContext context(const VgpuEmulator& emu) {
+  static HostContext context(const VgpuEmulator& emu, const fs::path& devRoot) {
     HostContext h;
     h.sysfsRoot = emu.sysfsRoot();
-    h.devRoot = emu.devRoot();
+    h.devRoot = devRoot.empty() ? emu.devRoot() : devRoot;
     h.procRoot = "/proc";
     return h;
   }
@@ -277,6 +375,25 @@ TEST_F(SriovPfEmu, AVfInUseIsNotTakenAwayAndTheHolderIsNamed) {
     EXPECT_EQ(links(kNic), 4);
   }
   EXPECT_EQ(p.observed("nic").busy, "") << "closed: free";
+  EXPECT_TRUE(p.apply(Action::kUpdate, "nic", kNic, 2).ok());
+  EXPECT_EQ(links(kNic), 2);
+}
+
+// A user nodeplane cannot see (its device nodes are elsewhere): the kernel's EBUSY is a
+// retryable failure, tried again with backoff, not a hold that only a change of the object on
+// the host would end (closing a VF changes nothing nodeplane observes).
+TEST_F(SriovPfEmu, AVfTheKernelSaysIsBusyIsTriedAgainLater) {
+  TempDir elsewhere;
+  Plugin p(*emu_, state_ / "vgpu", elsewhere.path());
+  ASSERT_TRUE(p.apply(Action::kCreate, "nic", kNic, 4).ok());
+  {
+    auto hold = emu_->hold("0000:5e:00.2");
+    EXPECT_EQ(p.observed("nic").busy, "") << "not seen";
+    auto o = p.apply(Action::kUpdate, "nic", kNic, 2);
+    EXPECT_EQ(o.cls, Outcome::kRetryable) << o.error.str();
+    EXPECT_THAT(o.error.message, HasSubstr("sriov_numvfs: Device or resource busy"));
+    EXPECT_EQ(links(kNic), 4);
+  }
   EXPECT_TRUE(p.apply(Action::kUpdate, "nic", kNic, 2).ok());
   EXPECT_EQ(links(kNic), 2);
 }

@@ -296,17 +296,28 @@ class Backoffs {
         it = entries_.erase(it);
         continue;
       }
+      // Held because it was in use, and nobody uses it now: its user may have gone between the
+      // refusal and the observation after the pass, which then looked the same as now.
+      if (it->second.terminal && it->second.busy && observed.kinds.count(it->first.kind)) {
+        const auto o = observed.objects.find(it->first);
+        if (o == observed.objects.end() || o->second.busy.empty()) {
+          spdlog::info("{}: no longer in use: its hold ends", it->first.str());
+          it = entries_.erase(it);
+          continue;
+        }
+      }
       if (it->second.terminal || it->second.notBefore > now) out.insert(it->first);
       ++it;
     }
     return out;
   }
 
-  // After a pass: `failed` were tried and failed, `terminal` among them terminally; the rest of
-  // what was not held is fine now. `observed`: the host after the pass.
+  // After a pass: `failed` were tried and failed, `terminal` among them terminally (`inUse`
+  // among those because their object was in use); the rest of what was not held is fine now.
+  // `observed`: the host after the pass.
   void update(const std::set<ResourceId>& failed, const std::set<ResourceId>& terminal,
-              const std::set<ResourceId>& held, const Desired& desired, const Observation& observed,
-              Clock::time_point now) {
+              const std::set<ResourceId>& inUse, const std::set<ResourceId>& held,
+              const Desired& desired, const Observation& observed, Clock::time_point now) {
     for (auto it = entries_.begin(); it != entries_.end();)
       it = failed.count(it->first) || held.count(it->first) ? std::next(it) : entries_.erase(it);
     if (failed.empty()) return;
@@ -318,6 +329,8 @@ class Backoffs {
       e.terminal = terminal.count(id) != 0;
       if (e.terminal) {
         e.observed = observedHash(observed, id);
+        const auto o = observed.objects.find(id);
+        e.busy = inUse.count(id) || (o != observed.objects.end() && !o->second.busy.empty());
         spdlog::info(
             "{}: attempt {} failed terminally; not tried again until its desired spec or the "
             "object on the host changes",
@@ -331,6 +344,15 @@ class Backoffs {
           "{}: attempt {} failed; next attempt in {} ms, not sooner whatever wakes the daemon",
           id.str(), e.failures, e.delay.count());
     }
+  }
+
+  // The kinds of the resources held because their object was in use: their user may go without
+  // an event, so they are looked at again on a timer.
+  std::set<std::string> busyKinds() const {
+    std::set<std::string> out;
+    for (const auto& [id, e] : entries_)
+      if (e.terminal && e.busy) out.insert(id.kind);
+    return out;
   }
 
   // When the next retry is due (terminal holds have none).
@@ -349,6 +371,7 @@ class Backoffs {
     std::size_t spec = 0;  // hash of the desired spec it failed with (0: not desired)
     bool terminal = false;
     std::size_t observed = 0;  // terminal: observedHash() after the failure
+    bool busy = false;         // terminal: the object was in use (ObservedObject::busy)
   };
 
   // Hashes of the desired specs of the resources in backoff (or of `only`).
@@ -372,6 +395,7 @@ class Backoffs {
 struct PassOutcome {
   bool failed = false;
   std::optional<std::chrono::milliseconds> again;
+  std::set<std::string> busyKinds;  // of changes held while their object is in use
 };
 
 }  // namespace
@@ -394,8 +418,9 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   Fd passDone(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));  // the pass thread ended
   Fd eventTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));   // debounce
   Fd reopenTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));  // sources
+  Fd busyTimer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));    // in use
   if (!sigFd || !inFd || !passTimer || !resyncTimer || !watchdogTimer || !passDone || !eventTimer ||
-      !reopenTimer) {
+      !reopenTimer || !busyTimer) {
     spdlog::error("cannot set up the event loop: {}", std::strerror(errno));
     return 1;
   }
@@ -437,6 +462,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   std::string settleLogged;  // the last "waiting to settle" line: said once, not every recheck
   std::map<ResourceId, Clock::time_point> inProgressSince;  // steps "in progress", pass after pass
   std::optional<std::set<ResourceId>> relevant;  // desired or owned, after the last converge
+  std::string waitingLogged;  // the last "waiting: …" summary: said again only when it changes
+  std::set<std::string> busyKinds;  // of changes held while their object is in use (busyTimer)
 
   // A pass runs on a thread of its own (below): these are the pass's, the poll thread leaves them
   // alone while one runs.
@@ -590,7 +617,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     const auto terminalKinds = backoffs.terminalKinds();
     const std::set<ResourceId> held = backoffs.held(
         desired, now, terminalKinds.empty() ? Observation{} : engine.observe(terminalKinds));
-    std::set<ResourceId> failed, skipped, tried, terminal;
+    std::set<ResourceId> failed, skipped, tried, terminal, inUse;
     auto report = engine.converge(
         desired, *store, opt.prune,
         [&](const PlanEntry& e, const StepResult& r) {
@@ -602,8 +629,10 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
           if (r.outcome == StepOutcome::kCancelled) return;  // one line for all of them, below
           spdlog::error("{}", r.error.str());
           (r.outcome == StepOutcome::kSkipped ? skipped : failed).insert(e.change.id);
-          if (r.outcome == StepOutcome::kFailed && r.cls == Outcome::kTerminal)
+          if (r.outcome == StepOutcome::kFailed && r.cls == Outcome::kTerminal) {
             terminal.insert(e.change.id);
+            if (!e.waitsFor.empty()) inUse.insert(e.change.id);
+          }
         },
         held);
     {  // what an event must touch to need a pass (EventSources::setRelevant)
@@ -655,7 +684,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     }
     inProgressSince = std::move(stillInProgress);
     report.inProgress = std::move(recheck);
-    backoffs.update(failed, terminal, held, desired, report.observed, Clock::now());
+    backoffs.update(failed, terminal, inUse, held, desired, report.observed, Clock::now());
 
     std::vector<ResourceId> waiting;  // changes held back by a backoff (theirs or a dependency's)
     for (const auto& e : report.plan.entries)
@@ -674,17 +703,19 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
     const bool unheldErrors = !failed.empty() || failedWhole || unserved;
     if (acted || unheldErrors)
       spdlog::info("reconciled: {}", summary);
-    else if (!waiting.empty())
-      spdlog::info("waiting: {}", summary);
+    else if (!waiting.empty())  // a hold looked at again (busyRecheck): said once
+      spdlog::log(summary == waitingLogged ? spdlog::level::debug : spdlog::level::info,
+                  "waiting: {}", summary);
     else
       spdlog::debug("in sync: {}", summary);
+    waitingLogged = !acted && !unheldErrors && !waiting.empty() ? summary : std::string();
     sd_notifyf(0, "STATUS=%s%s",
                unheldErrors                 ? "errors; "
                : !report.inProgress.empty() ? "in progress; "
                : waiting.empty()            ? "in sync; "
                                             : "waiting to retry; ",
                summary.c_str());
-    PassOutcome out{.failed = failedWhole};
+    PassOutcome out{.failed = failedWhole, .busyKinds = backoffs.busyKinds()};
     if (auto next = backoffs.next()) out.again = until(*next, Clock::now());  // the next retry
     for (const auto& p : report.inProgress)                                   // the re-check pass
       out.again = std::min(out.again.value_or(p.recheckAfter),
@@ -782,6 +813,11 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       wantFull = true;  // a retry or a file settling: everything afresh
       arm(passTimer.get(), until(*next, now));
     }
+    busyKinds = out.busyKinds;
+    if (busyKinds.empty())
+      disarm(busyTimer.get());
+    else  // a held change whose user may go without an event: look at its plugins again soon
+      arm(busyTimer.get(), std::min<std::chrono::milliseconds>(opt.busyRecheck, opt.resync));
     if (std::exchange(dirty, false)) {  // what happened during the pass: never before its backoff
       firstEvent = now;
       arm(eventTimer.get(), std::max(opt.debounce, until(notBefore, now)));
@@ -805,7 +841,18 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   sd_notify(0, "READY=1");
   startPass();
 
-  enum { kSig, kInotify, kPassTimer, kResync, kWatchdog, kPassDone, kEventTimer, kReopen, kFixed };
+  enum {
+    kSig,
+    kInotify,
+    kPassTimer,
+    kResync,
+    kWatchdog,
+    kPassDone,
+    kEventTimer,
+    kReopen,
+    kBusy,
+    kFixed
+  };
   std::vector<pollfd> all;
   for (;;) {
     all.assign({{sigFd.get(), POLLIN, 0},
@@ -815,7 +862,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
                 {watchdogTimer.get(), POLLIN, 0},
                 {passDone.get(), POLLIN, 0},
                 {eventTimer.get(), POLLIN, 0},
-                {reopenTimer.get(), POLLIN, 0}});
+                {reopenTimer.get(), POLLIN, 0},
+                {busyTimer.get(), POLLIN, 0}});
     const auto watched = events.watched();  // a read may close sources: a copy
     for (const auto& w : watched) all.push_back({w.source.fd, POLLIN, 0});
     if (::poll(all.data(), all.size(), -1) < 0) {
@@ -871,6 +919,13 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
         event = true;
       }
     }
+    if (all[kBusy].revents & POLLIN) {  // held changes of objects in use: is the user gone?
+      drain(busyTimer.get());
+      for (const auto& p : engine.plugins().plugins())
+        for (const auto& ks : p->kinds())
+          if (busyKinds.count(ks.kind)) touchedPlugins.insert(p->name());
+      event = true;
+    }
     if (auto next = events.nextReopen())
       arm(reopenTimer.get(), until(*next, now));
     else
@@ -879,6 +934,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       drain(passTimer.get());
       drain(resyncTimer.get());
       drain(eventTimer.get());
+      drain(busyTimer.get());
       continue;
     }
     if (event) eventSeen(now);

@@ -36,6 +36,10 @@ struct DaemonOptions {
   // A file that had resources and has none now may be half-written (truncated, then written):
   // the pass waits this long for it to change again before acting on it.
   std::chrono::milliseconds settle{2000};
+  // A change held because its object is in use (ObservedObject::busy) is looked at again this
+  // often (at most every resync): its user may go without an event (a process that closes a
+  // VFIO node). Only the plugins of those objects are observed afresh.
+  std::chrono::milliseconds busyRecheck{5000};
 };
 
 // Returns the process exit code: 0 after SIGTERM/SIGINT, 1 if it could not start.
