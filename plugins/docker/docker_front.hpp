@@ -35,6 +35,7 @@ class DockerFront : public Plugin {
   std::vector<CheckItem> check() override;
   Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) override;
   Outcome apply(const Change& change, ApplyContext& context) override;
+  // busyFor() is the default: no Docker object reports itself in use (ObservedObject::busy).
   Result<void> recover(const Interrupted& interrupted, ApplyContext& context) override;
   Result<std::vector<EventSource>> openEvents() override;
   Result<Touched> drainEvents(int fd) override;

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -22,6 +23,13 @@ struct Pf {
   // as "" so vfs[k] stays VF k).
   std::vector<std::string> vfs;
   bool isNvidia() const { return function.vendor == "10de"; }
+  // The VFs present, counted from the virtfn links.
+  int linked() const {
+    return static_cast<int>(
+        std::count_if(vfs.begin(), vfs.end(), [](const std::string& v) { return !v.empty(); }));
+  }
+  // sriov_numvfs and the virtfn links both say `n`: setting n writes nothing.
+  bool has(int n) const { return function.numVfs == n && linked() == n; }
 };
 
 // The PF at `address`; an error that says why when it is not an SR-IOV PF (no sriov_totalvfs, or

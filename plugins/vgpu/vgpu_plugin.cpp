@@ -58,7 +58,7 @@ Result<std::vector<ObservedObject>> VgpuPlugin::observe(const std::vector<std::s
 }
 
 std::string VgpuPlugin::busyFor(const Change& change, const ObservedObject& now) const {
-  if (change.id.kind == kSriovPfKind && sriov_->deleteLeavesVfs(change, now)) return {};
+  if (change.id.kind == kSriovPfKind && sriov_->deleteLeavesVfs(change)) return {};
   return Plugin::busyFor(change, now);
 }
 

@@ -27,8 +27,8 @@ class VgpuPlugin : public Plugin {
   std::vector<Claim> claims(const Resource& r) const override;
   Json normalize(const std::string& kind, const Json& spec) const override;
   Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds) override;
-  // A SriovPf delete whose count to put back is the count it has only forgets the record: it
-  // does not wait for the vGPUs on its VFs.
+  // A SriovPf delete or replace whose count to put back is the count it has only forgets the
+  // record there: it does not wait for the users of its VFs.
   std::string busyFor(const Change& change, const ObservedObject& now) const override;
   Outcome apply(const Change& change, ApplyContext& context) override;
   // One step at a time: a GPU's VFs share its placement, and sriov-manage rebinds the whole PF.

@@ -253,7 +253,8 @@ TEST_F(SriovPfEmu, ADeleteThatPutsBackTheCountItHasDoesNotWaitForTheVgpus) {
   emu_->resetWrites();
   a = np({"apply", "--allow-empty", "-f", desired_.path().string()});
   ASSERT_EQ(a.code, 0) << a.out << a.err;
-  EXPECT_EQ(links(kNvidia), 4) << "the count it found";
+  EXPECT_EQ(links(kNvidia), 4) << "the count it found: sriov-manage -d was not run";
+  EXPECT_EQ(emu_->writes().value("total", -1), 0) << emu_->writes();
   EXPECT_EQ(slurp(dev("0000:41:00.5") / "nvidia/current_vgpu_type").substr(0, type.size()), type);
   EXPECT_EQ(np({"export", "--kind", "SriovPf"}).out.find("SriovPf"), std::string::npos)
       << "forgotten";

@@ -49,8 +49,10 @@ class FakeKernel final : public HostServices {
     for (const auto& p : file) part.push_back(p.string());
     if (part.size() != 5 || part[4] != "sriov_numvfs")
       return fail(ErrorKind::kTerminal, "the fake kernel has no file " + rel);
-    auto err = [&](const char* what) {
-      return fail(ErrorKind::kTerminal, "writing \"" + v + "\" to " + rel + ": " + what);
+    auto err = [&](const char* what) {  // as HostServices::writeSysfs classifies errno
+      const bool notNow = std::string_view(what) == "Device or resource busy";
+      return fail(notNow ? ErrorKind::kRetryable : ErrorKind::kTerminal,
+                  "writing \"" + v + "\" to " + rel + ": " + what);
     };
     const fs::path pf = dir(part[3]);
     if (trimmed(slurp(pf / "vendor")) == "0x10de") return err("No such file or directory");

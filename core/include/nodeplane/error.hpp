@@ -51,6 +51,10 @@ struct Error {
   std::string field;     // field path, e.g. "spec.addresses[1]"
   SourceLocation where;
   std::string hint;  // what to do about it
+  // A conflict because the object is in use (a VF a VM has open): the daemon holds the step,
+  // looks at the object again on a timer (its user may go without an event) and proceeds once
+  // nobody uses it. Set with inUse().
+  bool inUse = false;
 
   // "file:line:col: Kind/name spec.mtu: message (hint)"
   std::string str() const {
@@ -74,6 +78,17 @@ inline std::unexpected<Error> fail(ErrorKind kind, std::string message, std::str
   e.message = std::move(message);
   e.field = std::move(field);
   e.hint = std::move(hint);
+  return std::unexpected<Error>(std::move(e));
+}
+
+// A conflict because the object is in use now (Error::inUse): "0000:41:00.5 is in use by
+// VirtualMachine/vm1: its vGPU is not changed until it is free".
+inline std::unexpected<Error> inUse(std::string message, std::string hint = {}) {
+  Error e;
+  e.kind = ErrorKind::kConflict;
+  e.message = std::move(message);
+  e.hint = std::move(hint);
+  e.inUse = true;
   return std::unexpected<Error>(std::move(e));
 }
 

@@ -109,8 +109,8 @@ struct ObservedObject {
   // Who uses the object now, "" when nobody: "in use by VirtualMachine/vm1" (a vGPU a running VM
   // has open). An update, replace or delete of a busy object is not made (unless the plugin's
   // busyFor() says that change leaves the user alone): the plan shows it as waiting, the step
-  // fails as a conflict that names the user, and the daemon holds it until the object changes on
-  // the host (it is freed), then proceeds.
+  // fails as a conflict that names the user (Error::inUse), and the daemon holds it, observing
+  // the object again on a timer, until nobody uses it, then proceeds.
   std::string busy;
   // A live line for `status`: what the object is doing now ("unit active/running, guest
   // running"; "L40S-24Q on 0000:41:00.5, held by VirtualMachine/vm1"). Not compared.
@@ -253,8 +253,9 @@ class HostServices {
   // Writes `value` to a sysfs file (relative paths are under context().sysfsRoot; a path with
   // "..", or that leads out of the root, is refused) and gives up after `timeout`: a write to
   // `unbind` can hang in the kernel, so it runs where it can be abandoned and reported
-  // (kRetryable, "… did not return within 5000 ms"). The result is only what the write returned:
-  // read the file back to verify.
+  // (kRetryable, "… did not return within 5000 ms"). A write refused with EBUSY, EAGAIN or EINTR
+  // ("not now") is kRetryable, any other refusal kTerminal. The result is only what the write
+  // returned: read the file back to verify.
   virtual Result<void> writeSysfs(const std::filesystem::path& file, std::string_view value,
                                   std::chrono::milliseconds timeout) = 0;
   // The one shared connection to systemd's manager bus (context().systemdBus), opened on first
@@ -363,12 +364,13 @@ class Plugin {
   // Host objects the resource takes (see Claim).
   virtual std::vector<Claim> claims(const Resource&) const { return {}; }
 
-  // Who stops `change` of an object in use (ObservedObject::busy), "" when nothing does. Asked
-  // when the plan is made, with that pass's observation, and again at the moment of acting, with
-  // the object observed afresh (a step before it may have freed it). The default: `now.busy` for
-  // an update, replace or delete. A plugin answers "" for a change that leaves what the user
-  // holds alone (a SriovPf whose delete only forgets its record: the count to put back is the
-  // count it has); its apply() must then check again itself before it writes.
+  // Who stops `change` of an object in use (ObservedObject::busy not empty), "" when nothing
+  // does. Asked only for a busy object, so it can only lift a wait: when the plan is made, with
+  // that pass's observation, and again at the moment of acting, with the object observed afresh
+  // (a step before it may have freed it). The default: `now.busy` for an update, replace or
+  // delete. A plugin answers "" for a change that leaves what the user holds alone (a SriovPf
+  // whose delete only forgets its record: the count to put back is the count it has); its
+  // apply() must then check again itself before it writes, and refuse with inUse().
   virtual std::string busyFor(const Change& change, const ObservedObject& now) const {
     const bool touches = change.action == Action::kUpdate || change.action == Action::kReplace ||
                          change.action == Action::kDelete;

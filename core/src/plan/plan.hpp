@@ -42,8 +42,9 @@ struct PlanEntry {
   // The desired resource's metadata.dependsOn (and what expand() set): recorded with its
   // ownership, so its delete is ordered when it is pruned later.
   std::vector<ResourceId> dependsOn;
-  // ObservedObject::busy when the plan was made (update, replace, delete): the step will wait
-  // until the object is free. Shown by `diff`; the executor checks again when the step runs.
+  // Who uses the object when the plan was made, if that stops this change (Plugin::busyFor on
+  // ObservedObject::busy: update, replace, delete): the step will wait until the object is
+  // free. Shown by `diff`; the executor asks again when the step runs.
   std::string waitsFor;
 };
 

@@ -50,8 +50,8 @@ Result<void> writeNow(const fs::path& path, const std::string& value) {
   ssize_t n = ::write(fd, value.data(), value.size());
   int err = errno;
   ::close(fd);
-  // EBUSY, EAGAIN: the kernel or a driver says "not now" (a VF still open, a device resetting):
-  // retried with backoff. Anything else stays refused until something changes.
+  // EBUSY, EAGAIN, EINTR: the kernel or a driver says "not now" (a device resetting, a driver
+  // still settling): retried with backoff. Anything else stays refused until something changes.
   if (n < 0)
     return fail(err == EBUSY || err == EAGAIN || err == EINTR ? ErrorKind::kRetryable
                                                               : ErrorKind::kTerminal,

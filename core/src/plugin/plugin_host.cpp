@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -273,7 +274,9 @@ Result<std::vector<ObservedObject>> PluginHandle::observe(const std::vector<std:
 
 std::string PluginHandle::busyFor(const Change& change, const ObservedObject& now) const {
   auto out = guarded<std::string>(name_, "busyFor", [&] { return plugin_->busyFor(change, now); });
-  return out ? *out : now.busy;
+  if (out) return *out;
+  spdlog::warn("{}: {}; taken as in use while it is", change.id.str(), out.error().message);
+  return plugin_->Plugin::busyFor(change, now);
 }
 
 Outcome PluginHandle::apply(const Change& change, ApplyContext& context) {

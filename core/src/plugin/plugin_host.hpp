@@ -37,8 +37,8 @@ class PluginHandle {
   Result<std::vector<Claim>> claims(const Resource& r) const;
   Result<Json> normalize(const std::string& kind, const Json& spec) const;
   Result<std::vector<ObservedObject>> observe(const std::vector<std::string>& kinds);
-  // Who stops `change` now (Plugin::busyFor); a plugin that throws answers `now.busy`: when in
-  // doubt, the object is left to its user.
+  // Who stops `change` now (Plugin::busyFor); for a plugin that throws, the default answer
+  // (`now.busy` for an update, replace or delete): when in doubt, the object is left to its user.
   std::string busyFor(const Change& change, const ObservedObject& now) const;
   Outcome apply(const Change& change, ApplyContext& context);
   Result<void> recover(const Interrupted& entry, ApplyContext& context);

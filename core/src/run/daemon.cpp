@@ -235,14 +235,15 @@ std::optional<ResourceId> idOf(const std::string& text) {
 }
 
 // What a resource looks like on the host, as a hash (0: absent): a terminal failure waits for it
-// to change.
-std::size_t observedHash(const Observation& obs, const ResourceId& id) {
+// to change. Who uses it is left out for a step refused because it is in use: that hold ends when
+// nobody does, not each time another process takes its place.
+std::size_t observedHash(const Observation& obs, const ResourceId& id, bool withUsers = true) {
   auto it = obs.objects.find(id);
   if (it == obs.objects.end()) return 0;
   const auto& o = it->second;
   return std::hash<std::string>{}(o.spec.dump(-1, ' ', false, Json::error_handler_t::replace) +
                                   (o.marked ? "+" : "-") + o.uid + "/" + o.markedByOther + "/" +
-                                  o.busy) |
+                                  (withUsers ? o.busy : std::string())) |
          1;
 }
 
@@ -291,13 +292,13 @@ class Backoffs {
         continue;
       }
       if (it->second.terminal && observed.kinds.count(it->first.kind) &&
-          observedHash(observed, it->first) != it->second.observed) {
+          observedHash(observed, it->first, !it->second.busy) != it->second.observed) {
         spdlog::info("{}: it changed on the host: its hold ends", it->first.str());
         it = entries_.erase(it);
         continue;
       }
-      // Held because it was in use, and nobody uses it now: its user may have gone between the
-      // refusal and the observation after the pass, which then looked the same as now.
+      // Held because it was in use, and nobody uses it now (its user may have gone between the
+      // refusal and the observation after the pass, which then looked the same as now).
       if (it->second.terminal && it->second.busy && observed.kinds.count(it->first.kind)) {
         const auto o = observed.objects.find(it->first);
         if (o == observed.objects.end() || o->second.busy.empty()) {
@@ -313,7 +314,8 @@ class Backoffs {
   }
 
   // After a pass: `failed` were tried and failed, `terminal` among them terminally (`inUse`
-  // among those because their object was in use); the rest of what was not held is fine now.
+  // among those because their object was in use: Error::inUse); the rest of what was not held
+  // is fine now.
   // `observed`: the host after the pass.
   void update(const std::set<ResourceId>& failed, const std::set<ResourceId>& terminal,
               const std::set<ResourceId>& inUse, const std::set<ResourceId>& held,
@@ -327,10 +329,9 @@ class Backoffs {
       ++e.failures;
       e.spec = specs[id];
       e.terminal = terminal.count(id) != 0;
+      e.busy = e.terminal && inUse.count(id) != 0;
       if (e.terminal) {
-        e.observed = observedHash(observed, id);
-        const auto o = observed.objects.find(id);
-        e.busy = inUse.count(id) || (o != observed.objects.end() && !o->second.busy.empty());
+        e.observed = observedHash(observed, id, !e.busy);
         spdlog::info(
             "{}: attempt {} failed terminally; not tried again until its desired spec or the "
             "object on the host changes",
@@ -346,12 +347,12 @@ class Backoffs {
     }
   }
 
-  // The kinds of the resources held because their object was in use: their user may go without
-  // an event, so they are looked at again on a timer.
-  std::set<std::string> busyKinds() const {
-    std::set<std::string> out;
+  // The resources held because their object was in use: their user may go without an event, so
+  // they are looked at again on a timer.
+  std::set<ResourceId> inUse() const {
+    std::set<ResourceId> out;
     for (const auto& [id, e] : entries_)
-      if (e.terminal && e.busy) out.insert(id.kind);
+      if (e.terminal && e.busy) out.insert(id);
     return out;
   }
 
@@ -371,7 +372,7 @@ class Backoffs {
     std::size_t spec = 0;  // hash of the desired spec it failed with (0: not desired)
     bool terminal = false;
     std::size_t observed = 0;  // terminal: observedHash() after the failure
-    bool busy = false;         // terminal: the object was in use (ObservedObject::busy)
+    bool busy = false;         // terminal, refused because the object was in use (Error::inUse)
   };
 
   // Hashes of the desired specs of the resources in backoff (or of `only`).
@@ -395,7 +396,7 @@ class Backoffs {
 struct PassOutcome {
   bool failed = false;
   std::optional<std::chrono::milliseconds> again;
-  std::set<std::string> busyKinds;  // of changes held while their object is in use
+  std::set<ResourceId> inUse;  // changes held while their object is in use
 };
 
 }  // namespace
@@ -462,8 +463,9 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
   std::string settleLogged;  // the last "waiting to settle" line: said once, not every recheck
   std::map<ResourceId, Clock::time_point> inProgressSince;  // steps "in progress", pass after pass
   std::optional<std::set<ResourceId>> relevant;  // desired or owned, after the last converge
-  std::string waitingLogged;  // the last "waiting: …" summary: said again only when it changes
-  std::set<std::string> busyKinds;  // of changes held while their object is in use (busyTimer)
+  std::string waitingLogged;   // the last "waiting: …" summary: said again only when it changes
+  std::set<ResourceId> inUse;  // changes held while their object is in use (busyTimer)
+  std::chrono::milliseconds inUseDelay{0};  // the busyTimer's period now (doubles, see passEnded)
 
   // A pass runs on a thread of its own (below): these are the pass's, the poll thread leaves them
   // alone while one runs.
@@ -631,7 +633,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
           (r.outcome == StepOutcome::kSkipped ? skipped : failed).insert(e.change.id);
           if (r.outcome == StepOutcome::kFailed && r.cls == Outcome::kTerminal) {
             terminal.insert(e.change.id);
-            if (!e.waitsFor.empty()) inUse.insert(e.change.id);
+            if (r.error.inUse) inUse.insert(e.change.id);
           }
         },
         held);
@@ -715,7 +717,7 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
                : waiting.empty()            ? "in sync; "
                                             : "waiting to retry; ",
                summary.c_str());
-    PassOutcome out{.failed = failedWhole, .busyKinds = backoffs.busyKinds()};
+    PassOutcome out{.failed = failedWhole};
     if (auto next = backoffs.next()) out.again = until(*next, Clock::now());  // the next retry
     for (const auto& p : report.inProgress)                                   // the re-check pass
       out.again = std::min(out.again.value_or(p.recheckAfter),
@@ -743,7 +745,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       out.failed = true;
       cache = SourceCache();
     }
-    ::malloc_trim(0);  // give the pass's garbage back: an idle agent should stay small
+    out.inUse = backoffs.inUse();  // whichever way the pass ended: the holds it keeps
+    ::malloc_trim(0);              // give the pass's garbage back: an idle agent should stay small
     const auto heap = ::mallinfo2();
     spdlog::debug("heap after the pass: {} kB in use, {} kB mapped", heap.uordblks / 1024,
                   (heap.arena + heap.hblkhd) / 1024);
@@ -813,11 +816,18 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       wantFull = true;  // a retry or a file settling: everything afresh
       arm(passTimer.get(), until(*next, now));
     }
-    busyKinds = out.busyKinds;
-    if (busyKinds.empty())
+    // Held changes whose user may go without an event: their plugins are observed again after
+    // busyRecheck, then twice as long each time nothing ended, up to the resync period (a VM
+    // that holds a vGPU for weeks costs no more than the resync then).
+    const std::chrono::milliseconds cap = opt.resync;
+    inUseDelay = out.inUse.empty()    ? std::chrono::milliseconds(0)
+                 : out.inUse != inUse ? std::min<std::chrono::milliseconds>(opt.busyRecheck, cap)
+                                      : std::min<std::chrono::milliseconds>(inUseDelay * 2, cap);
+    inUse = out.inUse;
+    if (inUse.empty())
       disarm(busyTimer.get());
-    else  // a held change whose user may go without an event: look at its plugins again soon
-      arm(busyTimer.get(), std::min<std::chrono::milliseconds>(opt.busyRecheck, opt.resync));
+    else
+      arm(busyTimer.get(), inUseDelay);
     if (std::exchange(dirty, false)) {  // what happened during the pass: never before its backoff
       firstEvent = now;
       arm(eventTimer.get(), std::max(opt.debounce, until(notBefore, now)));
@@ -923,7 +933,8 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       drain(busyTimer.get());
       for (const auto& p : engine.plugins().plugins())
         for (const auto& ks : p->kinds())
-          if (busyKinds.count(ks.kind)) touchedPlugins.insert(p->name());
+          for (const auto& id : inUse)
+            if (id.kind == ks.kind) touchedPlugins.insert(p->name());
       event = true;
     }
     if (auto next = events.nextReopen())

@@ -452,25 +452,27 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
     if (check.verdict == OwnershipCheck::kRefuse) return Outcome::failed(check.error);
     if (check.verdict == OwnershipCheck::kAlreadyGone) return Outcome::done();
     // In use now (a vGPU a running VM holds): not touched. A conflict, so the daemon holds the
-    // step until the object changes on the host, i.e. until it is freed.
-    if (obj != now.objects.end() && !p->busyFor(e.change, obj->second).empty()) {
+    // step until the object is free (Error::inUse).
+    if (obj != now.objects.end() && !obj->second.busy.empty() &&
+        !p->busyFor(e.change, obj->second).empty()) {
       // Busy before the steps began: look again, since a step before this one may have freed
       // it (the Vgpus deleted before the SriovPf whose VFs they were on), and ask the plugin
       // whether this change, now, disturbs who holds it.
-      std::string busy = p->busyFor(e.change, obj->second);
+      std::string busy;
       if (auto again = p->observe({e.change.id.kind})) {
-        busy.clear();
         for (const auto& o : *again)
           if (o.id == e.change.id) busy = p->busyFor(e.change, o);
+      } else {
+        busy = obj->second.busy;
       }
-      if (!busy.empty())
-        return Outcome::failed(
-            Error{ErrorKind::kConflict,
-                  busy + ": not " + pastTense(e.change.action) + " until it is free",
-                  e.change.id.str(),
-                  {},
-                  {},
-                  "the daemon makes it once that stops using it; an apply must be run again"});
+      if (!busy.empty()) {
+        Error refused = inUse(busy + ": not " + pastTense(e.change.action) + " until it is free",
+                              "the daemon makes it once that stops using it; an apply must be "
+                              "run again")
+                            .error();
+        refused.resource = e.change.id.str();
+        return Outcome::failed(std::move(refused));
+      }
     }
     if (stepDelayMs > 0) std::this_thread::sleep_for(std::chrono::milliseconds(stepDelayMs));
     const std::size_t index = static_cast<std::size_t>(&e - plan.entries.data());

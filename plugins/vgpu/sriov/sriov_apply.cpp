@@ -24,16 +24,10 @@ std::chrono::milliseconds manageTimeout(std::chrono::milliseconds writeTimeout) 
   return std::max<std::chrono::milliseconds>(writeTimeout, std::chrono::seconds(60));
 }
 
-// The VFs present, counted from the virtfn links.
-int linked(const Pf& pf) {
-  return static_cast<int>(
-      std::count_if(pf.vfs.begin(), pf.vfs.end(), [](const std::string& v) { return !v.empty(); }));
-}
-
 // The count as sysfs says it: "sriov_numvfs 3, virtfn links 0-2".
 std::string countNow(const Pf& pf) {
-  return "sriov_numvfs " + std::to_string(pf.function.numVfs) + ", " + std::to_string(linked(pf)) +
-         " virtfn link" + (linked(pf) == 1 ? "" : "s");
+  return "sriov_numvfs " + std::to_string(pf.function.numVfs) + ", " + std::to_string(pf.linked()) +
+         " virtfn link" + (pf.linked() == 1 ? "" : "s");
 }
 
 std::string lastLines(std::string s) {
@@ -164,18 +158,17 @@ Result<void> SriovKind::create(const std::string& name, const std::string& devic
 Result<void> SriovKind::setCount(const std::string& device, int want, ApplyContext& context) {
   auto pf = readPf(services_.context().sysfsRoot, device);
   if (!pf) return std::unexpected(pf.error());
-  if (pf->function.numVfs == want && linked(*pf) == want) return {};
+  if (pf->has(want)) return {};
   if (want > pf->function.totalVfs)
     return fail(ErrorKind::kInvalidInput, "numVfs " + std::to_string(want) + " is more than " +
                                               device + " offers: its sriov_totalvfs is " +
                                               std::to_string(pf->function.totalVfs));
   // Time of check: the plan saw the VFs free, but a VM may have opened one since.
-  if (pf->function.numVfs != 0)
+  if (pf->function.numVfs != 0 || pf->linked() != 0)
     if (const std::string users = usersOf(*pf); !users.empty())
-      return fail(ErrorKind::kConflict,
-                  device + " from " + std::to_string(pf->function.numVfs) + " to " +
-                      std::to_string(want) + " VFs refused: " + users + "; not changed",
-                  {}, "it proceeds once nothing uses its virtual functions");
+      return inUse(device + " from " + std::to_string(pf->function.numVfs) + " to " +
+                       std::to_string(want) + " VFs refused: " + users + "; not changed",
+                   "it proceeds once nothing uses its virtual functions");
   return pf->isNvidia() ? setNvidia(*pf, want, context) : setGeneric(*pf, want, context);
 }
 
@@ -192,7 +185,7 @@ Result<void> SriovKind::setGeneric(const Pf& pf, int want, ApplyContext& context
                     "(writing sriov_numvfs would fail with ENOENT); not changed",
                 {}, "bind the PF to its driver first");
   // The kernel refuses N -> M (EBUSY): any other count goes through 0.
-  if (pf.function.numVfs != 0 || linked(pf) != 0) {
+  if (pf.function.numVfs != 0 || pf.linked() != 0) {
     context.progress("disabling the " + std::to_string(pf.function.numVfs) + " VFs of " + device);
     if (auto ok = services_.writeSysfs(file, "0", timeout); !ok) return ok;
     if (auto now = waitForCount(device, 0, timeout, context); !now)
@@ -239,7 +232,7 @@ Result<Pf> SriovKind::waitForCount(const std::string& device, int want,
   const auto stop = context.stopToken();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto settled = [&](const Pf& pf) {
-    if (pf.function.numVfs != want || linked(pf) != want) return false;
+    if (!pf.has(want)) return false;
     for (int k = 0; k < want; ++k)
       if (static_cast<std::size_t>(k) >= pf.vfs.size() || pf.vfs[k].empty()) return false;
     return true;

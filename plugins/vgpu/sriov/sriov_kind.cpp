@@ -227,12 +227,13 @@ Result<std::vector<ObservedObject>> SriovKind::observe() {
   return out;
 }
 
-bool SriovKind::deleteLeavesVfs(const Change& change, const ObservedObject& now) const {
+bool SriovKind::deleteLeavesVfs(const Change& change) const {
   if (change.action != Action::kDelete && change.action != Action::kReplace) return false;
-  const Json& n = now.spec;
-  if (!n.is_object() || !n.contains("numVfs") || !n["numVfs"].is_number_integer()) return false;
   auto record = readSriovRecord(config_.stateDir, change.id.name);
-  return record && *record && (*record)->originalNumVfs == n["numVfs"].get<int>();
+  if (!record || !*record) return false;
+  // As setCount() judges it: the count and the links both at the count to put back.
+  auto pf = readPf(services_.context().sysfsRoot, (*record)->device);
+  return pf && pf->has((*record)->originalNumVfs);
 }
 
 std::vector<CheckItem> SriovKind::check() {

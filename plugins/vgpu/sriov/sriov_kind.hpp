@@ -44,8 +44,8 @@ class SriovKind {
   Json normalize(const Json& spec) const;
   Result<std::vector<ObservedObject>> observe();
   // True when `change` removes (deletes or replaces) an object whose recorded count is the one
-  // it has now: putting it back writes nothing, so whatever uses its VFs is not disturbed.
-  bool deleteLeavesVfs(const Change& change, const ObservedObject& now) const;
+  // its PF has now: putting it back writes nothing, so whatever uses its VFs is not disturbed.
+  bool deleteLeavesVfs(const Change& change) const;
   Outcome apply(const Change& change, ApplyContext& context);
   // SR-IOV capable PFs with their total and current VFs; sriov-manage when an NVIDIA PF is there.
   std::vector<CheckItem> check();

@@ -269,8 +269,8 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
     if (auto ok = migInstanceFor(*t, type, what); !ok) return ok;
     if (*cur != 0) {
       if (auto user = inUseNow(host, dir); !user.empty())
-        return fail(ErrorKind::kConflict, what + ": " + t->slot + " is " + user +
-                                              ": its vGPU is not changed until it is free");
+        return inUse(what + ": " + t->slot + " is " + user +
+                     ": its vGPU is not changed until it is free");
     }
     rec.ready = false;
     rec.typeId = type.id;
@@ -282,8 +282,8 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
       auto w = services_.writeSysfs(file, "0", timeout);
       if (readCurrentType(sysfs, t->slot).value_or(-1) != 0) {
         if (auto user = inUseNow(host, dir); !user.empty())
-          return fail(ErrorKind::kConflict, what + ": " + t->slot + " is " + user +
-                                                ": its vGPU is not changed until it is free");
+          return inUse(what + ": " + t->slot + " is " + user +
+                       ": its vGPU is not changed until it is free");
         const std::string msg = t->slot + " still has type " +
                                 std::to_string(readCurrentType(sysfs, t->slot).value_or(-1)) +
                                 " after writing 0" +
@@ -357,8 +357,8 @@ Result<void> VgpuKind::make(const Change& change, const std::optional<VgpuRecord
   if (auto ok = migInstanceFor(*t, type, what); !ok) return ok;
   if (cur != 0) {
     if (auto user = inUseNow(host, mdevDir); !user.empty())
-      return fail(ErrorKind::kConflict,
-                  what + ": mdev " + uuid + " is " + user + ": it is not changed until it is free");
+      return inUse(what + ": mdev " + uuid + " is " + user +
+                   ": it is not changed until it is free");
     VgpuRecord old = rec;
     old.typeId = cur;
     if (auto ok = unmake(old, context, what); !ok) return ok;
@@ -401,8 +401,8 @@ Result<void> VgpuKind::unmake(const VgpuRecord& rec, ApplyContext& context,
     const fs::path dir = sysfs / "bus/mdev/devices" / rec.mdevUuid;
     if (rec.mdevUuid.empty() || mdevTypeOf(sysfs, rec.mdevUuid) == 0) return {};  // gone
     if (auto user = inUseNow(host, dir); !user.empty())
-      return fail(ErrorKind::kConflict, what + ": mdev " + rec.mdevUuid + " is " + user +
-                                            ": not removed until it is free");
+      return inUse(what + ": mdev " + rec.mdevUuid + " is " + user +
+                   ": not removed until it is free");
     context.progress("removing mdev " + rec.mdevUuid + " from " + rec.slot);
     auto w = services_.writeSysfs("bus/mdev/devices/" + rec.mdevUuid + "/remove", "1", timeout);
     std::error_code ec;
@@ -426,8 +426,8 @@ Result<void> VgpuKind::unmake(const VgpuRecord& rec, ApplyContext& context,
   }
   const fs::path dir = slotDir(sysfs, rec.slot);
   if (auto user = inUseNow(host, dir); !user.empty())
-    return fail(ErrorKind::kConflict, what + ": " + rec.slot + " is " + user +
-                                          ": its vGPU is not removed until it is free");
+    return inUse(what + ": " + rec.slot + " is " + user +
+                 ": its vGPU is not removed until it is free");
   context.progress("clearing the vGPU type of " + rec.slot);
   auto w = services_.writeSysfs("bus/pci/devices/" + rec.slot + "/nvidia/current_vgpu_type", "0",
                                 timeout);
