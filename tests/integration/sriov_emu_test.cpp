@@ -88,6 +88,25 @@ class SriovPfEmu : public ::testing::Test {
     return 0;
   }
 
+  // Sets a vGPU type on a VF by hand (what a Vgpu does), `type` or else the first creatable id
+  // of its list; returns the id.
+  std::string setTypeByHand(const std::string& vf, std::string type = "") {
+    if (type.empty()) {
+      const std::string list = slurp(dev(vf) / "nvidia/creatable_vgpu_types");
+      for (std::size_t at = list.find('\n'); at != std::string::npos && type.empty();
+           at = list.find('\n', at + 1)) {
+        std::size_t s = list.find_first_not_of(" \t", at + 1);
+        std::size_t e = list.find_first_of(" \t:", s);
+        if (s != std::string::npos && e != std::string::npos) type = list.substr(s, e - s);
+      }
+      EXPECT_FALSE(type.empty()) << list;
+    }
+    EXPECT_EQ(run({"/bin/sh", "-c",
+                   "printf " + type + " > " + (dev(vf) / "nvidia/current_vgpu_type").string()})
+                  .code,
+              0);
+    return type;
+  }
   // `nodeplane run` on the emulator, logging to <state>/daemon.log.
   ::testing::AssertionResult startDaemon(int resyncSeconds) {
     config_.write("agent.yaml",
@@ -230,20 +249,8 @@ TEST_F(SriovPfEmu, ADeleteThatPutsBackTheCountItHasDoesNotWaitForTheVgpus) {
   desired_.write("pf.yaml", pfDoc("gpu", kNvidia, 4));
   auto a = np({"apply", "-f", desired_.path().string()});
   ASSERT_EQ(a.code, 0) << a.out << a.err;
-  std::string list = slurp(dev("0000:41:00.5") / "nvidia/creatable_vgpu_types");
-  std::string type;
-  for (std::size_t at = list.find('\n'); at != std::string::npos && type.empty();
-       at = list.find('\n', at + 1)) {
-    std::size_t s = list.find_first_not_of(" \t", at + 1);
-    std::size_t e = list.find_first_of(" \t:", s);
-    if (s != std::string::npos && e != std::string::npos) type = list.substr(s, e - s);
-  }
-  ASSERT_FALSE(type.empty()) << list;
-  ASSERT_EQ(
-      run({"/bin/sh", "-c",
-           "printf " + type + " > " + (dev("0000:41:00.5") / "nvidia/current_vgpu_type").string()})
-          .code,
-      0);
+  const std::string type = setTypeByHand("0000:41:00.5");
+  ASSERT_FALSE(type.empty());
 
   fs::remove(desired_ / "pf.yaml");
   auto d = np({"diff", "-f", desired_.path().string()});
@@ -260,18 +267,11 @@ TEST_F(SriovPfEmu, ADeleteThatPutsBackTheCountItHasDoesNotWaitForTheVgpus) {
       << "forgotten";
 
   // Taken from 0, deleting it would disable the VFs: that still waits, naming the vGPU.
-  ASSERT_EQ(run({"/bin/sh", "-c",
-                 "printf 0 > " + (dev("0000:41:00.5") / "nvidia/current_vgpu_type").string()})
-                .code,
-            0);
+  setTypeByHand("0000:41:00.5", "0");
   ASSERT_EQ(run({emu_->sriovManage().string(), "-d", kNvidia}).code, 0);
   desired_.write("pf.yaml", pfDoc("gpu", kNvidia, 4));
   ASSERT_EQ(np({"apply", "-f", desired_.path().string()}).code, 0);
-  ASSERT_EQ(
-      run({"/bin/sh", "-c",
-           "printf " + type + " > " + (dev("0000:41:00.5") / "nvidia/current_vgpu_type").string()})
-          .code,
-      0);
+  setTypeByHand("0000:41:00.5", type);
   fs::remove(desired_ / "pf.yaml");
   d = np({"diff", "-f", desired_.path().string()});
   EXPECT_THAT(d.out, HasSubstr("- SriovPf/gpu delete [waits: has vGPUs (VF 0000:41:00.5: type " +
@@ -404,19 +404,8 @@ TEST_F(SriovPfEmu, AGpuWithAVgpuTypeSetIsBusyEvenWhenNobodyHasItOpen) {
   ASSERT_TRUE(p.apply(Action::kCreate, "gpu", kNvidia, 4).ok());
   ASSERT_EQ(links(kNvidia), 4);
   // A type on VF 1 (what a Vgpu does): the first creatable id of the list.
-  std::string list = slurp(dev("0000:41:00.5") / "nvidia/creatable_vgpu_types");
-  std::string id;
-  for (std::size_t at = list.find('\n'); at != std::string::npos && id.empty();
-       at = list.find('\n', at + 1)) {
-    std::size_t s = list.find_first_not_of(" \t", at + 1);
-    std::size_t e = list.find_first_of(" \t:", s);
-    if (s != std::string::npos && e != std::string::npos) id = list.substr(s, e - s);
-  }
-  ASSERT_FALSE(id.empty()) << list;
-  ASSERT_TRUE(testing::run({"/bin/sh", "-c",
-                            "printf " + id + " > " +
-                                (dev("0000:41:00.5") / "nvidia/current_vgpu_type").string()})
-                  .code == 0);
+  const std::string id = setTypeByHand("0000:41:00.5");
+  ASSERT_FALSE(id.empty());
   EXPECT_EQ(p.observed("gpu").busy, "has vGPUs (VF 0000:41:00.5: type " + id + ")");
   auto o = p.apply(Action::kDelete, "gpu", kNvidia, 0);
   EXPECT_EQ(o.error.kind, ErrorKind::kConflict);
