@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "engine.hpp"
+#include "executor.hpp"
 #include "graph.hpp"
 #include "plan.hpp"
 #include "support/files.hpp"
@@ -156,6 +157,52 @@ TEST(AppliedAfter, AStepWaitsForEveryStepOfTheKindsItComesAfter) {
     EXPECT_EQ(plan.entries[i].after, std::vector<std::size_t>{pfAt})
         << plan.entries[i].change.id.str();
   }
+}
+
+// The kind-level order is order only: a SriovPf that fails (one that waits for a VM, one whose
+// sriov-manage fails) ends before the Vgpus run, but does not hold back the Vgpus of every other
+// GPU of the host.
+TEST(AppliedAfter, AStepAfterAKindThatFailedStillRuns) {
+  KindSchema pf{.kind = "SriovPf", .spec = {{.name = "n", .type = FieldType::kInteger}}};
+  KindSchema vgpu{.kind = "Vgpu",
+                  .spec = {{.name = "n", .type = FieldType::kInteger}},
+                  .appliedAfter = {"SriovPf"}};
+  const SchemaLookup schema = [&](const std::string& k) -> const KindSchema* {
+    return k == "Vgpu" ? &vgpu : k == "SriovPf" ? &pf : nullptr;
+  };
+  std::vector<Resource> desired;
+  for (auto [kind, name] : {std::pair{"SriovPf", "gpu0"}, {"Vgpu", "on-gpu2"}}) {
+    Resource r;
+    r.id = {kind, name};
+    r.spec = {{"n", 1}};
+    desired.push_back(r);
+  }
+  std::vector<Error> errors;
+  Graph graph = buildGraph(desired, schema, errors);
+  Observation observed;
+  observed.kinds = {"Vgpu", "SriovPf"};
+  std::set<ResourceId> owned;
+  Plan plan = makePlan({.desired = desired,
+                        .graph = graph,
+                        .observed = observed,
+                        .owned = owned,
+                        .schema = schema,
+                        .pluginOf = [](const std::string&) { return std::string("vgpu"); }});
+  ASSERT_EQ(plan.entries.size(), 2u);
+  std::vector<std::string> ran;
+  ExecutorHooks hooks;
+  hooks.maxParallel = [](const std::string&) { return 1u; };
+  hooks.apply = [&](const PlanEntry& e) {
+    ran.push_back(e.change.id.str());
+    if (e.change.id.kind == "SriovPf")
+      return Outcome::failed(inUse("has vGPUs: not updated until it is free").error());
+    return Outcome::done();
+  };
+  auto results = executePlan(plan, hooks);
+  EXPECT_EQ(ran, (std::vector<std::string>{"SriovPf/gpu0", "Vgpu/on-gpu2"})) << "in order";
+  for (std::size_t i = 0; i < 2; ++i)
+    EXPECT_EQ(results[i].outcome,
+              plan.entries[i].change.id.kind == "Vgpu" ? StepOutcome::kOk : StepOutcome::kFailed);
 }
 
 }  // namespace

@@ -558,8 +558,11 @@ Plan makePlan(const PlanInput& in) {
       if (j != i &&
           std::find(ks->appliedAfter.begin(), ks->appliedAfter.end(), changes[j].change.id.kind) !=
               ks->appliedAfter.end() &&
-          std::find(changes[i].after.begin(), changes[i].after.end(), j) == changes[i].after.end())
+          std::find(changes[i].after.begin(), changes[i].after.end(), j) ==
+              changes[i].after.end()) {
         changes[i].after.push_back(j);
+        changes[i].orderOnly.push_back(changes[j].change.id);
+      }
   }
   const std::size_t offset = plan.entries.size();
   for (auto& e : changes) {

@@ -137,8 +137,9 @@ bool byLocation(const Error& a, const Error& b) {
          std::tie(b.where.file, b.where.line, b.where.column);
 }
 
-// The entries of `plan` but those of `drop` and, transitively, those that wait for one of them;
-// `after` renumbered. Only the entries are kept: this is what gets executed.
+// The entries of `plan` but those of `drop` and, transitively, those that wait for one of them
+// (not those that only come after one: PlanEntry::orderOnly); `after` renumbered. Only the
+// entries are kept: this is what gets executed.
 Plan withoutEntries(const Plan& plan, const std::set<ResourceId>& drop) {
   std::vector<bool> dropped(plan.entries.size(), false);
   for (bool changed = true; changed;) {
@@ -146,8 +147,11 @@ Plan withoutEntries(const Plan& plan, const std::set<ResourceId>& drop) {
     for (std::size_t i = 0; i < plan.entries.size(); ++i) {
       if (dropped[i]) continue;
       const auto& e = plan.entries[i];
-      if (drop.count(e.change.id) ||
-          std::any_of(e.after.begin(), e.after.end(), [&](std::size_t a) { return dropped[a]; }))
+      auto waitsFor = [&](std::size_t a) {
+        return dropped[a] && std::find(e.orderOnly.begin(), e.orderOnly.end(),
+                                       plan.entries[a].change.id) == e.orderOnly.end();
+      };
+      if (drop.count(e.change.id) || std::any_of(e.after.begin(), e.after.end(), waitsFor))
         dropped[i] = changed = true;
     }
   }
@@ -158,8 +162,12 @@ Plan withoutEntries(const Plan& plan, const std::set<ResourceId>& drop) {
       remap[i] = kept.entries.size();
       kept.entries.push_back(plan.entries[i]);
     }
-  for (auto& e : kept.entries)
-    for (auto& a : e.after) a = remap.at(a);
+  for (auto& e : kept.entries) {
+    std::vector<std::size_t> after;
+    for (std::size_t a : e.after)
+      if (auto it = remap.find(a); it != remap.end()) after.push_back(it->second);
+    e.after = std::move(after);  // an order-only step that was dropped: nothing to wait for
+  }
   return kept;
 }
 

@@ -52,6 +52,9 @@ class Run {
       for (std::size_t a : e.after) {
         const auto& dep = (*results_)[a];
         if (dep.outcome == StepOutcome::kFailed || dep.outcome == StepOutcome::kSkipped) {
+          const auto& depId = plan_.entries[a].change.id;
+          if (std::find(e.orderOnly.begin(), e.orderOnly.end(), depId) != e.orderOnly.end())
+            continue;  // it ended: the order is kept, its failure is its own
           r.outcome = StepOutcome::kSkipped;
           r.error.kind = ErrorKind::kRetryable;
           r.error.resource = e.change.id.str();
