@@ -115,6 +115,13 @@ class Backoffs {
       e.busy = e.terminal && inUse.count(id) != 0;
       if (e.terminal) {
         e.observed = observedHash(observed, id, !e.busy);
+        if (e.busy) {
+          spdlog::info(
+              "{}: attempt {} refused: in use; tried again once nobody uses it (looked "
+              "at again every few seconds, then less often)",
+              id.str(), e.failures);
+          continue;
+        }
         spdlog::info(
             "{}: attempt {} failed terminally; not tried again until its desired spec or the "
             "object on the host changes",

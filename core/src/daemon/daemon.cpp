@@ -663,9 +663,11 @@ int runDaemon(Engine& engine, const DaemonOptions& opt) {
       arm(passTimer.get(), until(*next, now));
     }
     // Held changes whose user may go without an event: their plugins are observed again after
-    // busyRecheck, then twice as long each time nothing ended, up to the resync period (a VM
-    // that holds a vGPU for weeks costs no more than the resync then).
-    const std::chrono::milliseconds cap = opt.resync;
+    // busyRecheck, then twice as long each time nothing ended, up to 30 s (or the resync, if
+    // sooner): a change is made at most half a minute after its user let go, and a VM that holds
+    // a vGPU for weeks costs a look at the vgpu plugin twice a minute.
+    const std::chrono::milliseconds cap =
+        std::min<std::chrono::milliseconds>(opt.resync, std::chrono::seconds(30));
     inUseDelay = out.inUse.empty()    ? std::chrono::milliseconds(0)
                  : out.inUse != inUse ? std::min<std::chrono::milliseconds>(opt.busyRecheck, cap)
                                       : std::min<std::chrono::milliseconds>(inUseDelay * 2, cap);

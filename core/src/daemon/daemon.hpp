@@ -37,8 +37,9 @@ struct DaemonOptions {
   // the pass waits this long for it to change again before acting on it.
   std::chrono::milliseconds settle{2000};
   // A change held because its object is in use (ObservedObject::busy) is looked at again this
-  // often (at most every resync): its user may go without an event (a process that closes a
-  // VFIO node). Only the plugins of those objects are observed afresh.
+  // long after (then twice as long each time, up to 30 s or the resync): its user may go without
+  // an event (a process that closes a VFIO node). Only the plugins of those objects are observed
+  // afresh.
   std::chrono::milliseconds busyRecheck{5000};
 };
 
