@@ -98,6 +98,24 @@ std::map<fs::path, std::vector<Opener>> openersOf(const fs::path& procRoot,
                                                   const std::set<fs::path>& nodes) {
   std::map<fs::path, std::vector<Opener>> out;
   if (nodes.empty()) return out;
+  // A process in another mount namespace (a container, a bind mount) names the node by another
+  // path: "/dev/vfio/12" there, "/srv/x/vfio/12" here. Its tail (vfio/<group>,
+  // vfio/devices/<name>) is matched too; a false match only makes nodeplane wait.
+  std::map<std::string, fs::path> byTail;
+  for (const auto& n : nodes) {
+    const fs::path parent = n.parent_path();
+    const std::string tail = parent.filename() == "devices"
+                                 ? (parent.parent_path().filename() / "devices" / n.filename())
+                                 : (parent.filename() / n.filename());
+    byTail.emplace("/" + tail, n);
+  }
+  auto nodeOf = [&](const fs::path& target) -> std::optional<fs::path> {
+    if (nodes.count(target)) return target;
+    const std::string t = target.string();
+    for (const auto& [tail, n] : byTail)
+      if (t.size() > tail.size() && t.ends_with(tail)) return n;
+    return std::nullopt;
+  };
   std::error_code ec;
   for (fs::directory_iterator p(procRoot, ec); !ec && p != fs::directory_iterator();
        p.increment(ec)) {
@@ -108,13 +126,15 @@ std::map<fs::path, std::vector<Opener>> openersOf(const fs::path& procRoot,
     for (fs::directory_iterator fd(p->path() / "fd", fec); !fec && fd != fs::directory_iterator();
          fd.increment(fec)) {
       std::error_code lec;
-      auto target = fs::read_symlink(fd->path(), lec);
-      if (lec || !nodes.count(target) || !seen.insert(target).second) continue;
+      auto link = fs::read_symlink(fd->path(), lec);
+      if (lec) continue;
+      const auto target = nodeOf(link);
+      if (!target || !seen.insert(*target).second) continue;
       Opener o;
       o.pid = static_cast<pid_t>(std::stol(pid));
       o.command = firstLine(p->path() / "comm");
       o.vm = vmOfCgroup(p->path() / "cgroup");
-      out[target].push_back(std::move(o));
+      out[*target].push_back(std::move(o));
     }
   }
   return out;

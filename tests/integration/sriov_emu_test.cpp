@@ -321,17 +321,18 @@ TEST_F(SriovPfEmu, TheDaemonMakesAHeldChangeSoonAfterTheVfIsClosed) {
 
 // Through the plugin: the emulator's device nodes are under its own dev/.
 struct Plugin {
-  explicit Plugin(const VgpuEmulator& emu, const fs::path& state, const fs::path& devRoot = {})
-      : rig(context(emu, devRoot), "vgpu") {
+  explicit Plugin(const VgpuEmulator& emu, const fs::path& state,
+                  const fs::path& procRoot = "/proc")
+      : rig(context(emu, procRoot), "vgpu") {
     config.stateDir = state;
     config.sriovManage = emu.sriovManage();
     config.writeTimeout = std::chrono::milliseconds(3000);
   }
-  static HostContext context(const VgpuEmulator& emu, const fs::path& devRoot) {
+  static HostContext context(const VgpuEmulator& emu, const fs::path& procRoot) {
     HostContext h;
     h.sysfsRoot = emu.sysfsRoot();
-    h.devRoot = devRoot.empty() ? emu.devRoot() : devRoot;
-    h.procRoot = "/proc";
+    h.devRoot = emu.devRoot();
+    h.procRoot = procRoot;
     return h;
   }
   Outcome apply(Action a, const std::string& name, const std::string& device, int n,
@@ -380,7 +381,7 @@ TEST_F(SriovPfEmu, AVfInUseIsNotTakenAwayAndTheHolderIsNamed) {
   EXPECT_EQ(links(kNic), 2);
 }
 
-// A user nodeplane cannot see (its device nodes are elsewhere): the kernel's EBUSY is a
+// A user nodeplane cannot see (here: its /proc shows no process): the kernel's EBUSY is a
 // retryable failure, tried again with backoff, not a hold that only a change of the object on
 // the host would end (closing a VF changes nothing nodeplane observes).
 TEST_F(SriovPfEmu, AVfTheKernelSaysIsBusyIsTriedAgainLater) {

@@ -142,6 +142,9 @@ Result<void> SriovKind::create(const std::string& name, const std::string& devic
                            : " (of another nodeplane agent, " + other.agent + ")") +
                       "; not touched",
                   {}, "one SriovPf per physical function");
+  // In use: refused before anything is recorded (a record and an undo record of a create that
+  // never began would read as an interrupted apply).
+  if (auto free = freeFor(*pf, numVfs); !free) return free;
   // Before the first write: the record (ownership, the count to put back) and the undo record.
   SriovRecord rec{name, device, services_.agentId(), pf->function.numVfs, newSriovUid()};
   if (auto ok = writeSriovRecord(config_.stateDir, rec); !ok) return ok;
@@ -155,6 +158,16 @@ Result<void> SriovKind::create(const std::string& name, const std::string& devic
   return set;
 }
 
+Result<void> SriovKind::freeFor(const Pf& pf, int want) const {
+  // Time of check: the plan saw the VFs free, but a VM may have opened one since.
+  if (pf.has(want) || (pf.function.numVfs == 0 && pf.linked() == 0)) return {};
+  if (const std::string users = usersOf(pf); !users.empty())
+    return inUse(pf.function.address + " from " + std::to_string(pf.function.numVfs) + " to " +
+                     std::to_string(want) + " VFs refused: " + users + "; not changed",
+                 "it proceeds once nothing uses its virtual functions");
+  return {};
+}
+
 Result<void> SriovKind::setCount(const std::string& device, int want, ApplyContext& context) {
   auto pf = readPf(services_.context().sysfsRoot, device);
   if (!pf) return std::unexpected(pf.error());
@@ -163,12 +176,7 @@ Result<void> SriovKind::setCount(const std::string& device, int want, ApplyConte
     return fail(ErrorKind::kInvalidInput, "numVfs " + std::to_string(want) + " is more than " +
                                               device + " offers: its sriov_totalvfs is " +
                                               std::to_string(pf->function.totalVfs));
-  // Time of check: the plan saw the VFs free, but a VM may have opened one since.
-  if (pf->function.numVfs != 0 || pf->linked() != 0)
-    if (const std::string users = usersOf(*pf); !users.empty())
-      return inUse(device + " from " + std::to_string(pf->function.numVfs) + " to " +
-                       std::to_string(want) + " VFs refused: " + users + "; not changed",
-                   "it proceeds once nothing uses its virtual functions");
+  if (auto free = freeFor(*pf, want); !free) return free;
   return pf->isNvidia() ? setNvidia(*pf, want, context) : setGeneric(*pf, want, context);
 }
 

@@ -54,6 +54,8 @@ class SriovKind {
   // Who uses the VFs of `pf` now ("" when nobody): "VF 0000:5e:00.2 in use by
   // VirtualMachine/vm1", and on an NVIDIA GPU "has vGPUs (VF 0000:41:00.5: type 1155)".
   std::string usersOf(const Pf& pf) const;
+  // Refused (Error::inUse) when setting `want` VFs would change the count while a VF is used.
+  Result<void> freeFor(const Pf& pf, int want) const;
 
  private:
   Result<void> applyNow(const Change& change, ApplyContext& context);
