@@ -169,7 +169,11 @@ TEST(AppliedAfter, AStepWaitsForEveryStepOfTheKindsItComesAfter) {
 // sriov-manage fails) ends before the Vgpus run, but does not hold back the Vgpus of every other
 // GPU of the host.
 TEST(AppliedAfter, AStepAfterAKindThatFailedStillRuns) {
-  Plan plan = vgpuPlan({{"SriovPf", "gpu0"}, {"Vgpu", "on-gpu2"}});
+  const Plan made = vgpuPlan({{"SriovPf", "gpu0"}, {"Vgpu", "on-gpu2"}});
+  // Saved (`diff -o`) and read back (`apply --plan`): the order stays order only.
+  auto saved = planFromJson(Json::parse(savedPlanJson(made).dump()));
+  ASSERT_TRUE(saved) << saved.error().str();
+  const Plan& plan = *saved;
   ASSERT_EQ(plan.entries.size(), 2u);
   std::vector<std::string> ran;
   ExecutorHooks hooks;

@@ -683,6 +683,10 @@ Json planToJson(const Plan& plan) {
       c["dependsOn"] = Json::array();
       for (const auto& d : e.dependsOn) c["dependsOn"].push_back(idJson(d));
     }
+    if (!e.orderOnly.empty()) {
+      c["orderOnly"] = Json::array();
+      for (const auto& d : e.orderOnly) c["orderOnly"].push_back(idJson(d));
+    }
     changes.push_back(c);
   }
   Json errors = Json::array();
@@ -783,6 +787,8 @@ Result<Plan> planFromJson(const Json& j) {
                     "unknown deletionPolicy \"" + policy + "\" in plan (Delete or Orphan)");
       if (c.contains("dependsOn"))
         for (const auto& d : c.at("dependsOn")) e.dependsOn.push_back({d.at("kind"), d.at("name")});
+      if (c.contains("orderOnly"))
+        for (const auto& d : c.at("orderOnly")) e.orderOnly.push_back({d.at("kind"), d.at("name")});
       p.entries.push_back(std::move(e));
     }
     // The steps must form a DAG: a cycle (or a step waiting on itself) would never run.

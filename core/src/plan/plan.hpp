@@ -35,6 +35,7 @@ struct PlanEntry {
   std::vector<std::size_t> after;   // indices of entries that must succeed first
   // Those of `after` that are order only (KindSchema::appliedAfter: a Vgpu after every SriovPf):
   // they must end first, but their failure, or their being held, does not hold this step back.
+  // Kept in a saved plan.
   std::vector<ResourceId> orderOnly;
   // metadata.deletionPolicy of the desired resource (create, update, replace): recorded in the
   // state store with the object, for the prune that comes when its file is gone.

@@ -470,8 +470,8 @@ std::vector<StepResult> Engine::execute(const Plan& plan, state::Store& store,
       if (auto again = p->observe({e.change.id.kind})) {
         for (const auto& o : *again)
           if (o.id == e.change.id) busy = p->busyFor(e.change, o);
-      } else {
-        busy = obj->second.busy;
+      } else {  // cannot look again: as it was
+        busy = p->busyFor(e.change, obj->second);
       }
       if (!busy.empty()) {
         Error refused = inUse(busy + ": not " + pastTense(e.change.action) + " until it is free",
